@@ -35,7 +35,9 @@ class TorchEncoder:
 
     backend = "torch"
 
-    def __init__(self, model_path: str, *, max_seq_length: int | None, normalize: bool, device: str | None = None):
+    def __init__(
+        self, model_path: str, *, max_seq_length: int | None, normalize: bool, device: str | None = None
+    ):
         from sentence_transformers import SentenceTransformer
 
         self.device = device or pick_device()

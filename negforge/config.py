@@ -1,0 +1,282 @@
+"""One pydantic model of a run: YAML in, clear errors out (the bad key, the bad value, the file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the person who wrote the YAML."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Columns(_Strict):
+    """Column names in pair files or Hugging Face datasets; ids are optional (texts are hashed into ids)."""
+
+    query: str = "query"
+    positive: str = "positive"
+    query_id: str | None = None
+    positive_id: str | None = None
+
+
+class DataConfig(_Strict):
+    """Where positives and the corpus come from.
+
+    beir:  a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
+    qrels: separate qrels, queries and corpus files (JSONL, TSV or Parquet).
+    pairs: a JSONL/Parquet file of (query, positive) rows, plus an optional corpus file.
+    hf:    a Hugging Face dataset by name or local path with (query, positive) columns.
+    """
+
+    format: Literal["beir", "qrels", "pairs", "hf"] = "beir"
+    path: str | None = None
+    split: str = "train"
+    qrels: str | None = None
+    queries: str | None = None
+    corpus: str | None = None
+    columns: Columns = Field(default_factory=Columns)
+    hf_config: str | None = None
+    join_title: bool = True
+    min_relevance: int = Field(1, description="qrels rows with a lower score are not positives")
+    max_queries: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _needs(self) -> DataConfig:
+        need = {
+            "beir": ["path"],
+            "qrels": ["qrels", "queries", "corpus"],
+            "pairs": ["path"],
+            "hf": ["path"],
+        }[self.format]
+        missing = [k for k in need if getattr(self, k) in (None, "")]
+        if missing:
+            raise ValueError(f"data.format={self.format!r} needs data.{', data.'.join(missing)}")
+        return self
+
+
+class BM25Config(_Strict):
+    enabled: bool = True
+    k1: float = Field(1.5, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    method: Literal["robertson", "lucene", "bm25l", "bm25+", "atire"] = "lucene"
+    stemmer: str | None = "english"
+    stopwords: str | None = "en"
+
+
+class IndexConfig(_Strict):
+    """faiss index: exact inner product by default; IVF or HNSW for large corpora."""
+
+    type: Literal["flat", "ivf", "hnsw"] = "flat"
+    nlist: int = Field(1024, ge=1)
+    nprobe: int = Field(32, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+    ef_search: int = Field(128, ge=1)
+    ef_construction: int = Field(200, ge=1)
+    gpu: Literal["auto", "never"] = "auto"
+
+
+class DenseConfig(_Strict):
+    enabled: bool = True
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    backend: Literal["torch", "onnx"] = "torch"
+    batch_size: int = Field(32, ge=1)
+    max_seq_length: int | None = Field(None, ge=8)
+    query_prompt: str = ""
+    corpus_prompt: str = ""
+    normalize: bool = True
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    search_batch: int = Field(1024, ge=1, description="queries per faiss search call")
+
+
+class RandomConfig(_Strict):
+    """Generation 1: seeded random corpus negatives, added beside the mined ones."""
+
+    enabled: bool = False
+    count: int = Field(1, ge=1)
+
+
+class SourcesConfig(_Strict):
+    bm25: BM25Config = Field(default_factory=BM25Config)
+    dense: DenseConfig = Field(default_factory=DenseConfig)
+    random: RandomConfig = Field(default_factory=RandomConfig)
+
+
+class SimANSConfig(_Strict):
+    """p ∝ exp(-a (s(q,d) - s(q,d+) - b)^2): a sharpens the kernel, b shifts its centre below the positive."""
+
+    a: float = Field(20.0, gt=0)
+    b: float = 0.0
+
+
+class TopicsConfig(_Strict):
+    """TAS-Balanced: k-means over query embeddings; negatives come from the query's own topic cluster."""
+
+    clusters: int = Field(0, ge=0, description="0 turns topic mode off")
+    overfetch: int = Field(
+        4, ge=1, description="retrieve this many times deeper, since other topics are dropped"
+    )
+    iterations: int = Field(20, ge=1)
+
+
+class SelectionConfig(_Strict):
+    num_negatives: int = Field(5, ge=1)
+    skip_top: int = Field(0, ge=0, description="ignore the N best-ranked candidates (false-negative risk)")
+    depth: int = Field(30, ge=1, description="consider candidates ranked skip_top+1 .. skip_top+depth")
+    sampling: Literal["top", "uniform", "simans"] = "top"
+    simans: SimANSConfig = Field(default_factory=SimANSConfig)
+    score_by: Literal["auto", "dense", "bm25", "hybrid"] = "auto"
+    absolute_margin: float | None = Field(None, ge=0)
+    relative_margin: float | None = Field(None, ge=0, lt=1)
+    max_score: float | None = None
+    min_score: float | None = None
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+
+
+class OutputConfig(_Strict):
+    dir: str = "runs"
+    formats: list[Literal["rich", "triplet", "n-tuple"]] = Field(
+        default_factory=lambda: ["rich", "triplet", "n-tuple"]
+    )
+    scores: bool = Field(False, description="add a `label` score column to trainer configs (MarginMSE)")
+    shard_size: int = Field(64, ge=1)
+
+
+class RunConfig(_Strict):
+    """A whole run. Every field has a default except where the data lives."""
+
+    run_name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
+    seed: int = 13
+    cache_dir: str = "~/.cache/negforge"
+    data: DataConfig
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RunConfig:
+        s, sel = self.sources, self.selection
+        if not (s.bm25.enabled or s.dense.enabled or s.random.enabled):
+            raise ValueError("sources: enable at least one of bm25, dense, random")
+        if sel.score_by == "dense" and not s.dense.enabled:
+            raise ValueError("selection.score_by='dense' needs sources.dense.enabled")
+        if sel.score_by == "bm25" and not s.bm25.enabled:
+            raise ValueError("selection.score_by='bm25' needs sources.bm25.enabled")
+        if sel.score_by == "hybrid" and not (s.bm25.enabled and s.dense.enabled):
+            raise ValueError("selection.score_by='hybrid' needs both sources.bm25 and sources.dense enabled")
+        if sel.topics.clusters and not s.dense.enabled:
+            raise ValueError(
+                "selection.topics.clusters needs sources.dense.enabled (it clusters query embeddings)"
+            )
+        return self
+
+    @property
+    def score_by(self) -> str | None:
+        """The score that ranks the pool and that margins apply to; None when only random is on."""
+        if self.selection.score_by != "auto":
+            return self.selection.score_by
+        b, d = self.sources.bm25.enabled, self.sources.dense.enabled
+        return "hybrid" if b and d else "dense" if d else "bm25" if b else None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.dir).expanduser() / self.run_name
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser()
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the rows; shards written under another fingerprint are not reused."""
+        data = self.model_dump(mode="json")
+        data.pop("run_name")
+        data["output"] = {k: v for k, v in data["output"].items() if k not in ("dir",)}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: {p!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """`key.sub=value` strings, values read as YAML scalars (so 5 is an int, true a bool, [a,b] a list)."""
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. selection.num_negatives=3")
+        key, _, value = item.partition("=")
+        out.append((key.strip(), yaml.safe_load(value) if value.strip() else ""))
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(
+                f"  - unknown key `{key}` (check spelling; `negforge run --help` lists the sections)"
+            )
+        elif e["type"] == "missing":
+            lines.append(f"  - missing key `{key}`")
+        else:
+            lines.append(f"  - `{key}` = {e.get('input')!r}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, **raw_extra: Any
+) -> RunConfig:
+    """Read YAML, apply `--set` overrides, validate. Relative data paths resolve against the YAML's folder."""
+    raw: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections (data:, sources:, ...)")
+        raw = loaded
+        _resolve_data_paths(raw, p.parent)
+    raw.update(raw_extra)
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(raw, key, value)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in ("path", "qrels", "queries", "corpus"):
+        v = data.get(key)
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            candidate = (base / v).resolve()
+            # hf names like "org/name" stay as they are unless such a local path exists
+            if data.get("format") != "hf" or candidate.exists():
+                data[key] = str(candidate)

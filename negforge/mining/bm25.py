@@ -1,0 +1,89 @@
+"""BM25 miner on bm25s: stemmed index saved and reused, positives excluded after retrieval.
+
+bm25s's weight_mask is global, so per-query exclusion happens on the score vector instead. Scoring works
+from that full vector, so the BM25 score of any document (positives, dense-only candidates) costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from negforge.config import BM25Config
+
+
+def _stemmer(language: str | None):
+    if not language:
+        return None
+    import Stemmer
+
+    return Stemmer.Stemmer(language)
+
+
+class BM25Miner:
+    def __init__(self, cfg: BM25Config, cache_root: str | Path):
+        self.cfg = cfg
+        self.cache_root = Path(cache_root).expanduser()
+        self.stemmer = _stemmer(cfg.stemmer)
+        self.retriever: bm25s.BM25 | None = None
+        self.loaded_from_cache = False
+
+    def _tokenize(self, texts: list[str], return_ids: bool):
+        return bm25s.tokenize(
+            texts,
+            stopwords=self.cfg.stopwords or [],
+            stemmer=self.stemmer,
+            return_ids=return_ids,
+            show_progress=False,
+        )
+
+    def index_key(self, corpus_digest: str) -> str:
+        params = self.cfg.model_dump(exclude={"enabled"})
+        blob = json.dumps(
+            {"params": params, "corpus": corpus_digest, "bm25s": bm25s.__version__}, sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def prepare(self, corpus_texts: list[str], corpus_digest: str) -> None:
+        """Load the saved index for this corpus and these parameters, or build and save it."""
+        folder = self.cache_root / "bm25" / self.index_key(corpus_digest)
+        if (folder / "params.index.json").exists():
+            self.retriever = bm25s.BM25.load(str(folder), load_vocab=True, show_progress=False)
+            self.loaded_from_cache = True
+            return
+        retriever = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, method=self.cfg.method)
+        retriever.index(self._tokenize(corpus_texts, return_ids=True), show_progress=False)
+        tmp = folder.with_name(folder.name + ".tmp")
+        retriever.save(str(tmp), show_progress=False)
+        if not folder.exists():  # another process may have won the race; its index is identical
+            tmp.replace(folder)
+        self.retriever = retriever
+
+    def query_token_ids(self, queries: list[str]) -> list[list[int]]:
+        assert self.retriever is not None, "call prepare() first"
+        vocab = self.retriever.vocab_dict
+        return [[vocab[t] for t in toks if t in vocab] for toks in self._tokenize(queries, return_ids=False)]
+
+    def score_all(self, token_ids: list[int]) -> np.ndarray:
+        """BM25 score of every document for one tokenised query (zeros when no token is known)."""
+        assert self.retriever is not None
+        if not token_ids:
+            return np.zeros(self.retriever.scores["num_docs"], dtype=np.float32)
+        return self.retriever.get_scores_from_ids(token_ids)
+
+
+def top_k_excluding(scores: np.ndarray, k: int, exclude: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The k best rows of a full score vector, skipping `exclude`, best first; zero-score rows are no match."""
+    want = min(k + len(exclude), len(scores))
+    if want <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    top = np.argpartition(-scores, want - 1)[:want] if want < len(scores) else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    if exclude:
+        top = top[~np.isin(top, np.asarray(exclude))]
+    top = top[scores[top] > 0][:k]
+    return top.astype(np.int64), scores[top].astype(np.float32)

@@ -1,0 +1,159 @@
+"""Dense miner: embeddings from the cache, a faiss index (flat, IVF or HNSW; GPU when present), chunked search.
+
+Search goes in chunks of queries, so memory stays at chunk × k, never queries × corpus.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from negforge.config import DenseConfig, IndexConfig
+from negforge.mining.embedding_cache import EmbeddingCache, EmbeddingSpec
+from negforge.mining.encoders import TextEncoder, TorchEncoder
+from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
+
+
+def gpu_count() -> int:
+    """GPUs faiss can use: 0 with faiss-cpu, which lacks the GPU symbols altogether."""
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def build_index(emb: np.ndarray, cfg: IndexConfig, seed: int = 13) -> tuple[faiss.Index, dict]:
+    """An inner-product index over `emb`; returns the index and what was actually built (for the manifest)."""
+    n, d = emb.shape
+    x = np.ascontiguousarray(emb, dtype=np.float32)
+    info: dict = {"type": cfg.type, "rows": n, "dim": d}
+    if cfg.type == "flat":
+        index: faiss.Index = faiss.IndexFlatIP(d)
+    elif cfg.type == "ivf":
+        nlist = max(1, min(cfg.nlist, n // 39))  # faiss wants ≥39 training points per list
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(x)
+        index.nprobe = min(cfg.nprobe, nlist)
+        info.update(nlist=nlist, nprobe=index.nprobe)
+    else:
+        index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+        index.hnsw.efSearch = cfg.ef_search
+        info.update(m=cfg.hnsw_m, ef_search=cfg.ef_search)
+    index.add(x)
+    if cfg.gpu == "auto" and cfg.type != "hnsw" and gpu_count() > 0:
+        index = faiss.index_cpu_to_all_gpus(index)
+        info["gpu"] = True
+    else:
+        info["gpu"] = False
+    return index, info
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows and scores for each query, searched `batch` queries at a time; -1 rows mark no hit."""
+    n = len(queries)
+    k = min(k, index.ntotal)
+    rows = np.full((n, k), -1, dtype=np.int64)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    for s in range(0, n, batch):
+        q = np.ascontiguousarray(queries[s : s + batch], dtype=np.float32)
+        d, i = index.search(q, k)
+        rows[s : s + len(q)], scores[s : s + len(q)] = i, d
+    return rows, scores
+
+
+class DenseMiner:
+    """Holds one model's embeddings of the corpus and its index; the model loads only on a cache miss."""
+
+    def __init__(self, cfg: DenseConfig, cache_root: str | Path):
+        self.cfg = cfg
+        self.cache_root = Path(cache_root).expanduser()
+        self.cache = EmbeddingCache(self.cache_root)
+        self.model_path = resolve_model_path(cfg.model)
+        self.fingerprint = model_fingerprint(self.model_path)
+        self._encoder: TextEncoder | None = None
+        self.corpus_emb: np.ndarray | None = None
+        self.index: faiss.Index | None = None
+        self.index_info: dict = {}
+
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            if self.cfg.backend == "onnx":
+                from negforge.mining.onnx_encoder import OnnxEncoder
+
+                self._encoder = OnnxEncoder(
+                    str(self.model_path),
+                    max_seq_length=self.cfg.max_seq_length,
+                    normalize=self.cfg.normalize,
+                    export_dir=self.cache_root / "onnx" / self.fingerprint,
+                )
+            else:
+                self._encoder = TorchEncoder(
+                    str(self.model_path), max_seq_length=self.cfg.max_seq_length, normalize=self.cfg.normalize
+                )
+        return self._encoder
+
+    def _spec(self, prompt: str) -> EmbeddingSpec:
+        return EmbeddingSpec(
+            self.fingerprint, self.cfg.backend, self.cfg.max_seq_length, self.cfg.normalize, prompt
+        )
+
+    def embed(self, texts: list[str], role: str) -> np.ndarray:
+        prompt = self.cfg.query_prompt if role == "query" else self.cfg.corpus_prompt
+        return self.cache.get_or_encode(
+            self._spec(prompt),
+            texts,
+            self.encoder,
+            batch_size=self.cfg.batch_size,
+            description=f"encode {role}",
+        )
+
+    def prepare(self, corpus_texts: list[str], seed: int = 13) -> None:
+        """Embed the corpus and build (or load) its index."""
+        self.corpus_emb = self.embed(corpus_texts, "corpus")
+        self.index, self.index_info = self._load_or_build_index(corpus_texts, seed)
+
+    def _load_or_build_index(self, corpus_texts: list[str], seed: int) -> tuple[faiss.Index, dict]:
+        assert self.corpus_emb is not None
+        icfg = self.cfg.index
+        if icfg.type == "flat":  # building from cached embeddings is a copy: cheaper than reading a file
+            return build_index(self.corpus_emb, icfg, seed)
+        from negforge.mining.fingerprint import texts_digest
+
+        key = self._spec(self.cfg.corpus_prompt).key(texts_digest(corpus_texts))
+        folder = (
+            self.cache_root / "faiss" / f"{key}-{icfg.type}-{icfg.nlist}-{icfg.hnsw_m}-{icfg.ef_construction}"
+        )
+        path, meta = folder / "index.faiss", folder / "info.json"
+        if path.exists() and meta.exists():
+            index = faiss.read_index(str(path))
+            info = json.loads(meta.read_text())
+            if icfg.type == "ivf":
+                index.nprobe = min(icfg.nprobe, info["nlist"])
+            else:
+                index.hnsw.efSearch = icfg.ef_search
+            info["loaded_from_cache"] = True
+            return index, info
+        index, info = build_index(self.corpus_emb, icfg.model_copy(update={"gpu": "never"}), seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(index, str(path) + ".tmp")
+        Path(str(path) + ".tmp").replace(path)
+        meta.write_text(json.dumps(info))
+        if icfg.gpu == "auto" and icfg.type != "hnsw" and gpu_count() > 0:
+            index, info = faiss.index_cpu_to_all_gpus(index), {**info, "gpu": True}
+        return index, info
+
+    def search(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.index is not None, "call prepare() first"
+        return search(self.index, query_emb, k, self.cfg.search_batch)
+
+    def pair_scores(self, query_emb: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Scores of given corpus rows for one query (dot products of cached embeddings)."""
+        assert self.corpus_emb is not None
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.corpus_emb[np.asarray(rows)], dtype=np.float32) @ np.asarray(
+            query_emb, dtype=np.float32
+        )

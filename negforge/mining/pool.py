@@ -1,0 +1,195 @@
+"""Per-query candidate pools: BM25 and dense hits merged, every candidate scored by every scorer.
+
+BM25 scores come from the full score vector and dense scores from cached embeddings, so a candidate found by
+one source still carries the other's score; the hybrid score is the mean of per-query min-max normalised
+source scores, applied identically to the positives so margins work on it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from negforge.config import RunConfig
+from negforge.mining.bm25 import BM25Miner, top_k_excluding
+from negforge.mining.dense import DenseMiner
+from negforge.mining.selection import margin_reason, sample
+from negforge.mining.topics import Topics
+from negforge.records import Candidate, Corpus, Query, Selected
+
+SCORERS = ("bm25", "dense")
+
+
+@dataclass
+class QueryResult:
+    query: Query
+    topic: int | None
+    positive_scores: dict[str, list[float]]
+    selected: list[Selected]
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+    funnel: Counter = field(default_factory=Counter)
+    short: bool = False
+
+
+@dataclass
+class MiningContext:
+    """Everything shard mining reads; built once per run, shared by all shards."""
+
+    cfg: RunConfig
+    corpus: Corpus
+    queries: list[Query]
+    bm25: BM25Miner | None = None
+    dense: DenseMiner | None = None
+    query_emb: np.ndarray | None = None
+    topics: Topics | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def fetch_depth(self, max_positives: int) -> int:
+        sel = self.cfg.selection
+        k = (sel.skip_top + sel.depth) * (sel.topics.overfetch if self.topics else 1) + max_positives
+        return min(k, len(self.corpus))
+
+
+def query_rng(seed: int, query_id: str) -> np.random.Generator:
+    """Per-query generator: results do not depend on shard size or order."""
+    return np.random.default_rng([seed, int(hashlib.sha1(query_id.encode()).hexdigest()[:8], 16)])
+
+
+def _fuse(cands: list[Candidate], pos_scores: dict[str, list[float]]) -> list[float]:
+    """Min-max normalise each scorer over this query's pool, average; returns the positives' hybrid scores."""
+    pos_h = np.zeros(len(next(iter(pos_scores.values()))), dtype=np.float64)
+    cand_h = np.zeros(len(cands), dtype=np.float64)
+    for s in SCORERS:
+        vals = np.array([c.scores[s] for c in cands], dtype=np.float64)
+        lo, hi = (vals.min(), vals.max()) if len(vals) else (0.0, 1.0)
+        span = hi - lo if hi > lo else 1.0
+        cand_h += (vals - lo) / span / len(SCORERS)
+        pos_h += (np.asarray(pos_scores[s], dtype=np.float64) - lo) / span / len(SCORERS)
+    for c, h in zip(cands, cand_h, strict=True):
+        c.scores["hybrid"] = float(h)
+    return [float(x) for x in pos_h]
+
+
+def random_rows(n_docs: int, count: int, exclude: set[int], rng: np.random.Generator) -> list[int]:
+    """`count` distinct uniform rows not in `exclude` (fewer only when the corpus runs out)."""
+    avail = n_docs - len(exclude)
+    count = min(count, max(avail, 0))
+    out: list[int] = []
+    seen = set(exclude)
+    while len(out) < count:
+        for r in rng.integers(0, n_docs, size=2 * (count - len(out)) + 8):
+            r = int(r)
+            if r not in seen:
+                seen.add(r)
+                out.append(r)
+                if len(out) == count:
+                    break
+    return out
+
+
+def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
+    """Mine, score and select negatives for the queries at positions `qidx` of `ctx.queries`."""
+    cfg, sel = ctx.cfg, ctx.cfg.selection
+    queries = [ctx.queries[i] for i in qidx]
+    k = ctx.fetch_depth(max((len(q.positive_rows) for q in queries), default=0))
+    dense_rows = dense_scores = None
+    if ctx.dense is not None and ctx.query_emb is not None and cfg.sources.dense.enabled:
+        dense_rows, dense_scores = ctx.dense.search(np.asarray(ctx.query_emb[qidx]), k)
+    bm25_ids = ctx.bm25.query_token_ids([q.text for q in queries]) if ctx.bm25 is not None else None
+    score_by = cfg.score_by
+    out = []
+    for j, (qi, q) in enumerate(zip(qidx, queries, strict=True)):
+        pos = q.positive_rows
+        posset = set(pos)
+        cands: dict[int, Candidate] = {}
+        pool_sizes: Counter = Counter()
+        funnel: Counter = Counter()
+        if dense_rows is not None:
+            rank = 0
+            for r, s in zip(dense_rows[j], dense_scores[j], strict=True):
+                if r < 0 or int(r) in posset:
+                    continue
+                rank += 1
+                cands[int(r)] = Candidate(int(r), {"dense": float(s)}, {"dense": rank})
+        bm25_all = None
+        if bm25_ids is not None:
+            bm25_all = ctx.bm25.score_all(bm25_ids[j])
+            rows, scores = top_k_excluding(bm25_all, k - len(pos), pos)
+            for rank, (r, s) in enumerate(zip(rows, scores, strict=True), 1):
+                c = cands.setdefault(int(r), Candidate(int(r)))
+                c.scores["bm25"], c.ranks["bm25"] = float(s), rank
+        topic = int(ctx.topics.query_topic[qi]) if ctx.topics is not None else None
+        if topic is not None:
+            before = len(cands)
+            cands = {r: c for r, c in cands.items() if ctx.topics.doc_topic[r] == topic}
+            funnel["other_topic"] += before - len(cands)
+        pool = list(cands.values())
+        for c in pool:
+            for s in c.ranks:
+                pool_sizes[s] += 1
+        pos_scores = _score_all(ctx, qi, pool, pos, bm25_all)
+        if score_by == "hybrid":
+            pos_scores["hybrid"] = _fuse(pool, pos_scores) if pool else [0.0] * len(pos)
+        rng = query_rng(cfg.seed, q.id)
+        selected: list[Selected] = []
+        if score_by is not None:
+            pool.sort(key=lambda c: (-c.scores[score_by], c.row))
+            funnel["pool"] += len(pool)
+            window = pool[sel.skip_top : sel.skip_top + sel.depth]
+            funnel["skipped_top"] += min(sel.skip_top, len(pool))
+            funnel["below_window"] += max(0, len(pool) - sel.skip_top - sel.depth)
+            pos_min = min(pos_scores[score_by]) if pos_scores.get(score_by) else float("nan")
+            kept = []
+            for c in window:
+                reason = margin_reason(c.scores[score_by], pos_min, sel)
+                if reason:
+                    funnel[reason] += 1
+                else:
+                    kept.append(c)
+            picked = sample(
+                np.array([c.scores[score_by] for c in kept]), sel.num_negatives, sel, pos_min, rng
+            )
+            funnel["not_sampled"] += len(kept) - len(picked)
+            rank_of = {id(c): i for i, c in enumerate(pool, 1)}
+            for p in picked:
+                c = kept[int(p)]
+                source = min(c.ranks, key=lambda s: c.ranks[s])
+                selected.append(Selected(c, source, rank_of[id(c)]))
+        short = score_by is not None and len(selected) < sel.num_negatives
+        if cfg.sources.random.enabled:
+            taken = posset | {s.candidate.row for s in selected}
+            extra = [
+                Candidate(r, {}, {"random": i})
+                for i, r in enumerate(random_rows(len(ctx.corpus), cfg.sources.random.count, taken, rng), 1)
+            ]
+            pool_sizes["random"] += len(extra)
+            _score_all(ctx, qi, extra, (), bm25_all)
+            selected += [Selected(c, "random", 0) for c in extra]
+            short = short or len(extra) < cfg.sources.random.count
+        funnel["selected"] += len(selected)
+        out.append(QueryResult(q, topic, pos_scores, selected, dict(pool_sizes), funnel, short))
+    return out
+
+
+def _score_all(
+    ctx: MiningContext, qi: int, cands: list[Candidate], pos: tuple[int, ...], bm25_all: np.ndarray | None
+) -> dict[str, list[float]]:
+    """Fill every enabled scorer's score on `cands`; return the positives' scores per scorer."""
+    pos_scores: dict[str, list[float]] = {}
+    if bm25_all is not None:
+        for c in cands:
+            c.scores.setdefault("bm25", float(bm25_all[c.row]))
+        pos_scores["bm25"] = [float(bm25_all[r]) for r in pos]
+    if ctx.dense is not None and ctx.query_emb is not None:
+        need = [c for c in cands if "dense" not in c.scores]
+        if need:
+            vals = ctx.dense.pair_scores(ctx.query_emb[qi], np.array([c.row for c in need]))
+            for c, v in zip(need, vals, strict=True):
+                c.scores["dense"] = float(v)
+        pos_scores["dense"] = [
+            float(v) for v in ctx.dense.pair_scores(ctx.query_emb[qi], np.array(pos, dtype=np.int64))
+        ]
+    return pos_scores

@@ -1,0 +1,55 @@
+"""From a ranked candidate pool to the chosen negatives: rank window, positive-aware margins, sampling.
+
+Margins follow NV-Retriever's TopK-PercPos, written so it stays right for negative scores
+(threshold = pos - |pos| * r), and the weakest positive bounds when a query has several.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from negforge.config import SelectionConfig
+
+
+def margin_reason(score: float, pos_min: float, cfg: SelectionConfig) -> str | None:
+    """Why a candidate with this selection score is not a safe negative, or None when it is."""
+    if cfg.max_score is not None and score > cfg.max_score:
+        return "above_max_score"
+    if cfg.min_score is not None and score < cfg.min_score:
+        return "below_min_score"
+    if math.isfinite(pos_min):
+        if cfg.absolute_margin is not None and score > pos_min - cfg.absolute_margin:
+            return "absolute_margin"
+        if cfg.relative_margin is not None and score > pos_min - abs(pos_min) * cfg.relative_margin:
+            return "relative_margin"
+    return None
+
+
+def simans_weights(scores: np.ndarray, pos_score: float, a: float, b: float) -> np.ndarray:
+    """SimANS: p ∝ exp(-a (s(q,d) - s(q,d+) - b)^2), favouring the ambiguous zone around the positive."""
+    logits = -a * (scores - pos_score - b) ** 2
+    w = np.exp(logits - logits.max())
+    return w / w.sum()
+
+
+def sample(
+    scores: np.ndarray, k: int, cfg: SelectionConfig, pos_score: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Positions (into `scores`, which is ranked best first) of the chosen candidates, in rank order."""
+    n = len(scores)
+    if n <= k:
+        return np.arange(n)
+    if cfg.sampling == "top":
+        return np.arange(k)
+    if cfg.sampling == "uniform" or not math.isfinite(pos_score):
+        picked = rng.choice(n, size=k, replace=False)
+    else:
+        p = simans_weights(scores.astype(np.float64), pos_score, cfg.simans.a, cfg.simans.b)
+        nonzero = int((p > 0).sum())
+        if nonzero < k:  # kernel underflowed for far candidates: fill from the nearest remaining ones
+            picked = np.concatenate([np.flatnonzero(p > 0), np.argsort(-p, kind="stable")[nonzero:k]])
+        else:
+            picked = rng.choice(n, size=k, replace=False, p=p)
+    return np.sort(picked)

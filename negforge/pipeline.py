@@ -1,0 +1,299 @@
+"""The build, as plain functions: load → prepare miners → mine shards → finalize. No Prefect here.
+
+`negforge.flows.build` wires these into a Prefect flow; `run()` chains them directly for library users.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from negforge import __version__
+from negforge.config import RunConfig
+from negforge.mining.bm25 import BM25Miner
+from negforge.mining.dense import DenseMiner
+from negforge.mining.fingerprint import texts_digest
+from negforge.mining.pool import MiningContext, mine_queries
+from negforge.mining.topics import cluster_topics
+from negforge.publish.rich import RICH_SCHEMA, rich_table
+from negforge.publish.summary import score_summary
+from negforge.publish.trainer import ntuple_table, triplet_table
+from negforge.records import TrainingInput
+from negforge.shards import ShardStore, plan_shards
+from negforge.sources import load_input
+from negforge.timing import Timings
+
+VERSIONED = [
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "faiss-cpu",
+    "faiss-gpu",
+    "bm25s",
+    "datasets",
+    "numpy",
+    "prefect",
+]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    dataset_dir: Path
+    manifest_path: Path
+    manifest: dict
+    summary: list[dict]
+
+
+def load_data(cfg: RunConfig, timings: Timings) -> TrainingInput:
+    with timings.stage("load"):
+        data = load_input(cfg.data)
+    timings.stages["load"]["items"] = len(data.queries)
+    return data
+
+
+def prepare_bm25(cfg: RunConfig, data: TrainingInput, timings: Timings) -> BM25Miner | None:
+    if not cfg.sources.bm25.enabled:
+        return None
+    miner = BM25Miner(cfg.sources.bm25, cfg.cache_path)
+    with timings.stage("bm25_index", len(data.corpus), "docs"):
+        miner.prepare(data.corpus.texts, texts_digest(data.corpus.texts))
+    return miner
+
+
+def prepare_dense(
+    cfg: RunConfig, data: TrainingInput, timings: Timings
+) -> tuple[DenseMiner | None, np.ndarray | None]:
+    """Embed corpus and queries (cached) and build the index; needed for dense mining, scores and topics."""
+    if not cfg.sources.dense.enabled:
+        return None, None
+    miner = DenseMiner(cfg.sources.dense, cfg.cache_path)
+    with timings.stage("dense_corpus", len(data.corpus), "docs"):
+        miner.prepare(data.corpus.texts, cfg.seed)
+    with timings.stage("dense_queries", len(data.queries), "queries"):
+        query_emb = miner.embed([q.text for q in data.queries], "query")
+    return miner, query_emb
+
+
+def make_context(
+    cfg: RunConfig,
+    data: TrainingInput,
+    bm25: BM25Miner | None,
+    dense: DenseMiner | None,
+    query_emb: np.ndarray | None,
+    timings: Timings,
+) -> MiningContext:
+    ctx = MiningContext(cfg, data.corpus, data.queries, bm25=bm25, dense=dense, query_emb=query_emb)
+    want = cfg.selection.skip_top + cfg.selection.depth
+    if want > len(data.corpus) - 1:
+        ctx.notes.append(
+            f"corpus has {len(data.corpus)} documents, fewer than selection.skip_top+depth={want}: depth clamped"
+        )
+    k = cfg.selection.topics.clusters
+    if k and dense is not None and query_emb is not None:
+        with timings.stage("topics", len(data.queries), "queries"):
+            ctx.topics = cluster_topics(
+                query_emb, dense.corpus_emb, k, iterations=cfg.selection.topics.iterations, seed=cfg.seed
+            )
+        if ctx.topics.k < k:
+            ctx.notes.append(f"selection.topics.clusters={k} clamped to {ctx.topics.k} (number of queries)")
+    return ctx
+
+
+def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
+    """What must match for finished shards to be reused."""
+    return {
+        "config": cfg.fingerprint(),
+        "corpus": texts_digest(data.corpus.texts),
+        "queries": texts_digest([f"{q.id}\t{q.text}\t{q.positive_rows}" for q in data.queries]),
+        "shard_size": cfg.output.shard_size,
+    }
+
+
+def mine_shard(ctx: MiningContext, store: ShardStore, shard: int, qidx: list[int]) -> dict:
+    """Mine one shard and write it; returns its stats (also stored beside it)."""
+    t0 = time.perf_counter()
+    results = mine_queries(ctx, qidx)
+    table = rich_table(results, ctx.corpus)
+    funnel: Counter = Counter()
+    pools: Counter = Counter()
+    selected: Counter = Counter()
+    for r in results:
+        funnel.update(r.funnel)
+        pools.update(r.pool_sizes)
+        selected.update(s.source for s in r.selected)
+    stats = {
+        "shard": shard,
+        "queries": len(qidx),
+        "seconds": round(time.perf_counter() - t0, 4),
+        "funnel": dict(funnel),
+        "candidates": dict(pools),
+        "selected": dict(selected),
+        "short_query_ids": [r.query.id for r in results if r.short],
+    }
+    store.write(shard, table, stats)
+    return stats
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "negforge": __version__}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _save_dataset(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, str]:
+    """save_to_disk (DatasetDict keyed by config) plus one Parquet file per config; replaced atomically."""
+    from datasets import Dataset, DatasetDict
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict({name: Dataset(t) for name, t in tables.items()}).save_to_disk(str(tmp))
+    parquet = {}
+    for name, t in tables.items():
+        p = tmp / "parquet" / name / "train.parquet"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        import pyarrow.parquet as pq
+
+        pq.write_table(t, p)
+        parquet[name] = str(out_dir / "parquet" / name / "train.parquet")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return parquet
+
+
+def finalize(
+    cfg: RunConfig,
+    ctx: MiningContext,
+    data: TrainingInput,
+    store: ShardStore,
+    shards: list[list[int]],
+    timings: Timings,
+    reused: int,
+) -> RunResult:
+    """Concatenate shards, check every query is there exactly once, write datasets and the manifest."""
+    with timings.stage("write", len(data.queries), "queries"):
+        rich = pa.concat_tables([store.read(i) for i in range(len(shards))]).cast(RICH_SCHEMA)
+        ids = rich.column("query_id").to_pylist()
+        expected = [q.id for q in data.queries]
+        if ids != expected:
+            dup = [k for k, v in Counter(ids).items() if v > 1]
+            missing = set(expected) - set(ids)
+            raise RuntimeError(
+                f"shards disagree with the input: {len(dup)} duplicated, {len(missing)} missing queries"
+            )
+        rows = rich.to_pylist()
+        score_key = cfg.score_by or ("dense" if cfg.sources.dense.enabled else None)
+        n_neg = (cfg.selection.num_negatives if cfg.score_by else 0) + (
+            cfg.sources.random.count if cfg.sources.random.enabled else 0
+        )
+        tables: dict[str, pa.Table] = {}
+        dropped = 0
+        if "rich" in cfg.output.formats:
+            tables["rich"] = rich
+        if "triplet" in cfg.output.formats:
+            tables["triplet"] = triplet_table(rows, score_key, cfg.output.scores)
+        if "n-tuple" in cfg.output.formats:
+            tables["n-tuple"], dropped = ntuple_table(rows, n_neg, score_key, cfg.output.scores)
+        dataset_dir = cfg.run_dir / "dataset"
+        parquet = _save_dataset(tables, dataset_dir)
+    summary = score_summary(rows, score_key)
+    stats = [store.stats(i) for i in range(len(shards))]
+    mining_seconds = sum(s["seconds"] for s in stats)
+    timings.add("mine", mining_seconds, len(data.queries), "queries")
+    agg = {k: Counter() for k in ("funnel", "candidates", "selected")}
+    short_ids: list[str] = []
+    for s in stats:
+        for k in agg:
+            agg[k].update(s[k])
+        short_ids += s["short_query_ids"]
+    manifest = {
+        "negforge_version": __version__,
+        "run_name": cfg.run_name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": cfg.seed,
+        "config_fingerprint": cfg.fingerprint(),
+        "config": cfg.model_dump(mode="json"),
+        "versions": _versions(),
+        "data": {
+            "format": cfg.data.format,
+            "corpus_docs": len(data.corpus),
+            "queries": len(data.queries),
+            "positives": sum(len(q.positive_rows) for q in data.queries),
+            "corpus_digest": texts_digest(data.corpus.texts),
+        },
+        "models": _models(ctx),
+        "counts": {
+            "candidates": dict(agg["candidates"]),
+            "selected": dict(agg["selected"]),
+            "funnel": dict(agg["funnel"]),
+            "short_queries": len(short_ids),
+            "short_query_examples": short_ids[:20],
+            "ntuple_rows_dropped_short": dropped,
+            "rows": {name: t.num_rows for name, t in tables.items()},
+        },
+        "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},
+        "notes": ctx.notes,
+        "shards": {"total": len(shards), "reused": reused, "written": len(shards) - reused},
+        "timings": timings.stages,
+        "score_by": score_key,
+        "score_summary": summary,
+        "outputs": {"dataset": str(dataset_dir), "parquet": parquet},
+    }
+    manifest_path = cfg.run_dir / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    return RunResult(cfg.run_dir, dataset_dir, manifest_path, manifest, summary)
+
+
+def _models(ctx: MiningContext) -> dict:
+    out: dict = {}
+    if ctx.dense is not None:
+        d = ctx.dense
+        out["dense"] = {
+            "name": d.cfg.model,
+            "path": str(d.model_path),
+            "fingerprint": d.fingerprint,
+            "backend": d.cfg.backend,
+            "device": getattr(d._encoder, "device", None) if d._encoder else "not loaded (embeddings cached)",
+            "index": d.index_info,
+            "embedding_cache": vars(d.cache.stats),
+        }
+    if ctx.bm25 is not None:
+        out["bm25"] = {
+            "params": ctx.bm25.cfg.model_dump(),
+            "index_loaded_from_cache": ctx.bm25.loaded_from_cache,
+        }
+    return out
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
+    """The whole build in this process, without Prefect (the flow does the same steps as tasks)."""
+    timings = Timings()
+    data = load_data(cfg, timings)
+    store = ShardStore(cfg.run_dir)
+    store.open(run_identity(cfg, data), overwrite=overwrite)
+    bm25 = prepare_bm25(cfg, data, timings)
+    dense, qemb = prepare_dense(cfg, data, timings)
+    ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+    shards = plan_shards(len(data.queries), cfg.output.shard_size)
+    reused = 0
+    for i, qidx in enumerate(shards):
+        if store.is_done(i):
+            reused += 1
+            continue
+        mine_shard(ctx, store, i, qidx)
+    return finalize(cfg, ctx, data, store, shards, timings, reused)

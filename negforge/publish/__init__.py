@@ -1,0 +1,1 @@
+"""Outputs: rich and trainer-ready datasets, Parquet, manifest and score summaries."""

@@ -1,0 +1,73 @@
+"""The `rich` config: one row per query with ids, texts, and every negative's provenance and scores.
+
+The Arrow schema is explicit so shards written by different processes concatenate without surprises.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from negforge.mining.pool import QueryResult
+from negforge.records import Corpus
+
+SCORES = pa.struct([("bm25", pa.float32()), ("dense", pa.float32()), ("hybrid", pa.float32())])
+RANKS = pa.struct([("bm25", pa.int32()), ("dense", pa.int32()), ("random", pa.int32())])
+NEGATIVE = pa.struct(
+    [
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("sources", pa.list_(pa.string())),
+        ("rank", pa.int32()),
+        ("scores", SCORES),
+        ("ranks", RANKS),
+    ]
+)
+POS_SCORES = pa.struct(
+    [("bm25", pa.list_(pa.float32())), ("dense", pa.list_(pa.float32())), ("hybrid", pa.list_(pa.float32()))]
+)
+RICH_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("query", pa.string()),
+        ("positive_ids", pa.list_(pa.string())),
+        ("positives", pa.list_(pa.string())),
+        ("positive_scores", POS_SCORES),
+        ("topic", pa.int64()),
+        ("negatives", pa.list_(NEGATIVE)),
+        ("short", pa.bool_()),
+    ]
+)
+
+
+def rich_rows(results: list[QueryResult], corpus: Corpus) -> list[dict]:
+    rows = []
+    for r in results:
+        rows.append(
+            {
+                "query_id": r.query.id,
+                "query": r.query.text,
+                "positive_ids": [corpus.ids[p] for p in r.query.positive_rows],
+                "positives": [corpus.texts[p] for p in r.query.positive_rows],
+                "positive_scores": {k: r.positive_scores.get(k) for k in ("bm25", "dense", "hybrid")},
+                "topic": r.topic,
+                "negatives": [
+                    {
+                        "doc_id": corpus.ids[s.candidate.row],
+                        "text": corpus.texts[s.candidate.row],
+                        "source": s.source,
+                        "sources": s.candidate.sources,
+                        "rank": s.rank,
+                        "scores": {k: s.candidate.scores.get(k) for k in ("bm25", "dense", "hybrid")},
+                        "ranks": {k: s.candidate.ranks.get(k) for k in ("bm25", "dense", "random")},
+                    }
+                    for s in r.selected
+                ],
+                "short": r.short,
+            }
+        )
+    return rows
+
+
+def rich_table(results: list[QueryResult], corpus: Corpus) -> pa.Table:
+    return pa.Table.from_pylist(rich_rows(results, corpus), schema=RICH_SCHEMA)

@@ -1,0 +1,63 @@
+"""Trainer configs that sentence-transformers reads as they are: column order sets the roles.
+
+Only anchor/positive/negative columns (and an optional `label` for MarginMSE, which sentence-transformers
+treats as the label, not an input) go in; any other column would be taken as one more negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+
+def _score(scores: dict | None, key: str | None) -> float | None:
+    return None if scores is None or key is None else scores.get(key)
+
+
+def triplet_table(rows: Iterable[dict], score_key: str | None, with_label: bool) -> pa.Table:
+    """(anchor, positive, negative) for every positive × negative of every query."""
+    cols: dict[str, list] = {"anchor": [], "positive": [], "negative": []}
+    if with_label:
+        cols["label"] = []
+    for row in rows:
+        pos_scores = (row["positive_scores"] or {}).get(score_key) if score_key else None
+        for pi, pos in enumerate(row["positives"]):
+            for neg in row["negatives"]:
+                cols["anchor"].append(row["query"])
+                cols["positive"].append(pos)
+                cols["negative"].append(neg["text"])
+                if with_label:
+                    p, n = (pos_scores[pi] if pos_scores else None), _score(neg["scores"], score_key)
+                    cols["label"].append(None if p is None or n is None else float(p - n))
+    return pa.table(cols)
+
+
+def ntuple_table(
+    rows: Iterable[dict], n: int, score_key: str | None, with_label: bool
+) -> tuple[pa.Table, int]:
+    """(anchor, positive, negative_1..n) per positive; rows with fewer than n negatives are left out and counted."""
+    names = ["anchor", "positive", *[f"negative_{i}" for i in range(1, n + 1)]]
+    cols: dict[str, list] = {c: [] for c in names}
+    if with_label:
+        cols["label"] = []
+    dropped = 0
+    for row in rows:
+        negs = row["negatives"]
+        if len(negs) < n:
+            dropped += len(row["positives"])
+            continue
+        pos_scores = (row["positive_scores"] or {}).get(score_key) if score_key else None
+        for pi, pos in enumerate(row["positives"]):
+            cols["anchor"].append(row["query"])
+            cols["positive"].append(pos)
+            for i, neg in enumerate(negs[:n], 1):
+                cols[f"negative_{i}"].append(neg["text"])
+            if with_label:
+                cols["label"].append(
+                    [
+                        pos_scores[pi] if pos_scores else None,
+                        *[_score(x["scores"], score_key) for x in negs[:n]],
+                    ]
+                )
+    return pa.table(cols), dropped

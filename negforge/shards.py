@@ -1,0 +1,72 @@
+"""Shard store: finished shards are written atomically, so a rerun after a crash redoes only what is missing.
+
+A shard counts as done when its stats file exists; that file is renamed into place only after the shard's
+Parquet file, so a kill at any moment leaves either a whole shard or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class RunFolderConflict(RuntimeError):
+    """The run folder holds shards from another config or other input data."""
+
+
+def plan_shards(n: int, size: int) -> list[list[int]]:
+    return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+
+
+class ShardStore:
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir) / "shards"
+
+    def open(self, identity: dict, *, overwrite: bool = False) -> None:
+        """Claim the folder for this run identity (config and data fingerprints); refuse a different one."""
+        state = self.dir / "state.json"
+        if state.exists():
+            old = json.loads(state.read_text())
+            if old != identity:
+                if not overwrite:
+                    changed = sorted(k for k in identity.keys() | old.keys() if identity.get(k) != old.get(k))
+                    raise RunFolderConflict(
+                        f"{self.dir.parent}: holds a run with different {', '.join(changed)}; "
+                        "use another run_name, or --overwrite to start it again"
+                    )
+                shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(state, json.dumps(identity, indent=2).encode())
+
+    def _paths(self, i: int) -> tuple[Path, Path]:
+        return self.dir / f"shard-{i:05d}.parquet", self.dir / f"shard-{i:05d}.json"
+
+    def is_done(self, i: int) -> bool:
+        return self._paths(i)[1].exists()
+
+    def write(self, i: int, table: pa.Table, stats: dict) -> None:
+        data, meta = self._paths(i)
+        tmp = data.with_suffix(".parquet.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, data)
+        _atomic_write(meta, json.dumps(stats).encode())
+
+    def stats(self, i: int) -> dict:
+        return json.loads(self._paths(i)[1].read_text())
+
+    def read(self, i: int) -> pa.Table:
+        return pq.read_table(self._paths(i)[0])
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
