@@ -1,0 +1,39 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU torch first: a bare `torch` requirement pulls a multi-GB CUDA build. GPU users: make TORCH=torch
+TORCH ?= torch==2.13.0
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: env demo test test-fast lint bench clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: env
+	$(BIN)/negforge run configs/demo.yaml
+
+test: env
+	$(BIN)/python -m pytest -q
+
+test-fast: env
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: env
+	$(BIN)/ruff check negforge tests benchmarks examples
+	$(BIN)/ruff format --check negforge tests benchmarks examples
+
+bench: env
+	$(BIN)/python benchmarks/mining_vs_st.py
+
+clean:
+	rm -rf runs .pytest_cache

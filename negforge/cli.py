@@ -1,0 +1,159 @@
+"""negforge command line: `negforge run CONFIG.yaml`, `negforge validate`, `negforge show`."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from negforge.config import ConfigError, RunConfig, load_config
+
+app = typer.Typer(
+    help=(
+        "negforge makes hard-negative training data for dense retrievers: it mines BM25 and dense negatives "
+        "for (query, positive) pairs, selects them with positive-aware margins, and writes Hugging Face "
+        "datasets that sentence-transformers trains on as they are.\n\n"
+        "Start with: negforge run configs/demo.yaml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigArg = Annotated[
+    Path, typer.Argument(help="Run config (YAML). See configs/ for examples.", show_default=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config value, dotted key=value (YAML value), repeatable. "
+        "E.g. --set selection.num_negatives=3 --set sources.bm25.enabled=false",
+    ),
+]
+
+
+class Engine(str, Enum):
+    prefect = "prefect"
+    local = "local"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from negforge.mining.fingerprint import ModelNotFound
+    from negforge.shards import RunFolderConflict
+    from negforge.sources.readers import InputError
+
+    return (ConfigError, InputError, ModelNotFound, RunFolderConflict)
+
+
+def _load(config: Path, overrides: list[str] | None, run_name: str | None) -> RunConfig:
+    extra = ["run_name=" + run_name] if run_name else []
+    try:
+        return load_config(config, [*(overrides or []), *extra])
+    except ConfigError as e:
+        err.print(f"[red]{e}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    run_name: Annotated[str | None, typer.Option(help="Name of the run folder under output.dir.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start again when the run folder holds a run with another config.")
+    ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="prefect: the build_negatives flow (local ephemeral server unless PREFECT_API_URL is set); local: plain Python."
+        ),
+    ] = Engine.prefect,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Mine, select and write hard negatives for the run described by CONFIG.
+
+    Finished shards are kept: rerunning the same config after a crash redoes only unfinished shards.
+    Writes runs/<run_name>/dataset (save_to_disk + Parquet), manifest.json, and prints a score summary.
+    """
+    from negforge import progress as prog
+
+    cfg = _load(config, set_, run_name)
+    prog.set_enabled(progress)
+    try:
+        if engine is Engine.prefect:
+            from negforge.flows.build import build_negatives
+
+            manifest = build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)
+        else:
+            from negforge.pipeline import run as run_local
+
+            manifest = run_local(cfg, overwrite=overwrite).manifest
+    except _user_errors() as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    _report(manifest)
+
+
+def _report(manifest: dict) -> None:
+    from negforge.publish.summary import print_summary
+
+    counts = manifest["counts"]
+    data = manifest["data"]
+    out.print(f"\n[bold green]dataset:[/bold green] {manifest['outputs']['dataset']}")
+    out.print(f"[bold]manifest:[/bold] {Path(manifest['outputs']['dataset']).parent / 'manifest.json'}")
+    out.print(
+        f"{data['queries']} queries, {data['positives']} positives, {data['corpus_docs']} documents; "
+        f"rows: {', '.join(f'{k}={v}' for k, v in counts['rows'].items())}"
+    )
+    t = Table(title="funnel (all queries)")
+    t.add_column("stage")
+    t.add_column("count", justify="right")
+    for k, v in counts["funnel"].items():
+        t.add_row(k, str(v))
+    for k, v in counts["selected"].items():
+        t.add_row(f"selected from {k}", str(v))
+    out.print(t)
+    print_summary(manifest["score_summary"], manifest["score_by"], out)
+    if counts["short_queries"]:
+        out.print(
+            f"[yellow]{counts['short_queries']} queries got fewer negatives than asked (see manifest)[/yellow]"
+        )
+    if counts.get("ntuple_rows_dropped_short"):
+        out.print(
+            f"[yellow]{counts['ntuple_rows_dropped_short']} n-tuple rows left out: too few negatives[/yellow]"
+        )
+    if manifest["skips"]["counts"]:
+        out.print(f"[yellow]input skips:[/yellow] {manifest['skips']['counts']} (examples in manifest)")
+    for note in manifest["notes"]:
+        out.print(f"[yellow]note:[/yellow] {note}")
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Check CONFIG and print it with every default filled in."""
+    cfg = _load(config, set_, None)
+    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)
+
+
+@app.command()
+def show(run_dir: Annotated[Path, typer.Argument(help="A run folder (runs/<name>).")]) -> None:
+    """Print the summary of a finished run from its manifest."""
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        err.print(f"[red]error:[/red] {path}: no manifest (is the run finished?)")
+        raise typer.Exit(2)
+    _report(json.loads(path.read_text()))
+
+
+if __name__ == "__main__":
+    app()

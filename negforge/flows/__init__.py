@@ -1,0 +1,1 @@
+"""Prefect flows: thin wiring around negforge.pipeline (which knows nothing of Prefect)."""

