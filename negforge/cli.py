@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +42,7 @@ SetOpt = Annotated[
 ]
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     prefect = "prefect"
     local = "local"
 
