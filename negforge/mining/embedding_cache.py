@@ -54,8 +54,9 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 
 
 class EmbeddingCache:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, chunk_size: int = CHUNK):
         self.root = Path(root).expanduser() / "embeddings"
+        self.chunk_size = chunk_size
         self.stats = CacheStats()
 
     def get_or_encode(
@@ -94,8 +95,8 @@ class EmbeddingCache:
         t0 = time.perf_counter()
         with progress_bar(description, len(texts)) as advance:
             advance(done)
-            for start in range(done, len(texts), CHUNK):
-                idx = order[start : start + CHUNK]
+            for start in range(done, len(texts), self.chunk_size):
+                idx = order[start : start + self.chunk_size]
                 arr[idx] = enc.encode([spec.prompt + texts[i] for i in idx], batch_size=batch_size)
                 arr.flush()
                 _write_json_atomic(progress_file, {"done_rows": start + len(idx)})
