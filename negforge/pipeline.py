@@ -161,7 +161,9 @@ def _save_dataset(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, str]:
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    DatasetDict({name: Dataset(t) for name, t in tables.items()}).save_to_disk(str(tmp))
+    # one shard per ~500 MB and at least one: datasets cannot reload a config saved with zero shards
+    shards = {name: max(1, -(-t.nbytes // 500_000_000)) for name, t in tables.items()}
+    DatasetDict({name: Dataset(t) for name, t in tables.items()}).save_to_disk(str(tmp), num_shards=shards)
     parquet = {}
     for name, t in tables.items():
         p = tmp / "parquet" / name / "train.parquet"

@@ -19,8 +19,12 @@ _enabled = os.environ.get("NEGFORGE_PROGRESS", "1") != "0"
 
 
 def set_enabled(flag: bool) -> None:
+    """Turn our bars and the datasets library's bars on or off together."""
     global _enabled
     _enabled = flag
+    import datasets
+
+    (datasets.enable_progress_bars if flag else datasets.disable_progress_bars)()
 
 
 @contextmanager

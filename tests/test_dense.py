@@ -57,7 +57,9 @@ def torch_encoder(minilm_path):
 
 
 def test_bundled_model_resolves_offline(minilm_path):
-    assert str(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")) == str(resolve_model_path(minilm_path))
+    assert str(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")) == str(
+        resolve_model_path(minilm_path)
+    )
     with pytest.raises(ModelNotFound, match="not a local folder"):
         resolve_model_path("no-such-org/no-such-model")
 
@@ -119,7 +121,9 @@ def test_encoding_resumes_after_a_crash(tmp_path, torch_encoder, tiny):
     entry = next((tmp_path / "embeddings").iterdir())
     assert json.loads((entry / "progress.json").read_text())["done_rows"] == 16
     resumed = CountingEncoder(torch_encoder)
-    out = np.array(EmbeddingCache(tmp_path, chunk_size=8).get_or_encode(spec, texts, lambda: resumed, batch_size=8))
+    out = np.array(
+        EmbeddingCache(tmp_path, chunk_size=8).get_or_encode(spec, texts, lambda: resumed, batch_size=8)
+    )
     assert resumed.rows == 14
     assert np.allclose(out, torch_encoder.encode(texts, batch_size=8), atol=1e-5)
 

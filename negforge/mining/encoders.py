@@ -45,7 +45,10 @@ class TorchEncoder:
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
         self.normalize = normalize
-        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         self.dim = int(dim())
 
     def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:

@@ -30,7 +30,20 @@ def triplet_table(rows: Iterable[dict], score_key: str | None, with_label: bool)
                 if with_label:
                     p, n = (pos_scores[pi] if pos_scores else None), _score(neg["scores"], score_key)
                     cols["label"].append(None if p is None or n is None else float(p - n))
-    return pa.table(cols)
+    return _typed(cols)
+
+
+def _typed(cols: dict[str, list]) -> pa.Table:
+    """Explicit types, so an empty config still has string columns (and a float or list label)."""
+    fields = []
+    for name, values in cols.items():
+        if name != "label":
+            fields.append(pa.field(name, pa.string()))
+        elif values and isinstance(values[0], list):
+            fields.append(pa.field(name, pa.list_(pa.float32())))
+        else:
+            fields.append(pa.field(name, pa.float32()))
+    return pa.table(cols, schema=pa.schema(fields))
 
 
 def ntuple_table(
@@ -60,4 +73,4 @@ def ntuple_table(
                         *[_score(x["scores"], score_key) for x in negs[:n]],
                     ]
                 )
-    return pa.table(cols), dropped
+    return _typed(cols), dropped
