@@ -60,7 +60,7 @@ def _load(config: Path, overrides: list[str] | None, run_name: str | None) -> Ru
     try:
         return load_config(config, [*(overrides or []), *extra])
     except ConfigError as e:
-        err.print(f"[red]{e}[/red]", highlight=False)
+        err.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -99,7 +99,7 @@ def run(
 
             manifest = run_local(cfg, overwrite=overwrite).manifest
     except _user_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     _report(manifest)
 
@@ -150,7 +150,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run folder (runs/<name>
     """Print the summary of a finished run from its manifest."""
     path = run_dir / "manifest.json"
     if not path.is_file():
-        err.print(f"[red]error:[/red] {path}: no manifest (is the run finished?)")
+        err.print(f"[red]error:[/red] {path}: no manifest (is the run finished?)", soft_wrap=True)
         raise typer.Exit(2)
     _report(json.loads(path.read_text()))
 

@@ -24,7 +24,7 @@ mine_shard = _task(pipeline.mine_shard, name="mine-select-shard", task_run_name=
 finalize = _task(pipeline.finalize, name="write")
 
 
-@flow(name="build_negatives", log_prints=True, validate_parameters=True)
+@flow(name="build_negatives", validate_parameters=True)
 def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     """Build hard negatives for the run described by `config` (a RunConfig as a dict); returns the manifest."""
     cfg = RunConfig.model_validate(config)
