@@ -25,6 +25,7 @@ from negforge.mining.dense import DenseMiner
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
+from negforge.progress import progress_bar
 from negforge.publish.rich import RICH_SCHEMA, rich_table
 from negforge.publish.summary import score_summary
 from negforge.publish.trainer import ntuple_table, triplet_table
@@ -292,10 +293,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
-    reused = 0
-    for i, qidx in enumerate(shards):
-        if store.is_done(i):
-            reused += 1
-            continue
-        mine_shard(ctx, store, i, qidx)
-    return finalize(cfg, ctx, data, store, shards, timings, reused)
+    todo = [i for i in range(len(shards)) if not store.is_done(i)]
+    with progress_bar("mine shards", len(todo)) as advance:
+        for i in todo:
+            mine_shard(ctx, store, i, shards[i])
+            advance(1)
+    return finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo))
