@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -91,6 +92,8 @@ def run(
     prog.set_enabled(progress)
     try:
         if engine is Engine.prefect:
+            # task-by-task INFO lines drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
             from negforge.flows.build import build_negatives
 
             manifest = build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)
