@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# CPU torch first: a bare `torch` requirement pulls a multi-GB CUDA build. GPU users: make TORCH=torch
+# CPU torch first: a bare `torch` requirement pulls a multi-GB CUDA build.
+# GPU machines: make demo TORCH=torch EXTRAS=dev,gpu   (CUDA torch and faiss-gpu; used automatically)
 TORCH ?= torch==2.13.0
+EXTRAS ?= dev,cpu
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -16,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: env

@@ -57,9 +57,9 @@ class RunResult:
 
 
 def load_data(cfg: RunConfig, timings: Timings) -> TrainingInput:
-    with timings.stage("load"):
-        data = load_input(cfg.data)
-    timings.stages["load"]["items"] = len(data.queries)
+    t0 = time.perf_counter()
+    data = load_input(cfg.data)
+    timings.add("load", time.perf_counter() - t0, len(data.queries), "queries")
     return data
 
 
