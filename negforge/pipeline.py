@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from negforge import __version__
 from negforge.config import RunConfig
+from negforge.generators.stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner
 from negforge.mining.fingerprint import texts_digest
@@ -121,10 +122,58 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
     }
 
 
-def mine_shard(ctx: MiningContext, store: ShardStore, shard: int, qidx: list[int]) -> dict:
-    """Mine one shard and write it; returns its stats (also stored beside it)."""
+def prepare_llm(cfg: RunConfig, timings: Timings) -> LLMStage | None:
+    """Start the LLM source (and a managed vLLM server when no endpoint is configured)."""
+    if not cfg.sources.llm.enabled:
+        return None
+    from negforge.generators.stage import start_llm
+
+    with timings.stage("llm_start"):
+        return start_llm(cfg)
+
+
+def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
+    """Synthetic negatives for a shard's queries; rewrite mode starts from each query's hardest mined one."""
+    from negforge.generators.synthesize import GenItem
+
+    items = []
+    for r in results:
+        base = next((s for s in r.selected if s.source != "random"), None)
+        items.append(
+            GenItem(
+                r.query.id, r.query.text, ctx.corpus.texts[r.query.positive_rows[0]],
+                ctx.corpus.ids[base.candidate.row] if base else None, ctx.corpus.texts[base.candidate.row] if base else None,
+            )
+        )  # fmt: skip
+    before = Counter(llm.synth.stats.counts)
+    rejected_before = Counter(llm.synth.stats.rejected)
+    made = llm.synth.generate_sync(items, llm.client)
+    texts = [(r, g) for r in results for g in made[r.query.id]]
+    scores: list[float | None] = [None] * len(texts)
+    if texts and ctx.dense is not None and ctx.query_emb is not None:
+        qpos = {q.id: i for i, q in enumerate(ctx.queries)}
+        emb = ctx.dense.encoder().encode(
+            [g.text for _, g in texts], batch_size=ctx.cfg.sources.dense.batch_size
+        )
+        scores = [
+            float(e @ np.asarray(ctx.query_emb[qpos[r.query.id]]))
+            for e, (r, _) in zip(emb, texts, strict=True)
+        ]
+    for (r, g), sc in zip(texts, scores, strict=True):
+        r.synthetic.append((g, sc))
+    return {
+        "counts": dict(Counter(llm.synth.stats.counts) - before),
+        "rejected": dict(Counter(llm.synth.stats.rejected) - rejected_before),
+    }
+
+
+def mine_shard(
+    ctx: MiningContext, store: ShardStore, shard: int, qidx: list[int], llm: LLMStage | None = None
+) -> dict:
+    """Mine one shard (and generate its synthetic negatives) and write it; returns its stats."""
     t0 = time.perf_counter()
     results = mine_queries(ctx, qidx)
+    generation = _generate(ctx, llm, results) if llm is not None else None
     table = rich_table(results, ctx.corpus)
     funnel: Counter = Counter()
     pools: Counter = Counter()
@@ -133,6 +182,9 @@ def mine_shard(ctx: MiningContext, store: ShardStore, shard: int, qidx: list[int
         funnel.update(r.funnel)
         pools.update(r.pool_sizes)
         selected.update(s.source for s in r.selected)
+        selected["llm"] += len(r.synthetic)
+    if not selected["llm"]:
+        del selected["llm"]
     stats = {
         "shard": shard,
         "queries": len(qidx),
@@ -141,6 +193,7 @@ def mine_shard(ctx: MiningContext, store: ShardStore, shard: int, qidx: list[int
         "candidates": dict(pools),
         "selected": dict(selected),
         "short_query_ids": [r.query.id for r in results if r.short],
+        "generation": generation,
     }
     store.write(shard, table, stats)
     return stats
@@ -187,6 +240,7 @@ def finalize(
     shards: list[list[int]],
     timings: Timings,
     reused: int,
+    llm: LLMStage | None = None,
 ) -> RunResult:
     """Concatenate shards, check every query is there exactly once, write datasets and the manifest."""
     with timings.stage("write", len(data.queries), "queries"):
@@ -220,10 +274,15 @@ def finalize(
     timings.add("mine", mining_seconds, len(data.queries), "queries")
     agg = {k: Counter() for k in ("funnel", "candidates", "selected")}
     short_ids: list[str] = []
+    gen_counts: Counter = Counter()
+    gen_rejected: Counter = Counter()
     for s in stats:
         for k in agg:
             agg[k].update(s[k])
         short_ids += s["short_query_ids"]
+        if s.get("generation"):
+            gen_counts.update(s["generation"]["counts"])
+            gen_rejected.update(s["generation"]["rejected"])
     manifest = {
         "negforge_version": __version__,
         "run_name": cfg.run_name,
@@ -248,6 +307,14 @@ def finalize(
             "short_query_examples": short_ids[:20],
             "ntuple_rows_dropped_short": dropped,
             "rows": {name: t.num_rows for name, t in tables.items()},
+        },
+        "generation": None
+        if llm is None
+        else {
+            **llm.describe(),
+            "counts": dict(gen_counts),
+            "rejected": dict(gen_rejected),
+            "this_run": llm.synth.stats.as_dict(),
         },
         "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},
         "notes": ctx.notes,
@@ -294,8 +361,13 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
-    with progress_bar("mine shards", len(todo)) as advance:
-        for i in todo:
-            mine_shard(ctx, store, i, shards[i])
-            advance(1)
-    return finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo))
+    llm = prepare_llm(cfg, timings) if todo else None
+    try:
+        with progress_bar("mine shards", len(todo)) as advance:
+            for i in todo:
+                mine_shard(ctx, store, i, shards[i], llm)
+                advance(1)
+    finally:
+        if llm is not None:
+            llm.close()
+    return finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), llm)

@@ -32,6 +32,9 @@ class QueryResult:
     pool_sizes: dict[str, int] = field(default_factory=dict)
     funnel: Counter = field(default_factory=Counter)
     short: bool = False
+    synthetic: list = field(
+        default_factory=list
+    )  # (SyntheticNegative, dense score or None), filled by the generator
 
 
 @dataclass

@@ -5,13 +5,39 @@ The Arrow schema is explicit so shards written by different processes concatenat
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pyarrow as pa
 
+from negforge.generators.synthesize import SyntheticNegative
 from negforge.mining.pool import QueryResult
 from negforge.records import Corpus
 
 SCORES = pa.struct([("bm25", pa.float32()), ("dense", pa.float32()), ("hybrid", pa.float32())])
 RANKS = pa.struct([("bm25", pa.int32()), ("dense", pa.int32()), ("random", pa.int32())])
+ATTRIBUTES = pa.struct(
+    [("domain", pa.string()), ("difficulty", pa.string()), ("length", pa.string()), ("style", pa.string())]
+)
+GENERATION = pa.struct(
+    [
+        ("model", pa.string()),
+        ("model_fingerprint", pa.string()),
+        ("template", pa.string()),
+        ("template_version", pa.string()),
+        ("template_sha", pa.string()),
+        ("mode", pa.string()),
+        ("perturbation", pa.string()),
+        ("perturbation_kind", pa.string()),
+        ("attributes", ATTRIBUTES),
+        ("reasoning", pa.string()),
+        ("base_doc_id", pa.string()),
+        ("seed", pa.int64()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("latency_s", pa.float32()),
+        ("request_key", pa.string()),
+    ]
+)
 NEGATIVE = pa.struct(
     [
         ("doc_id", pa.string()),
@@ -21,6 +47,7 @@ NEGATIVE = pa.struct(
         ("rank", pa.int32()),
         ("scores", SCORES),
         ("ranks", RANKS),
+        ("generation", GENERATION),
     ]
 )
 POS_SCORES = pa.struct(
@@ -60,13 +87,30 @@ def rich_rows(results: list[QueryResult], corpus: Corpus) -> list[dict]:
                         "rank": s.rank,
                         "scores": {k: s.candidate.scores.get(k) for k in ("bm25", "dense", "hybrid")},
                         "ranks": {k: s.candidate.ranks.get(k) for k in ("bm25", "dense", "random")},
+                        "generation": None,
                     }
                     for s in r.selected
-                ],
+                ]
+                + [_synthetic_row(g, score) for g, score in r.synthetic],
                 "short": r.short,
             }
         )
     return rows
+
+
+def _synthetic_row(g: SyntheticNegative, dense_score: float | None) -> dict:
+    gen = asdict(g)
+    gen.pop("text")
+    return {
+        "doc_id": None,
+        "text": g.text,
+        "source": "llm",
+        "sources": ["llm"],
+        "rank": 0,
+        "scores": {"bm25": None, "dense": dense_score, "hybrid": None},
+        "ranks": {"bm25": None, "dense": None, "random": None},
+        "generation": gen,
+    }
 
 
 def rich_table(results: list[QueryResult], corpus: Corpus) -> pa.Table:

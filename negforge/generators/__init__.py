@@ -1,0 +1,1 @@
+"""LLM-written negatives: client, server manager, response checks."""

@@ -1,0 +1,128 @@
+"""Async client for OpenAI-compatible endpoints (vLLM first): bounded concurrency, per-request timeout,
+retries with exponential backoff and jitter (the openai library's, on connection errors, 408/409/429/5xx),
+and failover across several base URLs. It never raises on a bad request: the result carries the error."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import openai
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    key: str
+    messages: list[dict[str, str]]
+    params: dict  # temperature, top_p, max_tokens, seed
+    schema: dict | None = None
+
+
+@dataclass
+class ChatResult:
+    key: str
+    text: str | None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    base_url: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class ClientStats:
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    failovers: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class GeneratorClient:
+    def __init__(
+        self,
+        base_urls: list[str],
+        model: str,
+        *,
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        api_key_env: str = "NEGFORGE_LLM_API_KEY",
+    ):
+        if not base_urls:
+            raise ValueError("GeneratorClient needs at least one base URL")
+        key = os.environ.get(api_key_env) or "EMPTY"  # vLLM accepts any key unless started with --api-key
+        self.urls = [u.rstrip("/") for u in base_urls]
+        self.clients = [
+            openai.AsyncOpenAI(base_url=u, api_key=key, timeout=timeout, max_retries=max_retries)
+            for u in self.urls
+        ]
+        self.model = model
+        self.sem = asyncio.Semaphore(concurrency)
+        self._next = itertools.cycle(range(len(self.clients)))
+        self.stats = ClientStats()
+
+    async def complete(self, req: ChatRequest) -> ChatResult:
+        """One chat completion; tries each base URL once (each with its own retries) before giving up."""
+        async with self.sem:
+            start = next(self._next)
+            last_error = "unknown"
+            for hop in range(len(self.clients)):
+                i = (start + hop) % len(self.clients)
+                if hop:
+                    self.stats.failovers += 1
+                self.stats.sent += 1
+                t0 = time.perf_counter()
+                try:
+                    kwargs: dict = {"model": self.model, "messages": req.messages, **req.params}
+                    if req.schema is not None:
+                        kwargs["response_format"] = {
+                            "type": "json_schema",
+                            "json_schema": {"name": "negatives", "schema": req.schema, "strict": True},
+                        }
+                    resp = await self.clients[i].chat.completions.create(**kwargs)
+                    usage = resp.usage
+                    self.stats.ok += 1
+                    return ChatResult(
+                        req.key,
+                        resp.choices[0].message.content if resp.choices else None,
+                        None if resp.choices else "no_choices",
+                        usage.prompt_tokens if usage else 0,
+                        usage.completion_tokens if usage else 0,
+                        time.perf_counter() - t0,
+                        self.urls[i],
+                        hop + 1,
+                    )
+                except openai.APITimeoutError:
+                    last_error = "timeout"
+                except openai.APIConnectionError:
+                    last_error = "connection"
+                except openai.RateLimitError:
+                    last_error = "http_429"
+                except openai.APIStatusError as e:
+                    last_error = f"http_{e.status_code}"
+                except (openai.APIResponseValidationError, ValueError):
+                    last_error = "malformed_response"
+                self.stats.errors[last_error] = self.stats.errors.get(last_error, 0) + 1
+            self.stats.failed += 1
+            return ChatResult(req.key, None, last_error, attempts=len(self.clients))
+
+    async def run(
+        self, requests: Iterable[ChatRequest], on_result: Callable[[ChatResult], Awaitable[None] | None]
+    ) -> None:
+        """Send all requests concurrently (bounded); `on_result` sees each result as it arrives."""
+        tasks = [asyncio.create_task(self.complete(r)) for r in requests]
+        for fut in asyncio.as_completed(tasks):
+            res = await fut
+            out = on_result(res)
+            if asyncio.iscoroutine(out):
+                await out
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()

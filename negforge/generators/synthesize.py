@@ -1,0 +1,249 @@
+"""SyNeg-style synthetic negatives: plan one request per query (all of its negatives together, so the
+instruction prefix is shared), send them through the client, check every item, re-ask on empty results.
+
+A request's key covers the model fingerprint, template name and hash, the rendered prompt, the sampling
+parameters and the seed; finished responses live in the GenerationStore, so reruns send only missing keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from negforge.config import LLMConfig
+from negforge.generators.checks import parse_response, passage_problem, response_schema
+from negforge.generators.client import ChatRequest, ChatResult, GeneratorClient
+from negforge.generators.store import GenerationStore
+from negforge.prompts import attributes, load_template, perturbations
+
+
+class GenerationFailed(RuntimeError):
+    """Requests could not be answered (server down, timeouts); finished ones are stored for the rerun."""
+
+
+@dataclass
+class SyntheticNegative:
+    text: str
+    perturbation: str
+    perturbation_kind: str
+    reasoning: str
+    attributes: dict[str, str]
+    mode: str
+    base_doc_id: str | None
+    seed: int
+    template: str
+    template_version: str
+    template_sha: str
+    model: str
+    model_fingerprint: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    request_key: str
+
+
+@dataclass
+class GenItem:
+    """What one query contributes: its text, first positive, and the mined negative to rewrite (if any)."""
+
+    query_id: str
+    query: str
+    positive: str
+    base_doc_id: str | None = None
+    base_text: str | None = None
+
+
+@dataclass
+class GenTask:
+    item: GenItem
+    mode: str
+    perturbations: list[str]
+    attrs: dict[str, str]
+    attempt: int
+    seed: int
+    request: ChatRequest
+
+
+@dataclass
+class GenStats:
+    counts: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        lat = np.array(self.latencies) if self.latencies else np.zeros(0)
+        return {
+            **dict(self.counts),
+            "rejected": dict(self.rejected),
+            "latency_s": {
+                "mean": round(float(lat.mean()), 3) if len(lat) else None,
+                "p50": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
+                "p95": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
+            },
+        }
+
+
+def _seed(*parts: object) -> int:
+    return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+class Synthesizer:
+    def __init__(
+        self, cfg: LLMConfig, *, seed: int, served_model: str, model_fingerprint: str, store: GenerationStore
+    ):
+        self.cfg = cfg
+        self.seed = seed
+        self.served_model = served_model
+        self.model_fingerprint = model_fingerprint
+        self.store = store
+        self.stats = GenStats()
+
+    def plan(self, item: GenItem, attempt: int = 0) -> GenTask:
+        mode = self.cfg.mode
+        if mode == "mixed":
+            mode = "rewrite" if _seed(self.seed, item.query_id, "mode") % 2 else "from_positive"
+        if mode == "rewrite" and not item.base_text:
+            mode = "from_positive"
+        seed = _seed(self.seed, item.query_id, attempt)
+        rng = np.random.default_rng(seed)
+        menu = list(perturbations())
+        chosen = [str(x) for x in rng.choice(menu, size=min(self.cfg.count, len(menu)), replace=False)]
+        attrs = {k: str(rng.choice(v)) for k, v in attributes().items()}
+        tpl = load_template(mode)
+        messages = tpl.render(
+            perturbation_names=chosen, attrs=attrs, query=item.query, positive=item.positive,
+            base=item.base_text if mode == "rewrite" else None,
+        )  # fmt: skip
+        max_chars = int(len(item.positive) * self.cfg.max_length_ratio) + 200
+        schema = response_schema(len(chosen), chosen, max_chars)
+        params = {
+            "temperature": self.cfg.temperature,
+            "top_p": self.cfg.top_p,
+            "max_tokens": self.cfg.max_tokens,
+            "seed": seed,
+        }
+        blob = json.dumps(
+            {
+                "model": self.model_fingerprint,
+                "template": [tpl.name, tpl.sha],
+                "messages": messages,
+                "params": params,
+                "schema": schema,
+            },
+            sort_keys=True,
+        )
+        key = hashlib.sha256(blob.encode()).hexdigest()[:32]
+        return GenTask(item, mode, chosen, attrs, attempt, seed, ChatRequest(key, messages, params, schema))
+
+    def _record(self, task: GenTask, res: ChatResult) -> dict:
+        return {
+            "key": task.request.key,
+            "query_id": task.item.query_id,
+            "text": res.text,
+            "prompt_tokens": res.prompt_tokens,
+            "completion_tokens": res.completion_tokens,
+            "latency_s": round(res.latency_s, 4),
+        }
+
+    def _accept(self, task: GenTask, rec: dict) -> list[SyntheticNegative]:
+        items, problem = parse_response(rec.get("text"))
+        if problem:
+            self.stats.rejected[f"response_{problem}"] += 1
+            return []
+        tpl = load_template(task.mode)
+        menu = perturbations()
+        out = []
+        for i, it in enumerate(items[: len(task.perturbations)]):
+            why = passage_problem(
+                it.passage, query=task.item.query, positive=task.item.positive,
+                base=task.item.base_text if task.mode == "rewrite" else None,
+                min_ratio=self.cfg.min_length_ratio, max_ratio=self.cfg.max_length_ratio, copy_threshold=self.cfg.copy_threshold,
+            )  # fmt: skip
+            if why is None and any(it.passage.strip() == o.text for o in out):
+                why = "duplicate_in_response"
+            if why:
+                self.stats.rejected[why] += 1
+                continue
+            asked = task.perturbations[
+                i
+            ]  # the label is what was asked; the model's own claim is kept in reasoning
+            out.append(
+                SyntheticNegative(
+                    text=it.passage.strip(), perturbation=asked, perturbation_kind=menu[asked]["kind"],
+                    reasoning=it.reasoning.strip(), attributes=task.attrs, mode=task.mode,
+                    base_doc_id=task.item.base_doc_id if task.mode == "rewrite" else None, seed=task.seed,
+                    template=tpl.name, template_version=tpl.version, template_sha=tpl.sha, model=self.served_model,
+                    model_fingerprint=self.model_fingerprint, prompt_tokens=rec.get("prompt_tokens", 0),
+                    completion_tokens=rec.get("completion_tokens", 0), latency_s=rec.get("latency_s", 0.0),
+                    request_key=task.request.key,
+                )
+            )  # fmt: skip
+        return out
+
+    async def generate(
+        self, items: list[GenItem], client: GeneratorClient | None
+    ) -> dict[str, list[SyntheticNegative]]:
+        """Synthetic negatives per query id. Raises GenerationFailed (after storing what finished) when a
+        request gets no answer at all, so the caller does not write a shard with holes in it."""
+        results: dict[str, list[SyntheticNegative]] = {it.query_id: [] for it in items}
+        tasks = [self.plan(it) for it in items]
+        failed: Counter = Counter()
+        while tasks:
+            self.stats.counts["requests"] += len(tasks)
+            missing = [t for t in tasks if t.request.key not in self.store]
+            self.stats.counts["from_store"] += len(tasks) - len(missing)
+            if missing:
+                if client is None:
+                    raise GenerationFailed(
+                        f"{len(missing)} generation requests are not in the store and no LLM endpoint is set"
+                    )
+                by_key = {t.request.key: t for t in missing}
+
+                def done(res: ChatResult, by_key: dict[str, GenTask] = by_key) -> None:
+                    if res.error:
+                        failed[res.error] += 1
+                        return
+                    self.stats.counts["sent_ok"] += 1
+                    self.stats.counts["prompt_tokens"] += res.prompt_tokens
+                    self.stats.counts["completion_tokens"] += res.completion_tokens
+                    self.stats.latencies.append(res.latency_s)
+                    self.store.append(self._record(by_key[res.key], res))
+
+                await client.run([t.request for t in missing], done)
+            retry = []
+            for t in tasks:
+                rec = self.store.get(t.request.key)
+                if rec is None:
+                    continue
+                got = self._accept(t, rec)
+                results[t.item.query_id] += got
+                if not got and t.attempt < self.cfg.max_reasks:
+                    self.stats.counts["reasks"] += 1
+                    retry.append(self.plan(t.item, t.attempt + 1))
+            tasks = retry
+        if failed:
+            self.stats.counts["failed_requests"] += sum(failed.values())
+            raise GenerationFailed(
+                f"{sum(failed.values())} LLM requests failed ({dict(failed)}); finished responses are stored, rerun to resume"
+            )
+        for negs in results.values():
+            self.stats.counts["valid"] += len(negs)
+        return results
+
+    def generate_sync(self, items: list[GenItem], client_factory) -> dict[str, list[SyntheticNegative]]:
+        """Run `generate` in a fresh event loop (library callers and Prefect tasks are synchronous)."""
+
+        async def go() -> dict[str, list[SyntheticNegative]]:
+            client = client_factory()
+            try:
+                return await self.generate(items, client)
+            finally:
+                if client is not None:
+                    await client.close()
+
+        return asyncio.run(go())
