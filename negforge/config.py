@@ -250,6 +250,11 @@ class RunConfig(_Strict):
         data = self.model_dump(mode="json")
         data.pop("run_name")
         data["output"] = {k: v for k, v in data["output"].items() if k not in ("dir",)}
+        # where and how fast the LLM is reached does not change the rows: a rerun against a restarted
+        # server on another port must resume, not conflict
+        llm = data["sources"]["llm"]
+        for k in ("base_urls", "concurrency", "timeout", "max_retries", "api_key_env", "server"):
+            llm.pop(k)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

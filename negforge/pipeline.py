@@ -255,8 +255,11 @@ def finalize(
             )
         rows = rich.to_pylist()
         score_key = cfg.score_by or ("dense" if cfg.sources.dense.enabled else None)
-        n_neg = (cfg.selection.num_negatives if cfg.score_by else 0) + (
-            cfg.sources.random.count if cfg.sources.random.enabled else 0
+        src = cfg.sources
+        n_neg = (
+            (cfg.selection.num_negatives if cfg.score_by else 0)
+            + (src.random.count if src.random.enabled else 0)
+            + (src.llm.count if src.llm.enabled else 0)
         )
         tables: dict[str, pa.Table] = {}
         dropped = 0

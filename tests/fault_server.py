@@ -1,0 +1,135 @@
+"""FaultyOpenAIServerDouble: a test double of an OpenAI-compatible chat endpoint on loopback, for fault
+injection only (timeouts, 500s, 429s, malformed and truncated JSON, dropped connections). Real generation
+is tested against a real vLLM server; this double exists because a real server cannot be made to fail on cue.
+
+Its "ok" answers are schema-valid and pass negforge's checks: each passage is the <passage> text of the
+prompt with its words reversed (same length, not a copy).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _ok_body(payload: dict) -> dict:
+    user = payload["messages"][-1]["content"]
+    passages = re.findall(r"<passage[^>]*>(.*?)</passage>", user, flags=re.S)
+    source = passages[-1] if passages else "alpha beta gamma delta"
+    order = re.search(r"order of perturbations: ([a-z_, ]+)", user)
+    names = [n.strip() for n in order.group(1).split(",")] if order else ["negation"]
+    words = source.split()
+    items = [
+        {
+            "perturbation": n,
+            "reasoning": f"it changes {n}",
+            "passage": " ".join(reversed(words[i:] + words[:i])),
+        }
+        for i, n in enumerate(names)
+    ]
+    content = json.dumps({"negatives": items})
+    return {
+        "id": "cmpl-double",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": payload.get("model", "double"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": len(user.split()),
+            "completion_tokens": len(content.split()),
+            "total_tokens": 0,
+        },
+    }
+
+
+class FaultyOpenAIServerDouble:
+    """Answers /v1/chat/completions by a script of modes: each request takes the next mode, then `default`."""
+
+    def __init__(self, script: list[str] | None = None, default: str = "ok", delay: float = 0.0):
+        self.script = deque(script or [])
+        self.default = default
+        self.delay = delay
+        self.requests: list[dict] = []
+        self.modes: list[str] = []
+        self.lock = threading.Lock()
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send(200, b"{}" if self.path == "/health" else b"")
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", 0))
+                payload = json.loads(self.rfile.read(n) or b"{}")
+                with double.lock:
+                    mode = double.script.popleft() if double.script else double.default
+                    double.requests.append(payload)
+                    double.modes.append(mode)
+                if double.delay:
+                    time.sleep(double.delay)
+                if mode == "ok":
+                    self._send(200, json.dumps(_ok_body(payload)).encode())
+                elif mode in ("500", "503"):
+                    self._send(int(mode), b'{"error": {"message": "boom"}}')
+                elif mode == "429":
+                    self._send(429, b'{"error": {"message": "slow down"}}', {"retry-after-ms": "10"})
+                elif mode == "timeout":
+                    time.sleep(3)
+                    self._send(200, json.dumps(_ok_body(payload)).encode())
+                elif mode == "malformed":
+                    self._send(200, b"<html>not json</html>")
+                elif mode == "truncated":
+                    body = json.dumps(_ok_body(payload)).encode()
+                    self._send(200, body[: len(body) // 2])
+                elif mode == "bad_content":
+                    body = _ok_body(payload)
+                    body["choices"][0]["message"]["content"] = '{"negatives": [{"passage": "unterminated'
+                    self._send(200, json.dumps(body).encode())
+                elif mode == "refusal":
+                    body = _ok_body(payload)
+                    items = json.loads(body["choices"][0]["message"]["content"])
+                    for it in items["negatives"]:
+                        it["passage"] = (
+                            "I'm sorry, but as an AI language model I cannot write that passage for you today."
+                        )
+                    body["choices"][0]["message"]["content"] = json.dumps(items)
+                    self._send(200, json.dumps(body).encode())
+                elif mode == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                else:
+                    raise AssertionError(f"unknown mode {mode}")
+
+            def _send(self, code: int, body: bytes, headers: dict | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> FaultyOpenAIServerDouble:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,76 @@
+"""The LLM source inside a build, with FaultyOpenAIServerDouble as the endpoint (its faults are the point):
+provenance in `rich`, none in trainer configs, and a run that loses its server resumes without loss."""
+
+import pytest
+from datasets import load_from_disk
+
+from negforge.generators.synthesize import GenerationFailed
+from negforge.pipeline import run
+from tests.fault_server import FaultyOpenAIServerDouble
+
+
+def llm_overrides(url: str, *extra: str) -> list[str]:
+    return [
+        "sources.llm.enabled=true",
+        f"sources.llm.base_urls=[{url}]",
+        "sources.llm.model=double",
+        "sources.llm.count=2",
+        "sources.llm.max_retries=0",
+        "selection.num_negatives=3",
+        *extra,
+    ]
+
+
+def test_synthetic_negatives_carry_provenance_and_stay_out_of_trainer_columns(make_config):
+    with FaultyOpenAIServerDouble() as srv:
+        res = run(make_config(*llm_overrides(srv.base_url)))
+    dd = load_from_disk(str(res.dataset_dir))
+    for row in dd["rich"]:
+        llm = [n for n in row["negatives"] if n["source"] == "llm"]
+        assert len(llm) == 2 and len(row["negatives"]) == 5
+        for n in llm:
+            g = n["generation"]
+            assert n["doc_id"] is None and n["scores"]["dense"] is not None
+            assert g["mode"] == "rewrite" and g["base_doc_id"] == row["negatives"][0]["doc_id"]
+            assert g["template"] == "syneg_rewrite" and g["template_version"] == "1" and g["template_sha"]
+            assert g["perturbation"] and g["perturbation_kind"] in ("not_answering", "contradicting")
+            assert g["reasoning"] and g["attributes"]["domain"] and g["seed"] is not None
+            assert g["model"] == "double" and g["model_fingerprint"].startswith("name:")
+            assert g["completion_tokens"] > 0 and g["latency_s"] >= 0 and g["request_key"]
+        mined = [n for n in row["negatives"] if n["source"] != "llm"]
+        assert all(n["generation"] is None for n in mined)
+    assert dd["triplet"].column_names == ["anchor", "positive", "negative"]
+    assert dd["n-tuple"].column_names == ["anchor", "positive", *[f"negative_{i}" for i in range(1, 6)]]
+    assert "reasoning" not in str(dd["triplet"][0])
+    m = res.manifest
+    assert m["counts"]["selected"]["llm"] == 24
+    assert m["generation"]["counts"]["valid"] == 24 and m["generation"]["counts"]["sent_ok"] == 12
+    assert m["generation"]["served_model"] == "double"
+
+
+def test_a_run_that_loses_its_server_resumes_without_loss_or_duplicates(make_config):
+    # 12 queries in shards of 4: the double answers 6 requests, then fails every one.
+    with FaultyOpenAIServerDouble(["ok"] * 6, default="503") as srv:
+        cfg = make_config(
+            *llm_overrides(srv.base_url, "seed=7")
+        )  # own seed: the session's store has seed 13's
+        with pytest.raises(GenerationFailed, match="rerun to resume"):
+            run(cfg)
+    shards = cfg.run_dir / "shards"
+    assert sorted(p.name for p in shards.glob("shard-*.json")) == ["shard-00000.json"]
+    with FaultyOpenAIServerDouble() as srv2:
+        res = run(make_config(*llm_overrides(srv2.base_url, "seed=7")))
+    assert len(srv2.requests) == 6  # 4 went into shard 0, 2 more were stored before the failure
+    assert res.manifest["shards"] == {"total": 3, "reused": 1, "written": 2}
+    rows = load_from_disk(str(res.dataset_dir))["rich"]
+    assert len({r["query_id"] for r in rows}) == rows.num_rows == 12
+    assert all(sum(n["source"] == "llm" for n in r["negatives"]) == 2 for r in rows)
+
+
+def test_secret_key_never_reaches_outputs(make_config, monkeypatch):
+    monkeypatch.setenv("NEGFORGE_LLM_API_KEY", "sk-very-secret-123")
+    with FaultyOpenAIServerDouble() as srv:
+        res = run(make_config(*llm_overrides(srv.base_url), "run_name=secret"))
+    for path in res.run_dir.rglob("*"):
+        if path.is_file():
+            assert b"sk-very-secret-123" not in path.read_bytes(), path
