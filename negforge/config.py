@@ -143,6 +143,11 @@ class LLMConfig(_Strict):
     max_reasks: int = Field(
         1, ge=0, description="new tries (new seed) when a response yields no valid negative"
     )
+    send_seed: bool = Field(
+        False,
+        description="send each request's seed to the server; vLLM's CPU build (0.32) crashes on seeded requests "
+        "under concurrency, so only turn this on for GPU servers. The seed is part of the cache key either way.",
+    )
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(900, ge=16)

@@ -121,18 +121,20 @@ class Synthesizer:
         )  # fmt: skip
         max_chars = int(len(item.positive) * self.cfg.max_length_ratio) + 200
         schema = response_schema(len(chosen), chosen, max_chars)
-        params = {
+        params: dict = {
             "temperature": self.cfg.temperature,
             "top_p": self.cfg.top_p,
             "max_tokens": self.cfg.max_tokens,
-            "seed": seed,
         }
+        if self.cfg.send_seed:
+            params["seed"] = seed
         blob = json.dumps(
             {
                 "model": self.model_fingerprint,
                 "template": [tpl.name, tpl.sha],
                 "messages": messages,
                 "params": params,
+                "seed": seed,
                 "schema": schema,
             },
             sort_keys=True,
