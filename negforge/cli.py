@@ -127,6 +127,14 @@ def _report(manifest: dict) -> None:
         t.add_row(f"selected from {k}", str(v))
     out.print(t)
     print_summary(manifest["score_summary"], manifest["score_by"], out)
+    gen = manifest.get("generation")
+    if gen:
+        c = gen["counts"]
+        out.print(
+            f"[bold]synthetic negatives:[/bold] {c.get('valid', 0)} valid from {c.get('requests', 0)} requests "
+            f"({c.get('from_store', 0)} from the generation store, {c.get('reasks', 0)} re-asks); "
+            f"rejected: {gen['rejected'] or 'none'}"
+        )
     if counts["short_queries"]:
         out.print(
             f"[yellow]{counts['short_queries']} queries got fewer negatives than asked (see manifest)[/yellow]"

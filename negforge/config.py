@@ -128,6 +128,9 @@ class LLMConfig(_Strict):
     enabled: bool = False
     count: int = Field(2, ge=1, le=11, description="synthetic negatives per query (one request each query)")
     mode: Literal["rewrite", "from_positive", "mixed"] = "rewrite"
+    fraction: float = Field(
+        1.0, gt=0, le=1, description="share of queries (seeded choice) that get synthetic negatives"
+    )
     model: str = Field(
         "smollm2", description="'smollm2' (offline package), a checkpoint folder, or the served name"
     )

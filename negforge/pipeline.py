@@ -138,6 +138,8 @@ def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
 
     items = []
     for r in results:
+        if not llm.synth.wants(r.query.id):
+            continue
         base = next((s for s in r.selected if s.source != "random"), None)
         items.append(
             GenItem(
@@ -148,7 +150,7 @@ def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
     before = Counter(llm.synth.stats.counts)
     rejected_before = Counter(llm.synth.stats.rejected)
     made = llm.synth.generate_sync(items, llm.client)
-    texts = [(r, g) for r in results for g in made[r.query.id]]
+    texts = [(r, g) for r in results for g in made.get(r.query.id, [])]
     scores: list[float | None] = [None] * len(texts)
     if texts and ctx.dense is not None and ctx.query_emb is not None:
         qpos = {q.id: i for i, q in enumerate(ctx.queries)}
@@ -259,7 +261,8 @@ def finalize(
         n_neg = (
             (cfg.selection.num_negatives if cfg.score_by else 0)
             + (src.random.count if src.random.enabled else 0)
-            + (src.llm.count if src.llm.enabled else 0)
+            # with fraction < 1 only some queries have synthetic ones: the n-tuple width counts mined ones only
+            + (src.llm.count if src.llm.enabled and src.llm.fraction >= 1 else 0)
         )
         tables: dict[str, pa.Table] = {}
         dropped = 0

@@ -103,6 +103,12 @@ class Synthesizer:
         self.store = store
         self.stats = GenStats()
 
+    def wants(self, query_id: str) -> bool:
+        """Seeded per-query choice for `fraction` < 1 (cost control; SyNeg mixes per instance anyway)."""
+        return (
+            self.cfg.fraction >= 1 or _seed(self.seed, query_id, "fraction") / 0x7FFFFFFF < self.cfg.fraction
+        )
+
     def plan(self, item: GenItem, attempt: int = 0) -> GenTask:
         mode = self.cfg.mode
         if mode == "mixed":
