@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 #: Bump when the export recipe changes, so stale exports in a shared export_dir are not reused.
 EXPORT_VERSION = 1
@@ -120,7 +123,9 @@ class OnnxEncoder:
         max_seq_length: int | None,
         normalize: bool,
         export_dir: str | Path,
+        optimize: bool = True,
     ) -> None:
+        self.optimize = optimize
         self.model_path = Path(model_path)
         modules = _read_json(self.model_path / "modules.json")
         kinds = [_module_kind(m["type"]) for m in modules]
@@ -187,7 +192,7 @@ class OnnxEncoder:
 
     def _export_name(self) -> str:
         """Model-specific name, so several models (or an updated checkpoint) can share one export_dir."""
-        digest = hashlib.sha256(f"v{EXPORT_VERSION} opset{ONNX_OPSET}".encode())
+        digest = hashlib.sha256(f"v{EXPORT_VERSION} opset{ONNX_OPSET} fused{self.optimize}".encode())
         digest.update(str(self.transformer_dir.resolve()).encode())
         for path in sorted(self.transformer_dir.iterdir()):
             if path.is_file() and (path.suffix in (".safetensors", ".bin") or path.name == "config.json"):
@@ -247,9 +252,40 @@ class OnnxEncoder:
                     dynamo=False,
                 )
             self._check_export(tmp, names, expected)
+            if self.optimize:
+                self._fuse(tmp, names, expected)
             os.replace(tmp, self.onnx_path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _fuse(self, path: Path, names: list[str], expected: tuple[Any, np.ndarray]) -> None:
+        """Fuse attention, skip-layernorm and bias-gelu in place with onnxruntime's transformer optimizer.
+
+        onnxruntime's own session-time passes do not fuse attention in this graph; the offline optimizer does
+        and is faster. opt_level=1 only applies provider-independent rewrites, so the file runs on CPU and
+        CUDA alike. Kept only when the fused graph still matches torch; otherwise the plain export is used.
+        """
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        fused = path.with_suffix(".fused.tmp")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                optimized = optimize_model(
+                    str(path),
+                    model_type="bert",
+                    num_heads=int(self.config.num_attention_heads),
+                    hidden_size=int(self.config.hidden_size),
+                    opt_level=1,
+                    use_gpu=False,
+                )
+                optimized.save_model_to_file(str(fused))
+            self._check_export(fused, names, expected)
+            os.replace(fused, path)
+        except Exception as err:  # the plain export is correct, only slower: keep it
+            logger.warning("ONNX transformer fusion skipped for %s: %s", self.model_path, err)
+        finally:
+            fused.unlink(missing_ok=True)
 
     @staticmethod
     def _check_export(path: Path, names: list[str], expected: tuple[Any, np.ndarray]) -> None:
