@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from negforge.mining.encoders import TextEncoder
-from negforge.mining.onnx_encoder import OnnxEncoder
+from negforge.mining.onnx_encoder import OnnxEncoder, pool
 
 # the SciFact slice that ships in the repo, so these parity tests never depend on ../shared
 SCIFACT = Path(__file__).resolve().parents[1] / "examples" / "scifact-sample"
@@ -98,3 +98,16 @@ def test_empty_input(encoder: OnnxEncoder) -> None:
 def test_bad_batch_size(encoder: OnnxEncoder, texts: list[str]) -> None:
     with pytest.raises(ValueError):
         encoder.encode(texts, batch_size=0)
+
+
+@pytest.mark.parametrize("mode", ["cls", "max", "mean", "mean_sqrt_len_tokens", "lasttoken"])
+def test_numpy_pooling_matches_sentence_transformers(mode: str) -> None:
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=np.int64)
+    features = {"token_embeddings": torch.from_numpy(hidden), "attention_mask": torch.from_numpy(mask)}
+    want = Pooling(4, pooling_mode=mode)(features)["sentence_embedding"].numpy()
+    np.testing.assert_allclose(pool(hidden, mask, (mode,)), want, rtol=1e-5, atol=1e-6)
