@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -200,12 +200,158 @@ class SelectionConfig(_Strict):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
 
+class _FilterBase(_Strict):
+    name: str | None = Field(None, description="unique name in the stack; defaults to the type")
+
+
+class SanityFilterConfig(_FilterBase):
+    """Cheap checks first: length ratio to the positive, letters share, language, boilerplate and refusals."""
+
+    type: Literal["sanity"] = "sanity"
+    min_length_ratio: float | None = Field(0.2, ge=0, description="candidate words / positive words")
+    max_length_ratio: float | None = Field(5.0, gt=0)
+    min_words: int = Field(5, ge=0)
+    min_alpha_ratio: float | None = Field(
+        0.6, ge=0, le=1, description="letters / non-space characters (junk, tables, encodings)"
+    )
+    languages: list[str] | None = Field(
+        default_factory=lambda: ["en"], description="ISO 639-1 codes kept (py3langid); null keeps all"
+    )
+    boilerplate: bool = Field(True, description="reject refusals, meta text and web boilerplate")
+
+
+class DuplicateFilterConfig(_FilterBase):
+    """Exact (normalised text hash) and near duplicates (rapidfuzz) within a query, against its positives
+    and across sources; the copy that stays inherits the sources of the ones dropped."""
+
+    type: Literal["duplicate"] = "duplicate"
+    near_threshold: float | None = Field(
+        92, ge=0, le=100, description="rapidfuzz ratio at or above which two texts are near duplicates"
+    )
+    against_positives: bool = True
+
+
+class EmbeddingFilterConfig(_FilterBase):
+    """Bi-encoder similarity (the run's dense model, cached embeddings) of candidate to positive and query."""
+
+    type: Literal["embedding"] = "embedding"
+    max_positive_sim: float | None = Field(
+        0.9, description="reject near-copies and paraphrases of a positive (likely false negatives)"
+    )
+    min_query_sim: float | None = None
+    max_query_sim: float | None = None
+    query_percentile: tuple[float, float] | None = Field(
+        None, description="keep candidates whose query similarity lies in this per-query percentile band"
+    )
+    trisampler: bool = Field(
+        False, description="TriSampler rule: far enough from the positive, informative for the query"
+    )
+    tri_max_positive_sim: float = Field(0.8, description="TriSampler: sim(negative, positive) at most this")
+    tri_min_query_ratio: float = Field(
+        0.5, description="TriSampler: sim(query, negative) at least this share of sim(query, positive)"
+    )
+
+    @model_validator(mode="after")
+    def _band(self) -> EmbeddingFilterConfig:
+        p = self.query_percentile
+        if p is not None and not (0 <= p[0] < p[1] <= 100):
+            raise ValueError("query_percentile must be [low, high] with 0 <= low < high <= 100")
+        return self
+
+
+class CrossEncoderFilterConfig(_FilterBase):
+    """RocketQA-style denoising with a sentence-transformers CrossEncoder (one relevance logit).
+
+    Scale: `ce_score` is the raw logit, `ce_prob` its sigmoid. Thresholds: `max_prob` on the probability,
+    margins on the raw score relative to the query's weakest positive, or `calibrate_quantile`: reject
+    candidates scoring above that quantile of the positives' scores in this run (model-independent).
+    """
+
+    type: Literal["cross_encoder"] = "cross_encoder"
+    model: str = Field(..., description="local folder or hub id of a CrossEncoder")
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(512, ge=8)
+    max_prob: float | None = Field(0.9, ge=0, le=1)
+    absolute_margin: float | None = None
+    relative_margin: float | None = Field(None, ge=0, lt=1)
+    calibrate_quantile: float | None = Field(None, ge=0, le=1)
+    calibration_queries: int = Field(256, ge=1, description="queries sampled to calibrate")
+    device: str | None = None
+
+
+class NLIFilterConfig(_FilterBase):
+    """An NLI CrossEncoder (premise: positive, hypothesis: candidate); label order from the model's id2label."""
+
+    type: Literal["nli"] = "nli"
+    model: str
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(512, ge=8)
+    max_entailment: float = Field(0.5, ge=0, le=1, description="reject when the positive entails it")
+    min_contradiction: float = Field(
+        0.5, ge=0, le=1, description="contradiction negatives must reach this contradiction probability"
+    )
+    device: str | None = None
+
+
+class AnswerLeakFilterConfig(_FilterBase):
+    """Reject negatives that contain a known answer string or key span of their query."""
+
+    type: Literal["answer_leak"] = "answer_leak"
+    answers: str = Field(
+        ..., description='JSONL lines {"query_id": ..., "answers": [...]} or TSV query_id<TAB>answer'
+    )
+    min_chars: int = Field(3, ge=1, description="shorter answers are too generic to match")
+
+
+FilterConfig = Annotated[
+    SanityFilterConfig
+    | DuplicateFilterConfig
+    | EmbeddingFilterConfig
+    | CrossEncoderFilterConfig
+    | NLIFilterConfig
+    | AnswerLeakFilterConfig,
+    Field(discriminator="type"),
+]
+
+
+class MixConfig(_Strict):
+    """How many negatives each source contributes per query, and who fills in when one is short.
+
+    Empty `quotas` keeps the classic shape: selection.num_negatives from the mined pool (bm25 and dense
+    together), plus sources.random.count and sources.llm.count.
+    """
+
+    quotas: dict[Literal["bm25", "dense", "mined", "random", "llm"], int] = Field(default_factory=dict)
+    fallback: list[Literal["bm25", "dense", "mined", "random", "llm"]] = Field(
+        default_factory=lambda: ["dense", "bm25", "llm", "random"]
+    )
+
+    @model_validator(mode="after")
+    def _quotas(self) -> MixConfig:
+        if "mined" in self.quotas and ({"bm25", "dense"} & set(self.quotas)):
+            raise ValueError("mix.quotas: use either `mined` or `bm25`/`dense`, not both")
+        if any(v < 0 for v in self.quotas.values()):
+            raise ValueError("mix.quotas: counts must be >= 0")
+        return self
+
+
+class CurriculumConfig(_Strict):
+    """Difficulty buckets by a score, cut at run-wide quantiles; written as curriculum-<bucket> configs."""
+
+    enabled: bool = False
+    score: Literal["dense", "bm25", "hybrid", "ce_prob", "ce_score", "sim_positive"] = "dense"
+    buckets: list[str] = Field(default_factory=lambda: ["easy", "medium", "hard"], min_length=2)
+
+
 class OutputConfig(_Strict):
     dir: str = "runs"
-    formats: list[Literal["rich", "triplet", "n-tuple"]] = Field(
+    formats: list[Literal["rich", "triplet", "n-tuple", "labeled-pair", "labeled-list"]] = Field(
         default_factory=lambda: ["rich", "triplet", "n-tuple"]
     )
     scores: bool = Field(False, description="add a `label` score column to trainer configs (MarginMSE)")
+    dropped_text: bool = Field(
+        False, description="store the text of dropped corpus candidates too (their doc_id is always kept)"
+    )
     shard_size: int = Field(64, ge=1)
 
 
@@ -218,6 +364,9 @@ class RunConfig(_Strict):
     data: DataConfig
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    filters: list[FilterConfig] = Field(default_factory=list)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
@@ -235,6 +384,18 @@ class RunConfig(_Strict):
             raise ValueError(
                 "selection.topics.clusters needs sources.dense.enabled (it clusters query embeddings)"
             )
+        names = [f.name or f.type for f in self.filters]
+        if len(set(names)) != len(names):
+            raise ValueError("filters: two filters share a name; give one a `name:`")
+        if any(f.type == "embedding" for f in self.filters) and not s.dense.enabled:
+            raise ValueError("filters: the embedding filter needs sources.dense.enabled (it uses its model)")
+        cur = self.curriculum
+        if (
+            cur.enabled
+            and cur.score in ("ce_prob", "ce_score")
+            and not any(f.type == "cross_encoder" for f in self.filters)
+        ):
+            raise ValueError(f"curriculum.score={cur.score!r} needs a cross_encoder filter")
         return self
 
     @property
@@ -334,6 +495,10 @@ def load_config(
 
 
 def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    for f in raw.get("filters") or []:
+        v = f.get("answers") if isinstance(f, dict) else None
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            f["answers"] = str((base / v).resolve())
     data = raw.get("data")
     if not isinstance(data, dict):
         return

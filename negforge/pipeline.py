@@ -20,16 +20,20 @@ import pyarrow as pa
 
 from negforge import __version__
 from negforge.config import RunConfig
+from negforge.filters import FilterQuery, FilterStack, build_stack
 from negforge.generators.stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
+from negforge.mixing import judge_and_mix, merge_filter_stats
 from negforge.progress import progress_bar
+from negforge.publish.curriculum import assign_buckets, rows_in_bucket
+from negforge.publish.report import write_report
 from negforge.publish.rich import RICH_SCHEMA, rich_table
 from negforge.publish.summary import score_summary
-from negforge.publish.trainer import ntuple_table, triplet_table
+from negforge.publish.trainer import labeled_list_table, labeled_pair_table, ntuple_table, triplet_table
 from negforge.records import TrainingInput
 from negforge.shards import ShardStore, plan_shards
 from negforge.sources import load_input
@@ -112,6 +116,28 @@ def make_context(
     return ctx
 
 
+def prepare_filters(
+    cfg: RunConfig,
+    data: TrainingInput,
+    dense: DenseMiner | None,
+    query_emb: np.ndarray | None,
+    timings: Timings,
+) -> FilterStack | None:
+    """Load every filter's model once; calibrate cross-encoder thresholds on a seeded sample of queries."""
+    if not cfg.filters:
+        return None
+    with timings.stage("filters_setup"):
+        stack = build_stack(cfg.filters, dense, query_emb)
+        queries = [
+            FilterQuery(q.id, q.text, [data.corpus.texts[p] for p in q.positive_rows], q.positive_rows)
+            for q in data.queries
+        ]
+        for f in stack.filters:
+            if hasattr(f, "calibrate"):
+                f.calibrate(queries, cfg.seed)
+    return stack
+
+
 def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
     """What must match for finished shards to be reused."""
     return {
@@ -140,7 +166,8 @@ def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
     for r in results:
         if not llm.synth.wants(r.query.id):
             continue
-        base = next((s for s in r.selected if s.source != "random"), None)
+        r.llm_asked = True
+        base = r.window[0] if r.window else None
         items.append(
             GenItem(
                 r.query.id, r.query.text, ctx.corpus.texts[r.query.positive_rows[0]],
@@ -152,17 +179,20 @@ def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
     made = llm.synth.generate_sync(items, llm.client)
     texts = [(r, g) for r in results for g in made.get(r.query.id, [])]
     scores: list[float | None] = [None] * len(texts)
+    embs: list[np.ndarray | None] = [None] * len(texts)
     if texts and ctx.dense is not None and ctx.query_emb is not None:
         qpos = {q.id: i for i, q in enumerate(ctx.queries)}
-        emb = ctx.dense.encoder().encode(
-            [g.text for _, g in texts], batch_size=ctx.cfg.sources.dense.batch_size
+        embs = list(
+            ctx.dense.encoder().encode(
+                [g.text for _, g in texts], batch_size=ctx.cfg.sources.dense.batch_size
+            )
         )
         scores = [
             float(e @ np.asarray(ctx.query_emb[qpos[r.query.id]]))
-            for e, (r, _) in zip(emb, texts, strict=True)
+            for e, (r, _) in zip(embs, texts, strict=True)
         ]
-    for (r, g), sc in zip(texts, scores, strict=True):
-        r.synthetic.append((g, sc))
+    for (r, g), sc, e in zip(texts, scores, embs, strict=True):
+        r.synthetic.append((g, sc, e))
     return {
         "counts": dict(Counter(llm.synth.stats.counts) - before),
         "rejected": dict(Counter(llm.synth.stats.rejected) - rejected_before),
@@ -176,24 +206,22 @@ def mine_shard(
     t0 = time.perf_counter()
     results = mine_queries(ctx, qidx)
     generation = _generate(ctx, llm, results) if llm is not None else None
-    table = rich_table(results, ctx.corpus)
+    verdicts = judge_and_mix(ctx.cfg, ctx, results, ctx.filters)
+    table = rich_table(results, ctx.corpus, ctx.cfg.output.dropped_text)
     funnel: Counter = Counter()
     pools: Counter = Counter()
-    selected: Counter = Counter()
     for r in results:
         funnel.update(r.funnel)
         pools.update(r.pool_sizes)
-        selected.update(s.source for s in r.selected)
-        selected["llm"] += len(r.synthetic)
-    if not selected["llm"]:
-        del selected["llm"]
+    funnel["selected"] = sum(verdicts["mixed"].values())
     stats = {
         "shard": shard,
         "queries": len(qidx),
         "seconds": round(time.perf_counter() - t0, 4),
         "funnel": dict(funnel),
         "candidates": dict(pools),
-        "selected": dict(selected),
+        "selected": verdicts["mixed"],
+        "verdicts": verdicts,
         "short_query_ids": [r.query.id for r in results if r.short],
         "generation": generation,
     }
@@ -266,12 +294,25 @@ def finalize(
         )
         tables: dict[str, pa.Table] = {}
         dropped = 0
-        if "rich" in cfg.output.formats:
+        curriculum = None
+        if cfg.curriculum.enabled:
+            curriculum = assign_buckets(rows, cfg.curriculum)
+            rich = pa.Table.from_pylist(rows, schema=RICH_SCHEMA)
+        fmts = cfg.output.formats
+        if "rich" in fmts:
             tables["rich"] = rich
-        if "triplet" in cfg.output.formats:
+        if "triplet" in fmts:
             tables["triplet"] = triplet_table(rows, score_key, cfg.output.scores)
-        if "n-tuple" in cfg.output.formats:
+        if "n-tuple" in fmts:
             tables["n-tuple"], dropped = ntuple_table(rows, n_neg, score_key, cfg.output.scores)
+        if "labeled-pair" in fmts:
+            tables["labeled-pair"] = labeled_pair_table(rows)
+        if "labeled-list" in fmts:
+            tables["labeled-list"] = labeled_list_table(rows)
+        if curriculum is not None:
+            for b in cfg.curriculum.buckets:
+                bucket_rows = rows_in_bucket(rows, b)
+                tables[f"curriculum-{b}"] = triplet_table(bucket_rows, score_key, cfg.output.scores)
         dataset_dir = cfg.run_dir / "dataset"
         parquet = _save_dataset(tables, dataset_dir)
     summary = score_summary(rows, score_key)
@@ -282,7 +323,14 @@ def finalize(
     short_ids: list[str] = []
     gen_counts: Counter = Counter()
     gen_rejected: Counter = Counter()
+    verdicts: Counter = Counter()
+    entering: Counter = Counter()
+    margin: Counter = Counter()
     for s in stats:
+        v = s.get("verdicts") or {}
+        verdicts.update(v.get("verdicts", {}))
+        entering.update(v.get("entering", {}))
+        margin.update(v.get("margin_dropped", {}))
         for k in agg:
             agg[k].update(s[k])
         short_ids += s["short_query_ids"]
@@ -322,6 +370,8 @@ def finalize(
             "rejected": dict(gen_rejected),
             "this_run": llm.synth.stats.as_dict(),
         },
+        "curriculum": curriculum,
+        "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),
         "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},
         "notes": ctx.notes,
         "shards": {"total": len(shards), "reused": reused, "written": len(shards) - reused},
@@ -331,8 +381,42 @@ def finalize(
         "outputs": {"dataset": str(dataset_dir), "parquet": parquet},
     }
     manifest_path = cfg.run_dir / "manifest.json"
+    with timings.stage("report"):
+        report = write_report(cfg.run_dir, manifest, rows, lambda d: data.corpus.texts[data.corpus.index[d]])
+    manifest["outputs"]["report"] = str(report)
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     return RunResult(cfg.run_dir, dataset_dir, manifest_path, manifest, summary)
+
+
+def _filters_section(
+    ctx: MiningContext,
+    stats: list[dict],
+    entering: Counter,
+    margin: Counter,
+    verdicts: Counter,
+    mixed: Counter,
+) -> dict:
+    """The funnel per source (candidates → margins → each filter → mixed) and every verdict by reason."""
+    fstats = merge_filter_stats(stats)
+    stack = ctx.filters
+    names = stack.names if stack is not None else []
+    sources = sorted(set(entering) | set(margin) | set(mixed))
+    funnel = []
+    for src in sources:
+        row = {"source": src, "candidates": entering[src] + margin[src], "after_margins": entering[src]}
+        alive = entering[src]
+        for n in names:
+            st = fstats.get(n)
+            alive = st.kept[src] if st is not None and st.seen[src] else alive
+            row[f"after_{n}"] = alive
+        row["mixed"] = mixed[src]
+        funnel.append(row)
+    return {
+        "stack": stack.describe() if stack is not None else [],
+        "stats": {n: st.as_dict() for n, st in fstats.items()},
+        "verdicts": dict(sorted(verdicts.items())),
+        "funnel": funnel,
+    }
 
 
 def _models(ctx: MiningContext) -> dict:
@@ -365,6 +449,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     bm25 = prepare_bm25(cfg, data, timings)
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+    ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
     llm = prepare_llm(cfg, timings) if todo else None

@@ -20,6 +20,7 @@ load = _task(pipeline.load_data, name="load")
 prepare_bm25 = _task(pipeline.prepare_bm25, name="mine-bm25-index")
 prepare_dense = _task(pipeline.prepare_dense, name="mine-dense-encode-index")
 make_context = _task(pipeline.make_context, name="select-setup")
+prepare_filters = _task(pipeline.prepare_filters, name="filters-setup")
 mine_shard = _task(pipeline.mine_shard, name="mine-select-shard", task_run_name="shard-{shard}")
 finalize = _task(pipeline.finalize, name="write")
 
@@ -36,6 +37,7 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     bm25 = prepare_bm25(cfg, data, timings)
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+    ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
     log.info(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from negforge.config import RunConfig
 from negforge.mining.bm25 import BM25Miner, top_k_excluding
 from negforge.mining.dense import DenseMiner
-from negforge.mining.selection import margin_reason, sample
+from negforge.mining.selection import margin_reason
 from negforge.mining.topics import Topics
 from negforge.records import Candidate, Corpus, Query, Selected
 
@@ -25,16 +26,24 @@ SCORERS = ("bm25", "dense")
 
 @dataclass
 class QueryResult:
+    """One query after mining: its ranked candidate window, and later its verdicts and mixed negatives."""
+
     query: Query
     topic: int | None
     positive_scores: dict[str, list[float]]
-    selected: list[Selected]
+    window: list[Selected]  # mined candidates inside the rank window that passed the margins, best first
     pool_sizes: dict[str, int] = field(default_factory=dict)
     funnel: Counter = field(default_factory=Counter)
-    short: bool = False
+    random: list[Selected] = field(default_factory=list)
+    margin_dropped: list[tuple[Selected, str]] = field(default_factory=list)
+    pos_min: float = float("nan")  # weakest positive's selection score (SimANS centre)
     synthetic: list = field(
         default_factory=list
-    )  # (SyntheticNegative, dense score or None), filled by the generator
+    )  # (SyntheticNegative, dense score, embedding), by the generator
+    negatives: list = field(default_factory=list)  # (FilterCandidate, scores), filled by the mixer
+    dropped: list = field(default_factory=list)  # (FilterCandidate, Outcome), filled by filters and mixer
+    llm_asked: bool = False  # whether synthetic negatives were requested for this query
+    short: bool = False
 
 
 @dataclass
@@ -48,6 +57,7 @@ class MiningContext:
     dense: DenseMiner | None = None
     query_emb: np.ndarray | None = None
     topics: Topics | None = None
+    filters: Any = None  # negforge.filters.FilterStack, built once per run
     notes: list[str] = field(default_factory=list)
 
     def fetch_depth(self, max_positives: int) -> int:
@@ -137,43 +147,39 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
         if score_by == "hybrid":
             pos_scores["hybrid"] = _fuse(pool, pos_scores) if pool else [0.0] * len(pos)
         rng = query_rng(cfg.seed, q.id)
-        selected: list[Selected] = []
+        window: list[Selected] = []
+        margin_dropped: list[tuple[Selected, str]] = []
+        pos_min = float("nan")
         if score_by is not None:
             pool.sort(key=lambda c: (-c.scores[score_by], c.row))
             funnel["pool"] += len(pool)
-            window = pool[sel.skip_top : sel.skip_top + sel.depth]
             funnel["skipped_top"] += min(sel.skip_top, len(pool))
             funnel["below_window"] += max(0, len(pool) - sel.skip_top - sel.depth)
             pos_min = min(pos_scores[score_by]) if pos_scores.get(score_by) else float("nan")
-            kept = []
-            for c in window:
+            for rank, c in enumerate(pool[sel.skip_top : sel.skip_top + sel.depth], sel.skip_top + 1):
+                s = Selected(c, min(c.ranks, key=lambda src: c.ranks[src]), rank)
                 reason = margin_reason(c.scores[score_by], pos_min, sel)
                 if reason:
                     funnel[reason] += 1
+                    margin_dropped.append((s, reason))
                 else:
-                    kept.append(c)
-            picked = sample(
-                np.array([c.scores[score_by] for c in kept]), sel.num_negatives, sel, pos_min, rng
-            )
-            funnel["not_sampled"] += len(kept) - len(picked)
-            rank_of = {id(c): i for i, c in enumerate(pool, 1)}
-            for p in picked:
-                c = kept[int(p)]
-                source = min(c.ranks, key=lambda s: c.ranks[s])
-                selected.append(Selected(c, source, rank_of[id(c)]))
-        short = score_by is not None and len(selected) < sel.num_negatives
+                    window.append(s)
+            funnel["window"] += len(window)
+        random: list[Selected] = []
         if cfg.sources.random.enabled:
-            taken = posset | {s.candidate.row for s in selected}
+            taken = posset | {s.candidate.row for s in window}
             extra = [
                 Candidate(r, {}, {"random": i})
                 for i, r in enumerate(random_rows(len(ctx.corpus), cfg.sources.random.count, taken, rng), 1)
             ]
             pool_sizes["random"] += len(extra)
             _score_all(ctx, qi, extra, (), bm25_all)
-            selected += [Selected(c, "random", 0) for c in extra]
-            short = short or len(extra) < cfg.sources.random.count
-        funnel["selected"] += len(selected)
-        out.append(QueryResult(q, topic, pos_scores, selected, dict(pool_sizes), funnel, short))
+            random = [Selected(c, "random", 0) for c in extra]
+        out.append(
+            QueryResult(
+                q, topic, pos_scores, window, dict(pool_sizes), funnel, random, margin_dropped, pos_min
+            )
+        )
     return out
 
 

@@ -5,11 +5,9 @@ The Arrow schema is explicit so shards written by different processes concatenat
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pyarrow as pa
 
-from negforge.generators.synthesize import SyntheticNegative
+from negforge.filters.base import FilterCandidate
 from negforge.mining.pool import QueryResult
 from negforge.records import Corpus
 
@@ -38,18 +36,38 @@ GENERATION = pa.struct(
         ("request_key", pa.string()),
     ]
 )
-NEGATIVE = pa.struct(
+FILTER_SCORES = pa.struct(
     [
-        ("doc_id", pa.string()),
-        ("text", pa.string()),
-        ("source", pa.string()),
-        ("sources", pa.list_(pa.string())),
-        ("rank", pa.int32()),
-        ("scores", SCORES),
-        ("ranks", RANKS),
-        ("generation", GENERATION),
+        ("length_ratio", pa.float32()),
+        ("alpha_ratio", pa.float32()),
+        ("language", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("dup_ratio", pa.float32()),
+        ("sim_positive", pa.float32()),
+        ("sim_query", pa.float32()),
+        ("sim_query_positive", pa.float32()),
+        ("ce_score", pa.float32()),
+        ("ce_prob", pa.float32()),
+        ("ce_positive", pa.float32()),
+        ("nli_entailment", pa.float32()),
+        ("nli_contradiction", pa.float32()),
+        ("leak_span", pa.string()),
     ]
 )
+FILTER_SCORE_KEYS = tuple(f.name for f in FILTER_SCORES)
+_CANDIDATE_FIELDS = [
+    ("doc_id", pa.string()),
+    ("text", pa.string()),
+    ("source", pa.string()),
+    ("sources", pa.list_(pa.string())),
+    ("rank", pa.int32()),
+    ("scores", SCORES),
+    ("ranks", RANKS),
+    ("generation", GENERATION),
+    ("filter_scores", FILTER_SCORES),
+]
+NEGATIVE = pa.struct([*_CANDIDATE_FIELDS, ("difficulty", pa.string())])
+DROPPED = pa.struct([*_CANDIDATE_FIELDS, ("filter", pa.string()), ("reason", pa.string())])
 POS_SCORES = pa.struct(
     [("bm25", pa.list_(pa.float32())), ("dense", pa.list_(pa.float32())), ("hybrid", pa.list_(pa.float32()))]
 )
@@ -62,12 +80,28 @@ RICH_SCHEMA = pa.schema(
         ("positive_scores", POS_SCORES),
         ("topic", pa.int64()),
         ("negatives", pa.list_(NEGATIVE)),
+        ("dropped", pa.list_(DROPPED)),
         ("short", pa.bool_()),
     ]
 )
 
 
-def rich_rows(results: list[QueryResult], corpus: Corpus) -> list[dict]:
+def _candidate(c: FilterCandidate, filter_scores: dict, keep_text: bool = True) -> dict:
+    return {
+        "doc_id": c.doc_id,
+        "text": c.text if keep_text or c.doc_id is None else None,
+        "source": c.source,
+        "sources": c.sources or [c.source],
+        "rank": c.rank,
+        "scores": {k: c.scores.get(k) for k in ("bm25", "dense", "hybrid")},
+        "ranks": {k: c.meta.get("ranks", {}).get(k) for k in ("bm25", "dense", "random")},
+        "generation": c.meta.get("generation"),
+        "filter_scores": {k: filter_scores.get(k) for k in FILTER_SCORE_KEYS},
+    }
+
+
+def rich_rows(results: list[QueryResult], corpus: Corpus, dropped_text: bool = False) -> list[dict]:
+    """One row per query: kept negatives in mix order, and every dropped candidate with its verdict."""
     rows = []
     for r in results:
         rows.append(
@@ -78,40 +112,20 @@ def rich_rows(results: list[QueryResult], corpus: Corpus) -> list[dict]:
                 "positives": [corpus.texts[p] for p in r.query.positive_rows],
                 "positive_scores": {k: r.positive_scores.get(k) for k in ("bm25", "dense", "hybrid")},
                 "topic": r.topic,
-                "negatives": [
+                "negatives": [{**_candidate(c, sc), "difficulty": None} for c, sc in r.negatives],
+                "dropped": [
                     {
-                        "doc_id": corpus.ids[s.candidate.row],
-                        "text": corpus.texts[s.candidate.row],
-                        "source": s.source,
-                        "sources": s.candidate.sources,
-                        "rank": s.rank,
-                        "scores": {k: s.candidate.scores.get(k) for k in ("bm25", "dense", "hybrid")},
-                        "ranks": {k: s.candidate.ranks.get(k) for k in ("bm25", "dense", "random")},
-                        "generation": None,
+                        **_candidate(c, o.scores, dropped_text),
+                        "filter": o.filter,
+                        "reason": o.reason,
                     }
-                    for s in r.selected
-                ]
-                + [_synthetic_row(g, score) for g, score in r.synthetic],
+                    for c, o in r.dropped
+                ],
                 "short": r.short,
             }
         )
     return rows
 
 
-def _synthetic_row(g: SyntheticNegative, dense_score: float | None) -> dict:
-    gen = asdict(g)
-    gen.pop("text")
-    return {
-        "doc_id": None,
-        "text": g.text,
-        "source": "llm",
-        "sources": ["llm"],
-        "rank": 0,
-        "scores": {"bm25": None, "dense": dense_score, "hybrid": None},
-        "ranks": {"bm25": None, "dense": None, "random": None},
-        "generation": gen,
-    }
-
-
-def rich_table(results: list[QueryResult], corpus: Corpus) -> pa.Table:
-    return pa.Table.from_pylist(rich_rows(results, corpus), schema=RICH_SCHEMA)
+def rich_table(results: list[QueryResult], corpus: Corpus, dropped_text: bool = False) -> pa.Table:
+    return pa.Table.from_pylist(rich_rows(results, corpus, dropped_text), schema=RICH_SCHEMA)

@@ -74,3 +74,28 @@ def ntuple_table(
                     ]
                 )
     return _typed(cols), dropped
+
+
+def labeled_pair_table(rows: Iterable[dict]) -> pa.Table:
+    """(query, passage, label): positives 1, negatives 0, for cross-encoder training (BinaryCrossEntropy)."""
+    cols: dict[str, list] = {"query": [], "passage": [], "label": []}
+    for row in rows:
+        for text, label in [(p, 1) for p in row["positives"]] + [(n["text"], 0) for n in row["negatives"]]:
+            cols["query"].append(row["query"])
+            cols["passage"].append(text)
+            cols["label"].append(label)
+    schema = pa.schema([("query", pa.string()), ("passage", pa.string()), ("label", pa.int8())])
+    return pa.table(cols, schema=schema)
+
+
+def labeled_list_table(rows: Iterable[dict]) -> pa.Table:
+    """(query, docs, labels) per query: positives first, for listwise cross-encoder losses."""
+    cols: dict[str, list] = {"query": [], "docs": [], "labels": []}
+    for row in rows:
+        cols["query"].append(row["query"])
+        cols["docs"].append([*row["positives"], *(n["text"] for n in row["negatives"])])
+        cols["labels"].append([1] * len(row["positives"]) + [0] * len(row["negatives"]))
+    schema = pa.schema(
+        [("query", pa.string()), ("docs", pa.list_(pa.string())), ("labels", pa.list_(pa.int8()))]
+    )
+    return pa.table(cols, schema=schema)

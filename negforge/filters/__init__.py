@@ -1,0 +1,74 @@
+"""Filters: a verdict (keep or reject, reason, scores) for every candidate negative, composed in order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from negforge.filters.base import (
+    CandidateBatch,
+    Filter,
+    FilterCandidate,
+    FilterQuery,
+    FilterStats,
+    Outcome,
+    Verdict,
+)
+from negforge.filters.stack import FilterStack
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from negforge.config import FilterConfig
+    from negforge.mining.dense import DenseMiner
+
+__all__ = [
+    "CandidateBatch",
+    "Filter",
+    "FilterCandidate",
+    "FilterQuery",
+    "FilterStack",
+    "FilterStats",
+    "Outcome",
+    "Verdict",
+    "build_filter",
+    "build_stack",
+]
+
+
+def build_filter(
+    fc: FilterConfig, dense: DenseMiner | None = None, query_emb: np.ndarray | None = None
+) -> Filter:
+    """One configured filter; models load here, once per run."""
+    if fc.type == "sanity":
+        from negforge.filters.sanity import SanityFilter
+
+        return SanityFilter(fc)
+    if fc.type == "duplicate":
+        from negforge.filters.duplicate import DuplicateFilter
+
+        return DuplicateFilter(fc)
+    if fc.type == "embedding":
+        from negforge.filters.embedding import EmbeddingFilter
+
+        if dense is None or query_emb is None:
+            raise ValueError("the embedding filter needs the dense source (sources.dense.enabled)")
+        return EmbeddingFilter(fc, dense, query_emb)
+    if fc.type == "cross_encoder":
+        from negforge.filters.cross_encoder import CrossEncoderFilter
+
+        return CrossEncoderFilter(fc)
+    if fc.type == "nli":
+        from negforge.filters.nli import NLIFilter
+
+        return NLIFilter(fc)
+    if fc.type == "answer_leak":
+        from negforge.filters.answer_leak import AnswerLeakFilter
+
+        return AnswerLeakFilter(fc)
+    raise ValueError(f"unknown filter type {fc.type!r}")
+
+
+def build_stack(
+    configs: list[FilterConfig], dense: DenseMiner | None = None, query_emb: np.ndarray | None = None
+) -> FilterStack:
+    return FilterStack([build_filter(fc, dense, query_emb) for fc in configs])

@@ -1,0 +1,128 @@
+"""The filter protocol: a batch of candidates in, one verdict per candidate out.
+
+Candidates from every source (mined rows and LLM-written passages) share one shape, so one filter stack
+judges them all. A batch spans many queries: filters score it in one go (model calls batched across
+queries), never one query at a time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class FilterQuery:
+    """A query as filters see it: its text, its positives' texts (and corpus rows), known answer strings."""
+
+    id: str
+    text: str
+    positives: list[str]
+    positive_rows: tuple[int, ...] = ()
+    answers: tuple[str, ...] = ()
+    emb_index: int | None = None  # row in the run's query embeddings, when dense is on
+
+
+@dataclass
+class FilterCandidate:
+    """One candidate negative of query `qi` (index into the batch's queries)."""
+
+    qi: int
+    text: str
+    source: str  # bm25, dense, random or llm: the source it is credited to
+    row: int | None = None  # corpus row; None for LLM-written passages
+    doc_id: str | None = None
+    rank: int = 0
+    scores: dict[str, float] = field(default_factory=dict)  # retrieval scores (bm25, dense, hybrid)
+    sources: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. the generation record of an LLM negative
+
+    @property
+    def key(self) -> str:
+        """How a verdict names this candidate (corpus id, or an llm tag)."""
+        return self.doc_id if self.doc_id is not None else f"llm:{self.meta.get('request_key', '')[:12]}"
+
+
+@dataclass
+class Verdict:
+    """Keep or reject, why, and what the filter measured (kept in the `rich` output either way)."""
+
+    keep: bool
+    reason: str | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+    duplicate_of: int | None = None  # index (in the batch) of the candidate this one duplicates
+
+
+KEEP = Verdict(True)
+
+
+@dataclass
+class CandidateBatch:
+    queries: list[FilterQuery]
+    candidates: list[FilterCandidate]
+
+    def by_query(self) -> dict[int, list[int]]:
+        """Candidate indexes grouped by query, in batch order."""
+        out: dict[int, list[int]] = {}
+        for i, c in enumerate(self.candidates):
+            out.setdefault(c.qi, []).append(i)
+        return out
+
+
+class Filter(Protocol):
+    """Anything with a name, a description of its settings, and a batched `apply`."""
+
+    name: str
+
+    def apply(self, batch: CandidateBatch) -> list[Verdict]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Outcome:
+    """The stack's final word on one candidate: kept, or which filter rejected it and why."""
+
+    kept: bool
+    filter: str | None = None
+    reason: str | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+    duplicate_of: int | None = None
+
+
+@dataclass
+class FilterStats:
+    """Per filter: how many it saw, kept and rejected by reason, split by source (for the funnel)."""
+
+    seen: Counter = field(default_factory=Counter)  # by source
+    kept: Counter = field(default_factory=Counter)  # by source
+    rejected: Counter = field(default_factory=Counter)  # by reason
+    rejected_by_source: Counter = field(default_factory=Counter)  # "source/reason"
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seen": dict(self.seen),
+            "kept": dict(self.kept),
+            "rejected": dict(self.rejected),
+            "rejected_by_source": dict(self.rejected_by_source),
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FilterStats:
+        return cls(
+            Counter(d.get("seen", {})),
+            Counter(d.get("kept", {})),
+            Counter(d.get("rejected", {})),
+            Counter(d.get("rejected_by_source", {})),
+            float(d.get("seconds", 0.0)),
+        )
+
+    def merge(self, other: FilterStats) -> None:
+        self.seen.update(other.seen)
+        self.kept.update(other.kept)
+        self.rejected.update(other.rejected)
+        self.rejected_by_source.update(other.rejected_by_source)
+        self.seconds += other.seconds

@@ -1,0 +1,218 @@
+"""From mined windows and synthetic passages to each query's final negatives: filters, then the mixer.
+
+Every candidate leaves with a verdict: dropped by the selection margins, by a filter (with its reason and
+scores), by the mixer (quota full, or the same text already chosen from another source), or kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from negforge.config import RunConfig
+from negforge.filters import CandidateBatch, FilterCandidate, FilterQuery, FilterStack, FilterStats, Outcome
+from negforge.filters.duplicate import text_hash
+from negforge.mining.pool import MiningContext, QueryResult, query_rng
+from negforge.mining.selection import sample
+from negforge.records import Selected
+
+MINED = ("bm25", "dense")
+GROUP_ORDER = ("mined", "dense", "bm25", "random", "llm")
+
+
+def _mined(ctx: MiningContext, s: Selected) -> FilterCandidate:
+    c = s.candidate
+    return FilterCandidate(
+        qi=-1,
+        text=ctx.corpus.texts[c.row],
+        source=s.source,
+        row=c.row,
+        doc_id=ctx.corpus.ids[c.row],
+        rank=s.rank,
+        scores=dict(c.scores),
+        sources=list(c.sources),
+        meta={"ranks": dict(c.ranks)},
+    )
+
+
+def _synthetic(g: Any, score: float | None, emb: np.ndarray | None) -> FilterCandidate:
+    gen = asdict(g)
+    gen.pop("text")
+    meta: dict[str, Any] = {
+        "generation": gen,
+        "request_key": g.request_key,
+        "perturbation_kind": g.perturbation_kind,
+    }
+    if emb is not None:
+        meta["embedding"] = emb
+    return FilterCandidate(
+        qi=-1,
+        text=g.text,
+        source="llm",
+        scores={} if score is None else {"dense": score},
+        sources=["llm"],
+        meta=meta,
+    )
+
+
+def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[CandidateBatch, list[list[int]]]:
+    """All of a shard's candidates in one batch (mined first, then random, then LLM), indexes per query."""
+    qpos = {q.id: i for i, q in enumerate(ctx.queries)}
+    queries, cands, per_query = [], [], []
+    for qi, r in enumerate(results):
+        queries.append(
+            FilterQuery(
+                r.query.id,
+                r.query.text,
+                [ctx.corpus.texts[p] for p in r.query.positive_rows],
+                r.query.positive_rows,
+                emb_index=qpos[r.query.id],
+            )
+        )
+        mine = [_mined(ctx, s) for s in [*r.window, *r.random]] + [_synthetic(*x) for x in r.synthetic]
+        for c in mine:
+            c.qi = qi
+        per_query.append(list(range(len(cands), len(cands) + len(mine))))
+        cands += mine
+        r.dropped = [
+            (_with_qi(_mined(ctx, s), qi), Outcome(False, "selection", reason))
+            for s, reason in r.margin_dropped
+        ]
+    return CandidateBatch(queries, cands), per_query
+
+
+def _with_qi(c: FilterCandidate, qi: int) -> FilterCandidate:
+    c.qi = qi
+    return c
+
+
+def quotas_for(cfg: RunConfig, r: QueryResult) -> dict[str, int]:
+    """This query's quota per source group; the LLM quota only where synthetic negatives were requested."""
+    src = cfg.sources
+    if cfg.mix.quotas:
+        q = dict(cfg.mix.quotas)
+    else:
+        q = {"mined": cfg.selection.num_negatives if cfg.score_by else 0}
+        if src.random.enabled:
+            q["random"] = src.random.count
+        if src.llm.enabled:
+            q["llm"] = src.llm.count
+    if "llm" in q and not r.llm_asked:
+        q["llm"] = 0
+    return {k: v for k, v in q.items() if v > 0}
+
+
+def _group(source: str, mined_mode: bool) -> str:
+    return "mined" if mined_mode and source in MINED else source
+
+
+def mix_query(
+    cfg: RunConfig, r: QueryResult, cands: list[FilterCandidate], outcomes: list[Outcome]
+) -> tuple[list[tuple[FilterCandidate, dict]], list[tuple[FilterCandidate, Outcome]], bool]:
+    """Choose this query's negatives from the filter survivors: quotas first, then the fallback order."""
+    quotas = quotas_for(cfg, r)
+    mined_mode = "mined" in quotas or not cfg.mix.quotas
+    groups: dict[str, list[int]] = {}
+    for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
+        if o.kept:
+            groups.setdefault(_group(c.source, mined_mode), []).append(i)
+    rng = query_rng(cfg.seed, "mix:" + r.query.id)
+    score_by = cfg.score_by
+    chosen: list[int] = []
+    seen_text: set[str] = set()
+    dup: dict[int, int] = {}
+
+    def take(i: int) -> bool:
+        h = text_hash(cands[i].text)
+        if h in seen_text:
+            dup[i] = next(j for j in chosen if text_hash(cands[j].text) == h)
+            return False
+        seen_text.add(h)
+        chosen.append(i)
+        return True
+
+    # corpus documents before LLM passages, so a text found both ways is credited to the real document
+    for g, k in sorted(quotas.items(), key=lambda kv: GROUP_ORDER.index(kv[0])):
+        pool = [i for i in groups.get(g, []) if i not in chosen]
+        if g in ("mined", *MINED) and score_by is not None and pool:
+            scores = np.array([cands[i].scores.get(score_by, -math.inf) for i in pool], dtype=np.float64)
+            picked = [pool[int(p)] for p in sample(scores, k, cfg.selection, r.pos_min, rng)]
+            order = picked + [i for i in pool if i not in picked]  # the rest replace text duplicates
+        else:
+            order = pool
+        got = 0
+        for i in order:
+            if got == k:
+                break
+            got += take(i)
+    want = sum(quotas.values())
+    fallback = []
+    for f in cfg.mix.fallback:
+        g = _group(f, mined_mode)
+        for gg in MINED if (g == "mined" and not mined_mode) else (g,):
+            if gg not in fallback:
+                fallback.append(gg)
+    for g in fallback:
+        for i in groups.get(g, []):
+            if len(chosen) >= want:
+                break
+            if i not in chosen and i not in dup:
+                take(i)
+    negatives = [(cands[i], outcomes[i].scores) for i in chosen]
+    dropped = []
+    for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
+        if not o.kept:
+            dropped.append((c, o))
+        elif i in dup:
+            scores = {**o.scores, "duplicate_of": cands[dup[i]].key}
+            dropped.append((c, Outcome(False, "mixer", "duplicate_text", scores, dup[i])))
+        elif i not in chosen:
+            dropped.append((c, Outcome(False, "mixer", "not_mixed", o.scores)))
+    return negatives, dropped, len(chosen) < want
+
+
+def judge_and_mix(
+    cfg: RunConfig, ctx: MiningContext, results: list[QueryResult], stack: FilterStack | None
+) -> dict[str, Any]:
+    """Run the filter stack over the shard in one batch, mix each query; returns the shard's verdict counts."""
+    batch, per_query = build_batch(ctx, results)
+    if stack is not None and stack.filters:
+        outcomes, fstats = stack.run(batch)
+    else:
+        outcomes, fstats = [Outcome(True) for _ in batch.candidates], {}
+    entering: Counter = Counter(c.source for c in batch.candidates)  # what the filters saw
+    margin: Counter = Counter()
+    verdicts: Counter = Counter()
+    mixed: Counter = Counter()
+    for r, idx in zip(results, per_query, strict=True):
+        for c, o in r.dropped:  # margin drops, recorded before the filters
+            verdicts[f"{o.filter}/{o.reason}"] += 1
+            margin[c.source] += 1
+        negs, dropped, short = mix_query(
+            cfg, r, [batch.candidates[i] for i in idx], [outcomes[i] for i in idx]
+        )
+        r.negatives, r.short = negs, short
+        r.dropped = r.dropped + dropped
+        for _, o in dropped:
+            verdicts[f"{o.filter}/{o.reason}"] += 1
+        mixed.update(c.source for c, _ in negs)
+        verdicts["kept/mixed"] += len(negs)
+    return {
+        "entering": dict(entering),
+        "margin_dropped": dict(margin),
+        "filters": {name: st.as_dict() for name, st in fstats.items()},
+        "verdicts": dict(verdicts),
+        "mixed": dict(mixed),
+    }
+
+
+def merge_filter_stats(shard_stats: list[dict]) -> dict[str, FilterStats]:
+    out: dict[str, FilterStats] = {}
+    for s in shard_stats:
+        for name, d in (s.get("filters") or {}).items():
+            out.setdefault(name, FilterStats()).merge(FilterStats.from_dict(d))
+    return out

@@ -1,0 +1,169 @@
+"""`runs/<name>/report.md`: the funnel, score histograms per source (PNG), and kept and dropped examples.
+
+Written from the manifest and the `rich` rows, so it can be rebuilt for any finished run.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+EXAMPLES_PER_REASON = 2
+SNIPPET = 280
+
+
+def _snip(text: str | None) -> str:
+    if not text:
+        return "_(text not stored; see doc_id)_"
+    text = " ".join(text.split())
+    return (text[:SNIPPET] + "…") if len(text) > SNIPPET else text
+
+
+def _score(cand: dict, key: str | None) -> float | None:
+    if key is None:
+        return None
+    v = (cand.get("scores") or {}).get(key)
+    return None if v is None else float(v)
+
+
+def plot_histograms(rows: list[dict], score_key: str | None, out_dir: Path) -> list[Path]:
+    """One PNG per source: kept vs dropped candidates by the selection score (LLM ones by dense score)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept: dict[str, list[float]] = defaultdict(list)
+    dropped: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        for n in r["negatives"]:
+            key = score_key if n["source"] != "llm" else "dense"
+            if (v := _score(n, key)) is not None:
+                kept[n["source"]].append(v)
+        for d in r.get("dropped") or []:
+            key = score_key if d["source"] != "llm" else "dense"
+            if (v := _score(d, key)) is not None:
+                dropped[d["source"]].append(v)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for src in sorted(set(kept) | set(dropped)):
+        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        data = [x for x in (kept[src], dropped[src]) if x]
+        lo, hi = min(min(x) for x in data), max(max(x) for x in data)
+        bins = 30 if hi > lo else 1
+        if kept[src]:
+            ax.hist(kept[src], bins=bins, range=(lo, hi), alpha=0.7, label=f"kept ({len(kept[src])})")
+        if dropped[src]:
+            ax.hist(
+                dropped[src], bins=bins, range=(lo, hi), alpha=0.5, label=f"dropped ({len(dropped[src])})"
+            )
+        key = score_key if src != "llm" else "dense"
+        ax.set_title(f"{src}: {key} score of candidates")
+        ax.set_xlabel(f"{key} score")
+        ax.set_ylabel("candidates")
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"scores_{src}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _funnel_table(filters: dict) -> list[str]:
+    funnel = filters.get("funnel") or []
+    if not funnel:
+        return ["_(no candidates)_"]
+    cols = list(funnel[0].keys())
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in funnel:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    return lines
+
+
+def write_report(
+    run_dir: Path, manifest: dict, rows: list[dict], corpus_text: Callable[[str], str | None] | None = None
+) -> Path:
+    """Write report.md and report/*.png next to the manifest; returns the report path."""
+    score_key = manifest.get("score_by")
+    plots = plot_histograms(rows, score_key, run_dir / "report")
+    filters = manifest.get("filters") or {}
+    counts = manifest.get("counts", {})
+    lines = [
+        f"# negforge run `{manifest.get('run_name')}`",
+        "",
+        f"Config fingerprint `{manifest.get('config_fingerprint')}`, seed {manifest.get('seed')}, "
+        f"{manifest.get('data', {}).get('queries')} queries, {manifest.get('data', {}).get('corpus_docs')} "
+        f"documents, created {manifest.get('created_at')}.",
+        "",
+        "## Funnel",
+        "",
+        "Candidates per source → after the selection margins → after each filter (in stack order) → mixed "
+        "into the final negatives.",
+        "",
+        *_funnel_table(filters),
+        "",
+        f"Rows written: {counts.get('rows')}. Short queries (fewer negatives than asked): "
+        f"{counts.get('short_queries', 0)}.",
+        "",
+        "## Filters",
+        "",
+    ]
+    for f in filters.get("stack") or []:
+        name = f.get("name")
+        st = (filters.get("stats") or {}).get(name, {})
+        settings = ", ".join(
+            f"{k}={v}" for k, v in f.items() if k not in ("name", "calibration") and v is not None
+        )
+        lines.append(f"- **{name}** ({settings}): saw {sum(st.get('seen', {}).values())}, "
+                     f"rejected {st.get('rejected', {})}, {st.get('seconds', 0)} s")  # fmt: skip
+        if f.get("calibration"):
+            lines.append(f"  - calibration: {f['calibration']}")
+    if not filters.get("stack"):
+        lines.append("_(no filters configured)_")
+    lines += ["", "All verdicts (filter/reason → candidates):", ""]
+    lines += [f"- `{k}`: {v}" for k, v in (filters.get("verdicts") or {}).items()]
+    lines += ["", "## Score histograms", ""]
+    lines += [f"![{p.stem}](report/{p.name})" for p in plots]
+    lines += ["", "## Examples", ""]
+    lines += _examples(rows, corpus_text)
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _examples(rows: list[dict], corpus_text: Callable[[str], str | None] | None) -> list[str]:
+    kept: list[tuple[dict, dict]] = []
+    by_reason: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for r in rows:
+        for n in r["negatives"]:
+            if len(kept) < 3:
+                kept.append((r, n))
+        for d in r.get("dropped") or []:
+            key = f"{d['filter']}/{d['reason']}"
+            if len(by_reason[key]) < EXAMPLES_PER_REASON:
+                by_reason[key].append((r, d))
+    out = ["### Kept", ""]
+    for r, n in kept:
+        out += _example(r, n, corpus_text)
+    for key in sorted(by_reason):
+        out += [f"### Dropped: `{key}`", ""]
+        for r, d in by_reason[key]:
+            out += _example(r, d, corpus_text)
+    return out
+
+
+def _example(row: dict, cand: dict, corpus_text: Callable[[str], str | None] | None) -> list[str]:
+    text = cand.get("text")
+    if text is None and cand.get("doc_id") and corpus_text is not None:
+        text = corpus_text(cand["doc_id"])
+    fs = {k: v for k, v in (cand.get("filter_scores") or {}).items() if v is not None}
+    sc = {k: round(v, 4) for k, v in (cand.get("scores") or {}).items() if v is not None}
+    return [
+        f"- query `{row['query_id']}`: {textwrap.shorten(row['query'], 200)}",
+        f"  - {cand['source']} `{cand.get('doc_id') or 'synthetic'}` scores {sc} filter scores {fs}",
+        f"  - > {_snip(text)}",
+        "",
+    ]

@@ -1,0 +1,199 @@
+"""Retrieval quality of a bi-encoder on a BEIR split: nDCG@10, MRR@10, Recall@100.
+
+Scoring is sentence-transformers' `InformationRetrievalEvaluator` (the same numbers the BEIR/MTEB tables
+use: binary relevance, ties broken by corpus id). Corpus embeddings come from negforge's embedding cache,
+keyed by the model's weights fingerprint: re-evaluating a model is query encoding only, a new checkpoint
+gets new entries, and a zero-shot run shares the entries dense mining already wrote for the same corpus.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from negforge.mining.fingerprint import resolve_model_path
+from negforge.records import SkipLog
+from negforge.sources.corpus import read_corpus
+from negforge.sources.qrels import read_qrels, read_queries
+from negforge.sources.readers import InputError, require_file
+from negforge.training.checkpoint import checkpoint_fingerprint
+
+EvalResult = TypedDict(
+    "EvalResult",
+    {
+        "model": str,
+        "fingerprint": str,
+        "split": str,
+        "ndcg@10": float,
+        "mrr@10": float,
+        "recall@100": float,
+        "queries": int,
+        "corpus_docs": int,
+        "seconds": float,
+    },
+)
+METRICS = ("ndcg@10", "mrr@10", "recall@100")
+
+
+class BeirSplit:
+    """Corpus, the split's queries that have a relevant document, and their qrels."""
+
+    def __init__(self, path: str | Path, split: str = "test", max_queries: int | None = None):
+        root = Path(path).expanduser()
+        skips = SkipLog()
+        corpus = read_corpus(require_file(root / "corpus.jsonl", "corpus file"), skips)
+        queries = read_queries(require_file(root / "queries.jsonl", "queries file"), skips)
+        qrels_path = require_file(root / "qrels" / f"{split}.tsv", f"qrels file for split {split!r}")
+        relevant: dict[str, set[str]] = {}
+        for _, qid, did in read_qrels(qrels_path, skips, min_relevance=1):
+            if qid in queries:
+                relevant.setdefault(qid, set()).add(did)
+        qids = list(relevant)[:max_queries] if max_queries else list(relevant)
+        if not qids:
+            raise InputError(f"{qrels_path}: no judged query found in {root / 'queries.jsonl'}")
+        self.split = split
+        self.corpus_ids, self.corpus_texts = corpus.ids, corpus.texts
+        self.queries = {q: queries[q] for q in qids}
+        self.relevant = {q: relevant[q] for q in qids}
+        self.skips = skips
+
+
+def load_split(path: str | Path, split: str = "test", max_queries: int | None = None) -> BeirSplit:
+    """Read a BEIR split once, to score several models on it."""
+    return BeirSplit(path, split, max_queries)
+
+
+class _LoadedEncoder:
+    """negforge's TextEncoder protocol over an already loaded model (same encode call as TorchEncoder)."""
+
+    backend = "torch"
+
+    def __init__(self, model: Any):
+        self.model = model
+        dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(dim())
+
+    def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
+        out = self.model.encode(
+            list(texts), batch_size=batch_size, convert_to_numpy=True,
+            normalize_embeddings=True, show_progress_bar=False,
+        )  # fmt: skip
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _has_document_prompt(model: Any) -> bool:
+    return bool(getattr(model, "prompts", {}).get("document") or getattr(model, "default_prompt_name", None))
+
+
+def _corpus_embeddings(
+    model: Any,
+    fingerprint: str,
+    texts: list[str],
+    cache_dir: Path,
+    max_seq_length: int | None,
+    batch_size: int,
+) -> Any:
+    """Cached corpus embeddings as a tensor; the spec matches the dense miner's, so their entries are shared."""
+    import torch
+
+    from negforge.mining.embedding_cache import EmbeddingCache, EmbeddingSpec
+
+    if _has_document_prompt(model):
+        return None  # encode_document would add the model's prompt; the cache's plain encode would not
+    spec = EmbeddingSpec(fingerprint, "torch", max_seq_length, True, "")
+    emb = EmbeddingCache(cache_dir).get_or_encode(
+        spec, texts, lambda: _LoadedEncoder(model), batch_size=batch_size, description="encode eval corpus"
+    )
+    return torch.from_numpy(np.array(emb, dtype=np.float32))
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path | BeirSplit,
+    split: str = "test",
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    max_seq_length: int | None = None,
+    max_queries: int | None = None,
+) -> EvalResult:
+    """Encode the split's corpus and queries with `model` and score exact cosine retrieval."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.util import cos_sim
+
+    from negforge.mining.encoders import pick_device
+
+    t0 = time.perf_counter()
+    beir = data if isinstance(data, BeirSplit) else BeirSplit(data, split, max_queries)
+    path = resolve_model_path(str(model))
+    fingerprint = checkpoint_fingerprint(path)
+    st = SentenceTransformer(str(path), device=pick_device(), local_files_only=True)
+    if max_seq_length:
+        st.max_seq_length = max_seq_length
+    evaluator = InformationRetrievalEvaluator(
+        queries=beir.queries,
+        corpus=dict(zip(beir.corpus_ids, beir.corpus_texts, strict=True)),
+        relevant_docs=beir.relevant,
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100],
+        score_functions={"cosine": cos_sim},
+        batch_size=batch_size,
+        corpus_chunk_size=max(len(beir.corpus_ids), 1),
+        write_csv=False,
+        name=beir.split,
+    )  # fmt: skip
+    corpus_emb = None
+    if cache_dir is not None:
+        corpus_emb = _corpus_embeddings(
+            st, fingerprint, beir.corpus_texts, Path(cache_dir).expanduser(), max_seq_length, batch_size
+        )
+    scores = evaluator.compute_all_metrics(st, corpus_embeddings=corpus_emb)["cosine"]
+    return {
+        "model": str(model),
+        "fingerprint": fingerprint,
+        "split": beir.split,
+        "ndcg@10": float(scores["ndcg@k"][10]),
+        "mrr@10": float(scores["mrr@k"][10]),
+        "recall@100": float(scores["recall@k"][100]),
+        "queries": len(beir.queries),
+        "corpus_docs": len(beir.corpus_ids),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def compare_table(results: Sequence[EvalResult], title: str | None = None) -> Any:
+    """Models side by side (a rich Table); every row after the first also shows its change from the first."""
+    from rich.table import Table
+
+    t = Table(title=title or (f"retrieval on {results[0]['split']}" if results else "retrieval"))
+    t.add_column("model", overflow="fold")
+    t.add_column("fingerprint")
+    for m in METRICS:
+        t.add_column(m, justify="right")
+    t.add_column("queries", justify="right")
+    t.add_column("docs", justify="right")
+    t.add_column("s", justify="right")
+    base = results[0] if results else None
+    for i, r in enumerate(results):
+        cells = []
+        for m in METRICS:
+            cell = f"{r[m]:.4f}"
+            if i and base is not None:
+                d = r[m] - base[m]
+                colour = "green" if d > 0 else "red" if d < 0 else "dim"
+                cell += f" [{colour}]({d:+.4f})[/{colour}]"
+            cells.append(cell)
+        t.add_row(r["model"], r["fingerprint"][:12], *cells, str(r["queries"]), str(r["corpus_docs"]),
+                  f"{r['seconds']:.1f}")  # fmt: skip
+    return t
+
+
+def print_comparison(results: Sequence[EvalResult], console: Any | None = None) -> None:
+    """Print `compare_table` (zero-shot first, then fine-tuned) to a rich console."""
+    from rich.console import Console
+
+    (console or Console()).print(compare_table(results))

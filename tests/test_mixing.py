@@ -1,0 +1,161 @@
+"""The mixer (quotas, fallback, no duplicates across sources) and a whole run with a filter stack:
+every candidate ends with a verdict, the manifest funnel adds up, the report and curriculum configs exist."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from negforge.config import load_config
+from negforge.filters import FilterCandidate, Outcome
+from negforge.mining.pool import QueryResult
+from negforge.mixing import mix_query
+from negforge.records import Query
+
+
+def _cfg(tiny_beir, **mix):
+    return load_config(None, [f"data.path={tiny_beir}", "sources.llm.enabled=true"], mix=mix)
+
+
+def _c(text, source, score=0.5):
+    doc_id = None if source == "llm" else text
+    return FilterCandidate(
+        qi=0, text=text, source=source, doc_id=doc_id, scores={"hybrid": score}, sources=[source]
+    )
+
+
+def test_quotas_fallback_and_cross_source_duplicates(tiny_beir):
+    cfg = _cfg(tiny_beir, quotas={"llm": 2, "dense": 2, "bm25": 2}, fallback=["dense", "bm25", "llm"])
+    r = QueryResult(Query("q", "query", (0,)), None, {}, [], llm_asked=True)
+    cands = [
+        _c("bm25 one", "bm25", 0.9),
+        _c("dense one", "dense", 0.8),
+        _c("dense two", "dense", 0.7),
+        _c("dense three", "dense", 0.6),
+        _c("dense four", "dense", 0.5),
+        _c("Dense ONE!", "llm"),  # the same text as a dense one: must not be mixed twice
+        _c("llm two", "llm"),
+        _c("llm three", "llm"),
+    ]
+    outcomes = [Outcome(True) for _ in cands]
+    outcomes[3] = Outcome(False, "sanity", "too_short")
+    negs, dropped, short = mix_query(cfg, r, cands, outcomes)
+    texts = [c.text for c, _ in negs]
+    assert texts == ["dense one", "dense two", "bm25 one", "llm two", "llm three", "dense four"]
+    assert not short
+    reasons = {c.text: (o.filter, o.reason) for c, o in dropped}
+    assert reasons == {
+        "dense three": ("sanity", "too_short"),
+        "Dense ONE!": ("mixer", "duplicate_text"),
+    }
+    assert dict(next(o for c, o in dropped if c.text == "Dense ONE!").scores) == {"duplicate_of": "dense one"}
+
+
+def test_llm_quota_only_where_asked_and_short_when_all_run_out(tiny_beir):
+    cfg = _cfg(tiny_beir, quotas={"llm": 1, "mined": 2}, fallback=["mined"])
+    r = QueryResult(Query("q", "query", (0,)), None, {}, [], llm_asked=False)
+    negs, dropped, short = mix_query(cfg, r, [_c("a", "bm25", 0.9)], [Outcome(True)])
+    assert [c.text for c, _ in negs] == ["a"] and short and not dropped
+
+
+@pytest.fixture(scope="module")
+def filtered_run(tiny_beir, cache_dir, tmp_path_factory, minilm_path):
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    ce = tmp_path_factory.mktemp("ce")
+    CrossEncoder(minilm_path, num_labels=1).save(str(ce))
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config(
+        None,
+        [
+            f"data.path={tiny_beir}",
+            f"cache_dir={cache_dir}",
+            f"output.dir={out}",
+            "output.shard_size=4",
+            "selection.depth=12",
+            "selection.relative_margin=0.02",
+            "sources.random.enabled=true",
+            "curriculum.enabled=true",
+            "curriculum.score=ce_prob",
+            "output.formats=[rich,triplet,n-tuple,labeled-pair,labeled-list]",
+        ],
+        filters=[
+            {"type": "sanity", "languages": ["en"]},
+            {"type": "duplicate"},
+            {"type": "embedding", "max_positive_sim": 0.8},
+            {"type": "cross_encoder", "model": str(ce), "max_prob": None, "calibrate_quantile": 0.9},
+        ],
+        mix={"quotas": {"dense": 2, "bm25": 2, "random": 1}},
+    )
+    from negforge.pipeline import run
+
+    return cfg, run(cfg)
+
+
+def test_every_candidate_has_a_verdict_and_the_funnel_adds_up(filtered_run):
+    from datasets import load_from_disk
+
+    _, res = filtered_run
+    rich = load_from_disk(str(res.dataset_dir))["rich"]
+    allowed = {"selection", "sanity", "duplicate", "embedding", "cross_encoder", "mixer"}
+    total = kept = 0
+    for row in rich:
+        texts = [n["text"] for n in row["negatives"]]
+        assert len(texts) == len(set(texts))
+        assert set(row["positive_ids"]).isdisjoint({n["doc_id"] for n in row["negatives"]})
+        assert len(texts) <= 5 and (row["short"] or len(texts) == 5)
+        for n in row["negatives"]:
+            assert n["filter_scores"]["ce_prob"] is not None and n["filter_scores"]["sim_positive"] < 0.8
+            assert n["difficulty"] in ("easy", "medium", "hard")
+        for d in row["dropped"]:
+            assert d["filter"] in allowed and d["reason"]
+            assert d["doc_id"] is not None and d["text"] is None  # corpus texts not stored by default
+        total += len(row["negatives"]) + len(row["dropped"])
+        kept += len(row["negatives"])
+    m = res.manifest
+    f = m["filters"]
+    assert sum(f["verdicts"].values()) == total
+    assert f["verdicts"]["kept/mixed"] == kept
+    funnel = {r["source"]: r for r in f["funnel"]}
+    assert sum(r["candidates"] for r in funnel.values()) == total
+    assert sum(r["mixed"] for r in funnel.values()) == kept
+    for r in funnel.values():
+        steps = [
+            r["candidates"],
+            r["after_margins"],
+            *(r[f"after_{n}"] for n in ("sanity", "duplicate", "embedding", "cross_encoder")),
+        ]
+        assert steps == sorted(steps, reverse=True)
+    assert [s["name"] for s in f["stack"]] == ["sanity", "duplicate", "embedding", "cross_encoder"]
+    cal = f["stack"][3]["calibration"]
+    assert cal["quantile"] == 0.9 and 0 < cal["threshold_prob"] < 1
+    assert f["verdicts"].get("cross_encoder/ce_scores_like_positive", 0) > 0
+
+
+def test_report_curriculum_and_labeled_configs(filtered_run):
+    from datasets import load_from_disk
+
+    _, res = filtered_run
+    report = (res.run_dir / "report.md").read_text()
+    assert "## Funnel" in report and "| source |" in report and "### Dropped: `cross_encoder/" in report
+    pngs = sorted(p.name for p in (res.run_dir / "report").glob("*.png"))
+    assert "scores_dense.png" in pngs and all(
+        (res.run_dir / "report" / p).stat().st_size > 1000 for p in pngs
+    )
+    dd = load_from_disk(str(res.dataset_dir))
+    cur = res.manifest["curriculum"]
+    assert cur["score"] == "ce_prob" and len(cur["cuts"]) == 2
+    n_pos = {r["query_id"]: len(r["positives"]) for r in dd["rich"]}
+    assert sum(cur["counts"].values()) == sum(len(r["negatives"]) for r in dd["rich"])
+    for b in ("easy", "medium", "hard"):
+        assert dd[f"curriculum-{b}"].column_names == ["anchor", "positive", "negative"]
+    assert sum(len(dd[f"curriculum-{b}"]) for b in ("easy", "medium", "hard")) == len(dd["triplet"])
+    lp = dd["labeled-pair"]
+    assert sum(lp["label"]) == sum(n_pos.values())
+    ll = dd["labeled-list"][0]
+    assert len(ll["docs"]) == len(ll["labels"]) and ll["labels"][0] == 1
+    saved = json.loads(res.manifest_path.read_text())
+    assert saved["outputs"]["report"].endswith("report.md")
