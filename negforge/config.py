@@ -343,6 +343,29 @@ class CurriculumConfig(_Strict):
     buckets: list[str] = Field(default_factory=lambda: ["easy", "medium", "hard"], min_length=2)
 
 
+class ExecutionConfig(_Strict):
+    """Where shard tasks run (Prefect task runner). Shards pass paths and ids: each worker process loads the
+    cached indexes and embeddings once and writes its shards to the run folder."""
+
+    runner: Literal["threads", "dask", "ray"] = "threads"
+    workers: int = Field(1, ge=1, description="threads: pool size; dask/ray local cluster: worker processes")
+    address: str | None = Field(
+        None,
+        description="scheduler of an existing Dask cluster (tcp://host:8786) or Ray cluster; None starts one",
+    )
+    threads_per_worker: int = Field(1, ge=1, description="local Dask cluster: threads per worker process")
+    llm_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Prefect concurrency limit on shard tasks calling the LLM endpoint (tag negforge-llm)",
+    )
+    cross_encoder_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Prefect concurrency limit on shard tasks running model filters (tag negforge-cross-encoder)",
+    )
+
+
 class OutputConfig(_Strict):
     dir: str = "runs"
     formats: list[Literal["rich", "triplet", "n-tuple", "labeled-pair", "labeled-list"]] = Field(
@@ -368,6 +391,7 @@ class RunConfig(_Strict):
     mix: MixConfig = Field(default_factory=MixConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @model_validator(mode="after")
     def _coherent(self) -> RunConfig:
@@ -418,6 +442,7 @@ class RunConfig(_Strict):
         """Hash of everything that changes the rows; shards written under another fingerprint are not reused."""
         data = self.model_dump(mode="json")
         data.pop("run_name")
+        data.pop("execution")  # where shards run does not change them
         data["output"] = {k: v for k, v in data["output"].items() if k not in ("dir",)}
         # where and how fast the LLM is reached does not change the rows: a rerun against a restarted
         # server on another port must resume, not conflict

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -174,9 +175,11 @@ def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
                 ctx.corpus.ids[base.candidate.row] if base else None, ctx.corpus.texts[base.candidate.row] if base else None,
             )
         )  # fmt: skip
-    before = Counter(llm.synth.stats.counts)
-    rejected_before = Counter(llm.synth.stats.rejected)
-    made = llm.synth.generate_sync(items, llm.client)
+    synth = llm.synth.fork()
+    try:
+        made = synth.generate_sync(items, llm.client)
+    finally:
+        llm.synth.absorb(synth)
     texts = [(r, g) for r in results for g in made.get(r.query.id, [])]
     scores: list[float | None] = [None] * len(texts)
     embs: list[np.ndarray | None] = [None] * len(texts)
@@ -193,10 +196,7 @@ def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
         ]
     for (r, g), sc, e in zip(texts, scores, embs, strict=True):
         r.synthetic.append((g, sc, e))
-    return {
-        "counts": dict(Counter(llm.synth.stats.counts) - before),
-        "rejected": dict(Counter(llm.synth.stats.rejected) - rejected_before),
-    }
+    return {"counts": dict(synth.stats.counts), "rejected": dict(synth.stats.rejected)}
 
 
 def mine_shard(
@@ -227,6 +227,70 @@ def mine_shard(
     }
     store.write(shard, table, stats)
     return stats
+
+
+_CONTEXTS: dict[str, tuple[MiningContext, LLMStage | None]] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _context_key(cfg: RunConfig) -> str:
+    return f"{cfg.run_dir.resolve()}|{cfg.fingerprint()}"
+
+
+def register_context(cfg: RunConfig, ctx: MiningContext, llm: LLMStage | None) -> None:
+    """Make the driver's context available to shard tasks running on threads of this process."""
+    with _CONTEXTS_LOCK:
+        _CONTEXTS[_context_key(cfg)] = (ctx, llm)
+
+
+def forget_context(cfg: RunConfig) -> None:
+    with _CONTEXTS_LOCK:
+        _CONTEXTS.pop(_context_key(cfg), None)
+
+
+def worker_context(cfg: RunConfig) -> tuple[MiningContext, LLMStage | None]:
+    """The mining context in this process, built once from the caches the driver filled (BM25 index,
+    embeddings, LLM checkpoint). A worker reaches the LLM through `sources.llm.base_urls`, never starts one."""
+    key = _context_key(cfg)
+    with _CONTEXTS_LOCK:
+        if key in _CONTEXTS:
+            return _CONTEXTS[key]
+        timings = Timings()
+        data = load_data(cfg, timings)
+        bm25 = prepare_bm25(cfg, data, timings)
+        dense, qemb = prepare_dense(cfg, data, timings)
+        ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
+        llm = None
+        if cfg.sources.llm.enabled:
+            if not cfg.sources.llm.base_urls:
+                raise RuntimeError(
+                    "shard worker without sources.llm.base_urls: the driver must start the server"
+                )
+            from negforge.generators.stage import start_llm
+
+            llm = start_llm(cfg)
+        _CONTEXTS[key] = (ctx, llm)
+        return ctx, llm
+
+
+def worker_config(cfg: RunConfig, llm: LLMStage | None) -> dict:
+    """The config shard tasks receive: plain JSON, with the driver's LLM endpoints filled in."""
+    d = cfg.model_dump(mode="json")
+    if llm is not None:
+        d["sources"]["llm"]["base_urls"] = list(llm.base_urls)
+    return d
+
+
+def run_shard(config: dict, shard: int, qidx: list[int]) -> dict:
+    """One shard, addressed by config and query positions; safe to run on any worker that sees the run
+    folder and the cache. A shard already written is not redone."""
+    cfg = RunConfig.model_validate(config)
+    store = ShardStore(cfg.run_dir)
+    if store.is_done(shard):
+        return store.stats(shard)
+    ctx, llm = worker_context(cfg)
+    return mine_shard(ctx, store, shard, qidx, llm)
 
 
 def _versions() -> dict[str, str]:

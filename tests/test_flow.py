@@ -32,7 +32,25 @@ def test_build_negatives_flow_runs_tasks_and_resumes(prefect_server, make_config
     names = asyncio.run(task_names(state.state_details.flow_run_id))
     assert [n for n in names if n.startswith("shard-")] == ["shard-0", "shard-1", "shard-2"]
     stages = {n.rsplit("-", 1)[0] for n in names if not n.startswith("shard-")}
-    assert stages == {"load", "mine-bm25-index", "mine-dense-encode-index", "select-setup", "write"}
+    assert stages == {
+        "load", "mine-bm25-index", "mine-dense-encode-index", "select-setup", "filters-setup", "llm-start", "write",
+    }  # fmt: skip
+
+    async def artifacts(flow_run_id):
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        async with get_client() as client:
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+            return {(a.type, a.key) for a in arts}, arts
+
+    kinds, arts = asyncio.run(artifacts(state.state_details.flow_run_id))
+    assert ("markdown", "negforge-run-report") in kinds
+    assert {("table", "negforge-run-source-bm25"), ("table", "negforge-run-source-dense")} <= kinds
+    assert any(t == "progress" for t, _ in kinds)
+    report = next(a for a in arts if a.key == "negforge-run-report")
+    assert "## Funnel" in report.data
 
     again = build_negatives(cfg.model_dump(mode="json"))
     assert again["shards"] == {"total": 3, "reused": 3, "written": 0}
@@ -46,3 +64,52 @@ def test_flow_fails_cleanly_on_bad_input(prefect_server, make_config, tmp_path):
     cfg = make_config(f"data.path={tmp_path / 'missing'}")
     with pytest.raises(InputError, match="BEIR folder not found"):
         build_negatives(cfg.model_dump(mode="json"))
+
+
+def test_dask_local_cluster_gives_the_threaded_rows(prefect_server, make_config, tmp_path):
+    """A sharded build on a real Dask LocalCluster (two worker processes on loopback) equals the threaded one."""
+    from negforge.flows.build import build_negatives
+
+    filters = [{"type": "sanity"}, {"type": "duplicate"}, {"type": "embedding", "max_positive_sim": 0.85}]
+    threaded = make_config("run_name=threads", filters=filters)
+    dask = make_config("run_name=dask", "execution.runner=dask", "execution.workers=2", filters=filters)
+    a = build_negatives(threaded.model_dump(mode="json"))
+    b = build_negatives(dask.model_dump(mode="json"))
+    assert b["config"]["execution"]["runner"] == "dask"
+    assert a["config_fingerprint"] == b["config_fingerprint"]
+    ra = load_from_disk(a["outputs"]["dataset"])["rich"].to_list()
+    rb = load_from_disk(b["outputs"]["dataset"])["rich"].to_list()
+    assert len(ra) == 12 and ra == rb
+    assert a["filters"]["verdicts"] == b["filters"]["verdicts"]
+
+
+def test_concurrency_limit_guards_model_filter_shards(prefect_server, make_config, minilm_path, tmp_path):
+    import asyncio
+
+    import torch
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from sentence_transformers import CrossEncoder
+
+    from negforge.flows.build import CROSS_ENCODER_TAG, build_negatives
+
+    torch.manual_seed(0)
+    CrossEncoder(minilm_path, num_labels=1).save(str(tmp_path / "ce"))
+    cfg = make_config(
+        "run_name=limited", "execution.cross_encoder_concurrency=1", "execution.workers=2",
+        filters=[{"type": "cross_encoder", "model": str(tmp_path / "ce"), "max_prob": None}],
+    )  # fmt: skip
+    state = build_negatives(cfg.model_dump(mode="json"), return_state=True)
+    assert state.is_completed()
+
+    async def check(flow_run_id):
+        async with get_client() as client:
+            limit = await client.read_concurrency_limit_by_tag(CROSS_ENCODER_TAG)
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            return limit, [r for r in runs if r.name.startswith("shard-")]
+
+    limit, shards = asyncio.run(check(state.state_details.flow_run_id))
+    assert limit.concurrency_limit == 1
+    assert len(shards) == 3 and all(CROSS_ENCODER_TAG in r.tags for r in shards)

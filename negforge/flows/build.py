@@ -1,19 +1,27 @@
-"""`build_negatives`: load → prepare each miner → mine shards (written as they finish) → write outputs."""
+"""`build_negatives`: load → prepare each miner and filter → mine shards (on the configured task runner,
+written as they finish) → write outputs, report and artifacts.
+
+Shard tasks get the config as JSON and query positions, never the corpus or the indexes: a worker process
+loads those once from the cache the driver filled, so the same flow runs on threads, Dask or Ray.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 
 from negforge import pipeline
-from negforge.config import RunConfig
+from negforge.config import ExecutionConfig, RunConfig
+from negforge.flows.artifacts import ShardProgress, publish_run_artifacts
 from negforge.progress import progress_bar
 from negforge.shards import ShardStore, plan_shards
 from negforge.timing import Timings
 
-# Big in-memory objects (corpus, indexes) pass between tasks in one process: no caching, no result storage.
+# Big in-memory objects (corpus, indexes) pass between driver tasks in one process: no caching, no results.
 _task = task(cache_policy=NO_CACHE, persist_result=False)
 
 load = _task(pipeline.load_data, name="load")
@@ -21,8 +29,65 @@ prepare_bm25 = _task(pipeline.prepare_bm25, name="mine-bm25-index")
 prepare_dense = _task(pipeline.prepare_dense, name="mine-dense-encode-index")
 make_context = _task(pipeline.make_context, name="select-setup")
 prepare_filters = _task(pipeline.prepare_filters, name="filters-setup")
-mine_shard = _task(pipeline.mine_shard, name="mine-select-shard", task_run_name="shard-{shard}")
+prepare_llm = _task(pipeline.prepare_llm, name="llm-start")
+mine_shard = _task(pipeline.run_shard, name="mine-filter-mix-shard", task_run_name="shard-{shard}", retries=1)
 finalize = _task(pipeline.finalize, name="write")
+
+LLM_TAG = "negforge-llm"
+CROSS_ENCODER_TAG = "negforge-cross-encoder"
+
+
+def task_runner(ex: ExecutionConfig):
+    """The Prefect task runner for shard tasks, from `execution`."""
+    if ex.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if ex.address:
+            return DaskTaskRunner(address=ex.address)
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": ex.workers,
+                "threads_per_worker": ex.threads_per_worker,
+                "processes": True,
+                "host": "127.0.0.1",
+                "dashboard_address": None,
+            }
+        )
+    if ex.runner == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise ImportError("execution.runner=ray needs prefect-ray: pip install 'negforge[ray]'") from None
+        init = {"num_cpus": ex.workers} if not ex.address else {}
+        return RayTaskRunner(address=ex.address, init_kwargs=init)
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=ex.workers)
+
+
+def _shard_tags(cfg: RunConfig) -> list[str]:
+    tags = []
+    if cfg.sources.llm.enabled:
+        tags.append(LLM_TAG)
+    if any(f.type in ("cross_encoder", "nli") for f in cfg.filters):
+        tags.append(CROSS_ENCODER_TAG)
+    return tags
+
+
+def ensure_concurrency_limits(cfg: RunConfig) -> dict[str, int]:
+    """Tag concurrency limits guarding the LLM endpoint and the cross-encoder, created or updated on the server."""
+    from prefect.client.orchestration import get_client
+
+    want = {
+        LLM_TAG: cfg.execution.llm_concurrency,
+        CROSS_ENCODER_TAG: cfg.execution.cross_encoder_concurrency,
+    }
+    want = {k: v for k, v in want.items() if v is not None}
+    if want:
+        with get_client(sync_client=True) as client:
+            for tag, limit in want.items():
+                client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+    return want
 
 
 @flow(name="build_negatives", validate_parameters=True)
@@ -43,10 +108,59 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     log.info(
         "%d queries in %d shards; %d already done", len(data.queries), len(shards), len(shards) - len(todo)
     )
-    with progress_bar("mine shards", len(todo)) as advance:
-        for i in todo:
-            mine_shard(ctx, store, i, shards[i])
-            advance(1)
-    result = finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo))
+    llm = prepare_llm(cfg, timings) if todo else None
+    limits = ensure_concurrency_limits(cfg)
+    if limits:
+        log.info("concurrency limits: %s", limits)
+    pipeline.register_context(cfg, ctx, llm)
+    shard_cfg = pipeline.worker_config(cfg, llm)
+    runner = task_runner(cfg.execution)
+    try:
+        with runner, progress_bar("mine shards", len(todo)) as advance, ShardProgress(len(todo)) as artifact:
+            futures = [
+                runner.submit(
+                    mine_shard.with_options(tags=_shard_tags(cfg)),
+                    {"config": shard_cfg, "shard": i, "qidx": shards[i]},
+                )
+                for i in todo
+            ]
+            for fut in as_completed(futures):
+                fut.result()
+                advance(1)
+                artifact.advance()
+    finally:
+        pipeline.forget_context(cfg)
+        if llm is not None:
+            llm.close()
+    result = finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), llm)
+    publish_run_artifacts(result.manifest, Path(result.run_dir))
     log.info("dataset written to %s", result.dataset_dir)
     return result.manifest
+
+
+def run_flow(cfg: RunConfig, overwrite: bool = False) -> dict:
+    """Run the flow (the CLI's default engine)."""
+    return build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)
+
+
+@flow(name="build_from_file", validate_parameters=True)
+def build_from_file(
+    config_path: str,
+    overrides: list[str] | None = None,
+    run_name: str | None = None,
+    overwrite: bool = False,
+    publish_to: str | None = None,
+    hub_repo: str | None = None,
+) -> dict:
+    """Deployment entry point: a config file (+ `--set` style overrides), built and optionally published to a
+    local Hub folder (`publish_to`) and/or the Hugging Face Hub (`hub_repo`, token from HF_TOKEN)."""
+    from negforge.config import load_config
+
+    extra = {"run_name": run_name} if run_name else {}
+    cfg = load_config(config_path, overrides or [], **extra)
+    manifest = build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)
+    if publish_to or hub_repo:
+        from negforge.flows.publish import publish_run
+
+        publish_run(str(cfg.run_dir), local_dir=publish_to, repo_id=hub_repo)
+    return manifest

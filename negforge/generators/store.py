@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 
 
@@ -29,6 +30,7 @@ class GenerationStore:
                 self.records.setdefault(rec["key"], rec)
         self._path = self.dir / f"part-{socket.gethostname()}-{os.getpid()}.jsonl"
         self._fh = None
+        self._lock = threading.Lock()  # shards may run on threads of one process
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -37,12 +39,14 @@ class GenerationStore:
         return self.records.get(key)
 
     def append(self, record: dict) -> None:
-        if self._fh is None:
-            self._fh = self._path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.records.setdefault(record["key"], record)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            if self._fh is None:
+                self._fh = self._path.open("a", encoding="utf-8")
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self.records.setdefault(record["key"], record)
 
     def close(self) -> None:
         if self._fh is not None:

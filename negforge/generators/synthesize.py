@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -88,6 +89,9 @@ class GenStats:
         }
 
 
+_STATS_LOCK = threading.Lock()
+
+
 def _seed(*parts: object) -> int:
     return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
@@ -102,6 +106,19 @@ class Synthesizer:
         self.model_fingerprint = model_fingerprint
         self.store = store
         self.stats = GenStats()
+
+    def fork(self) -> Synthesizer:
+        """Same model, settings and store, fresh counters: one per shard, so concurrent shards count apart."""
+        return Synthesizer(
+            self.cfg, seed=self.seed, served_model=self.served_model,
+            model_fingerprint=self.model_fingerprint, store=self.store,
+        )  # fmt: skip
+
+    def absorb(self, other: Synthesizer) -> None:
+        with _STATS_LOCK:
+            self.stats.counts.update(other.stats.counts)
+            self.stats.rejected.update(other.stats.rejected)
+            self.stats.latencies += other.stats.latencies
 
     def wants(self, query_id: str) -> bool:
         """Seeded per-query choice for `fraction` < 1 (cost control; SyNeg mixes per instance anyway)."""
