@@ -16,6 +16,8 @@ BUNDLED = {
 }
 _SKIP_SUFFIXES = (".md", ".gitattributes", ".lock")
 _SKIP_DIRS = {"onnx", "openvino", ".git", ".cache"}
+# negforge's record inside a trained checkpoint describes the weights; hashing it would change the identity
+_SKIP_FILES = {"negforge_checkpoint.json"}
 
 
 class ModelNotFound(ValueError):
@@ -65,6 +67,7 @@ def model_fingerprint(path: str | Path) -> str:
         for p in root.rglob("*")
         if p.is_file()
         and not p.name.endswith(_SKIP_SUFFIXES)
+        and str(p.relative_to(root)) not in _SKIP_FILES
         and not (set(p.relative_to(root).parts[:-1]) & _SKIP_DIRS)
     )
     if not files:
