@@ -125,3 +125,49 @@ def test_killed_server_loses_no_finished_generation(server, smollm2, tmp_path):
     again.generate_sync(items, lambda: client(server))
     assert again.stats.counts["from_store"] == 3 and again.stats.counts["sent_ok"] == 3
     assert {r["query_id"] for r in again.store.records.values()} == {f"k{i}" for i in range(6)}
+
+
+def test_server_killed_mid_build_then_rerun_finishes_without_redoing_shards(
+    server, smollm2, make_config, tmp_path
+):
+    """Kill the vLLM server after the 2nd shard lands: the run fails loudly; the same config against a new
+    server finishes, finished shards untouched, every query once, finished generations read from the store."""
+    import threading
+    import time
+
+    doomed = start_server(smollm2, tmp_path / "doomed.log")
+    common = [
+        "data.max_queries=8", "output.shard_size=2", "selection.num_negatives=2", "sources.llm.enabled=true",
+        "sources.llm.count=1", f"sources.llm.model={smollm2}", "sources.llm.max_tokens=500",
+        "sources.llm.max_reasks=0", "sources.llm.max_retries=0", "sources.llm.timeout=60", "run_name=killed",
+    ]  # fmt: skip
+    cfg = make_config(*common, f"sources.llm.base_urls=[{doomed.base_url}]")
+    shards = cfg.run_dir / "shards"
+
+    def kill_after_second_shard():
+        deadline = time.monotonic() + 600
+        while not (shards / "shard-00001.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        doomed.kill()
+
+    killer = threading.Thread(target=kill_after_second_shard, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(GenerationFailed):
+            run(cfg)
+    finally:
+        killer.join(timeout=5)
+        doomed.stop()
+    done = sorted(p.name for p in shards.glob("shard-*.json"))
+    assert done[:2] == ["shard-00000.json", "shard-00001.json"] and len(done) < 4
+    mtimes = {p: p.stat().st_mtime_ns for p in shards.glob("shard-*")}
+
+    again = run(make_config(*common, f"sources.llm.base_urls=[{server.base_url}]"))
+    assert again.manifest["shards"]["reused"] == len(done)
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    rows = load_from_disk(str(again.dataset_dir))["rich"].to_list()
+    assert len(rows) == len({r["query_id"] for r in rows}) == 8
+    # a clean run in a new folder reads every response from the store: the same rows, row for row
+    clean = run(make_config(*common[:-1], "run_name=clean", f"sources.llm.base_urls=[{server.base_url}]"))
+    assert clean.manifest["generation"]["this_run"].get("from_store", 0) == 8
+    assert load_from_disk(str(clean.dataset_dir))["rich"].to_list() == rows
