@@ -48,6 +48,19 @@ class DataConfig(_Strict):
     join_title: bool = True
     min_relevance: int = Field(1, description="qrels rows with a lower score are not positives")
     max_queries: int | None = Field(None, ge=1)
+    chunk: str | None = Field(
+        None,
+        pattern=r"^\d+/[1-9]\d*$",
+        description="k/n: only queries at positions ≡ k (mod n), e.g. an ANCE refresh slice",
+    )
+
+    @model_validator(mode="after")
+    def _chunk(self) -> DataConfig:
+        if self.chunk is not None:
+            k, n = map(int, self.chunk.split("/"))
+            if k >= n:
+                raise ValueError(f"data.chunk={self.chunk!r}: k must be < n")
+        return self
 
     @model_validator(mode="after")
     def _needs(self) -> DataConfig:

@@ -65,6 +65,9 @@ class RunResult:
 def load_data(cfg: RunConfig, timings: Timings) -> TrainingInput:
     t0 = time.perf_counter()
     data = load_input(cfg.data)
+    if cfg.data.chunk:
+        k, n = map(int, cfg.data.chunk.split("/"))
+        data.queries = [q for i, q in enumerate(data.queries) if i % n == k]
     timings.add("load", time.perf_counter() - t0, len(data.queries), "queries")
     return data
 
