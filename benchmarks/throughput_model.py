@@ -48,7 +48,7 @@ def manifest_shape(path: Path) -> dict[str, float]:
             continue
         seen = sum(st["seen"].values())
         rate = seen / st["seconds"] if st["seconds"] else float("nan")
-        print(f"  filter {name} ({f['type']}): {seen} pairs in {st['seconds']} s = {rate:.1f} pairs/s")
+        print(f"  filter {name} ({f['type']}): {seen} candidates in {st['seconds']} s = {rate:.1f}/s")
         if f["type"] == "cross_encoder":
             out["ce_pairs_per_query"] = seen / queries
     for k, v in out.items():
@@ -77,7 +77,9 @@ def main() -> None:
     p.add_argument("--cores-per-worker", type=int, default=8, help="mining threads per GPU worker (c)")
     p.add_argument("--encode-rate", type=float, default=15_000, help="passages/s, driver GPU (assumed)")
     p.add_argument("--query-encode-rate", type=float, default=30_000, help="queries/s, driver GPU (assumed)")
-    p.add_argument("--bm25-index-rate", type=float, default=9_900, help="docs/s, driver CPU (measured words/s)")
+    p.add_argument(
+        "--bm25-index-rate", type=float, default=9_900, help="docs/s, driver CPU (measured words/s)"
+    )
     p.add_argument("--nlist", type=int, default=65_536, help="IVF lists; 0 for a flat index")
     p.add_argument("--cpu-flops", type=float, default=1e12, help="driver CPU sgemm FLOP/s (assumed)")
     p.add_argument("--mine-rate", type=float, default=8.5, help="queries/s per mining core (measured here)")
@@ -120,7 +122,9 @@ def main() -> None:
             slow = max(stage, key=lambda k: stage[k])
             total = sum(one_off.values()) + stage[slow] + write
             other = max(v for k, v in stage.items() if k != "generate")
-            f_star = min(1.0, a.replica_tokens * r * other / (q * (1 + shape["reask"]) * shape["tokens_per_request"]))
+            f_star = min(
+                1.0, a.replica_tokens * r * other / (q * (1 + shape["reask"]) * shape["tokens_per_request"])
+            )
             r_star = tokens / (a.replica_tokens * other) if other else 0.0
             print(f"{n:>3} {r:>3} {hms(stage['mine']):>9} {hms(stage['generate']):>9} {hms(stage['cross-enc']):>9} "
                   f"{slow:>11} {hms(stage[slow]):>9} {hms(total):>9}  f*={f_star:.2f} or R*={r_star:.1f}")  # fmt: skip

@@ -126,7 +126,17 @@ def _report(manifest: dict) -> None:
     for k, v in counts["selected"].items():
         t.add_row(f"selected from {k}", str(v))
     out.print(t)
+    funnel = (manifest.get("filters") or {}).get("funnel") or []
+    if funnel and manifest["filters"].get("stack"):
+        ft = Table(title="verdicts: candidates per source through each filter")
+        for col in funnel[0]:
+            ft.add_column(col.removeprefix("after_"), justify="left" if col == "source" else "right")
+        for row in funnel:
+            ft.add_row(*(str(v) for v in row.values()))
+        out.print(ft)
     print_summary(manifest["score_summary"], manifest["score_by"], out)
+    if manifest["outputs"].get("report"):
+        out.print(f"[bold]report:[/bold] {manifest['outputs']['report']}")
     gen = manifest.get("generation")
     if gen:
         c = gen["counts"]

@@ -213,6 +213,6 @@ def judge_and_mix(
 def merge_filter_stats(shard_stats: list[dict]) -> dict[str, FilterStats]:
     out: dict[str, FilterStats] = {}
     for s in shard_stats:
-        for name, d in (s.get("filters") or {}).items():
+        for name, d in ((s.get("verdicts") or {}).get("filters") or {}).items():
             out.setdefault(name, FilterStats()).merge(FilterStats.from_dict(d))
     return out

@@ -129,6 +129,14 @@ def test_every_candidate_has_a_verdict_and_the_funnel_adds_up(filtered_run):
             *(r[f"after_{n}"] for n in ("sanity", "duplicate", "embedding", "cross_encoder")),
         ]
         assert steps == sorted(steps, reverse=True)
+    names = ["sanity", "duplicate", "embedding", "cross_encoder"]
+    for prev, name in zip(["margins", *names], names, strict=False):
+        lost = sum(r[f"after_{prev}"] - r[f"after_{name}"] for r in funnel.values())
+        rejected = sum(v for k, v in f["verdicts"].items() if k.startswith(name + "/"))
+        assert lost == rejected == sum(f["stats"][name]["rejected"].values())
+    assert f["verdicts"]["cross_encoder/ce_scores_like_positive"] == f["stats"]["cross_encoder"][
+        "rejected"
+    ].get("ce_scores_like_positive")
     assert [s["name"] for s in f["stack"]] == ["sanity", "duplicate", "embedding", "cross_encoder"]
     cal = f["stack"][3]["calibration"]
     assert cal["quantile"] == 0.9 and 0 < cal["threshold_prob"] < 1

@@ -139,7 +139,7 @@ def test_server_killed_mid_build_then_rerun_finishes_without_redoing_shards(
     common = [
         "data.max_queries=8", "output.shard_size=2", "selection.num_negatives=2", "sources.llm.enabled=true",
         "sources.llm.count=1", f"sources.llm.model={smollm2}", "sources.llm.max_tokens=500",
-        "sources.llm.max_reasks=0", "sources.llm.max_retries=0", "sources.llm.timeout=60", "run_name=killed",
+        "sources.llm.max_reasks=0", "sources.llm.max_retries=1", "sources.llm.timeout=600", "run_name=killed",
     ]  # fmt: skip
     cfg = make_config(*common, f"sources.llm.base_urls=[{doomed.base_url}]")
     shards = cfg.run_dir / "shards"

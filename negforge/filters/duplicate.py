@@ -37,7 +37,7 @@ class DuplicateFilter:
         return self.cfg.model_dump(exclude={"name"})
 
     def _near(self, a: str, b: str) -> float:
-        return fuzz.ratio(a, b)
+        return fuzz.ratio(a, b, score_cutoff=self.cfg.near_threshold or 0)
 
     def apply(self, batch: CandidateBatch) -> list[Verdict]:
         cfg = self.cfg

@@ -25,6 +25,9 @@ def alpha_ratio(text: str) -> float:
     return sum(ch.isalpha() for ch in chars) / len(chars) if chars else 0.0
 
 
+LANGID_CHARS = 600  # a few sentences identify the language; whole abstracts only cost time
+
+
 class SanityFilter:
     def __init__(self, cfg: SanityFilterConfig) -> None:
         self.cfg = cfg
@@ -37,7 +40,7 @@ class SanityFilter:
     def _language(text: str) -> str:
         import py3langid
 
-        return py3langid.classify(text)[0]
+        return py3langid.classify(text[:LANGID_CHARS])[0]
 
     def apply(self, batch: CandidateBatch) -> list[Verdict]:
         cfg = self.cfg

@@ -159,7 +159,11 @@ def _example(row: dict, cand: dict, corpus_text: Callable[[str], str | None] | N
     text = cand.get("text")
     if text is None and cand.get("doc_id") and corpus_text is not None:
         text = corpus_text(cand["doc_id"])
-    fs = {k: v for k, v in (cand.get("filter_scores") or {}).items() if v is not None}
+    fs = {
+        k: round(v, 3) if isinstance(v, float) else v
+        for k, v in (cand.get("filter_scores") or {}).items()
+        if v is not None
+    }
     sc = {k: round(v, 4) for k, v in (cand.get("scores") or {}).items() if v is not None}
     return [
         f"- query `{row['query_id']}`: {textwrap.shorten(row['query'], 200)}",
