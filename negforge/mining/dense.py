@@ -6,6 +6,7 @@ Search goes in chunks of queries, so memory stays at chunk Ã— k, never queries Ã
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import faiss
@@ -77,6 +78,7 @@ class DenseMiner:
         self.corpus_emb: np.ndarray | None = None
         self.index: faiss.Index | None = None
         self.index_info: dict = {}
+        self._search_lock = threading.Lock()
 
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
@@ -135,19 +137,22 @@ class DenseMiner:
             else:
                 index.hnsw.efSearch = icfg.ef_search
             info["loaded_from_cache"] = True
-            return index, info
-        index, info = build_index(self.corpus_emb, icfg.model_copy(update={"gpu": "never"}), seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(index, str(path) + ".tmp")
-        Path(str(path) + ".tmp").replace(path)
-        meta.write_text(json.dumps(info))
+        else:
+            # trained on CPU so the file on disk serves CPU and GPU workers alike
+            index, info = build_index(self.corpus_emb, icfg.model_copy(update={"gpu": "never"}), seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            faiss.write_index(index, str(path) + ".tmp")
+            Path(str(path) + ".tmp").replace(path)
+            meta.write_text(json.dumps(info))
         if icfg.gpu == "auto" and icfg.type != "hnsw" and gpu_count() > 0:
             index, info = faiss.index_cpu_to_all_gpus(index), {**info, "gpu": True}
         return index, info
 
     def search(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self.index is not None, "call prepare() first"
-        return search(self.index, query_emb, k, self.cfg.search_batch)
+        # faiss GPU indexes are not thread-safe, and CPU search is already parallel inside faiss: one at a time
+        with self._search_lock:
+            return search(self.index, query_emb, k, self.cfg.search_batch)
 
     def pair_scores(self, query_emb: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Scores of given corpus rows for one query (dot products of cached embeddings)."""
