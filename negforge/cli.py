@@ -94,6 +94,8 @@ def run(
         if engine is Engine.prefect:
             # task-by-task INFO lines drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            # the ephemeral server needs more than Prefect's 20 s on a busy small machine
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
             from negforge.flows.build import build_negatives
 
             manifest = build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)

@@ -149,7 +149,22 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
         "corpus": texts_digest(data.corpus.texts),
         "queries": texts_digest([f"{q.id}\t{q.text}\t{q.positive_rows}" for q in data.queries]),
         "shard_size": cfg.output.shard_size,
+        "models": model_identities(cfg),
     }
+
+
+def model_identities(cfg: RunConfig) -> dict[str, str]:
+    """Weights fingerprints of the dense model and every model filter: a model retrained in place under the
+    same path must not let shards judged by the old weights be reused."""
+    from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
+
+    out = {}
+    if cfg.sources.dense.enabled:
+        out["dense"] = model_fingerprint(resolve_model_path(cfg.sources.dense.model))
+    for f in cfg.filters:
+        if f.type in ("cross_encoder", "nli"):
+            out[f"filter:{f.name or f.type}"] = model_fingerprint(resolve_model_path(f.model))
+    return out
 
 
 def prepare_llm(cfg: RunConfig, timings: Timings) -> LLMStage | None:

@@ -240,13 +240,12 @@ def test_cross_encoder_decisions_with_injected_scores(settings, expected):
     f = CrossEncoderFilterWithInjectedScores(CrossEncoderFilterConfig(model="x", **settings), scores)
     v = f.apply(batch(cand("weak"), cand("close"), cand("above")))
     assert [x.reason for x in v] == expected
-    if settings.get("absolute_margin"):
-        assert v[0].scores["ce_positive"] == 2.0
+    assert v[0].scores["ce_positive"] == 2.0  # recorded whatever the settings
 
 
 def test_cross_encoder_calibration_is_a_quantile_of_positive_scores():
     queries = [FilterQuery(f"q{i}", f"query {i}", [f"pos{i}"]) for i in range(10)]
-    scores = {f"pos{i}": float(i) for i in range(10)} | {"a": 2.5, "b": 1.5}
+    scores = {f"pos{i}": float(i) for i in range(10)} | {"a": 2.5, "b": 1.5, POS: 9.0}
     f = CrossEncoderFilterWithInjectedScores(
         CrossEncoderFilterConfig(model="x", max_prob=None, calibrate_quantile=0.2, calibration_queries=10),
         scores,

@@ -167,3 +167,38 @@ def test_report_curriculum_and_labeled_configs(filtered_run):
     assert len(ll["docs"]) == len(ll["labels"]) and ll["labels"][0] == 1
     saved = json.loads(res.manifest_path.read_text())
     assert saved["outputs"]["report"].endswith("report.md")
+
+
+def test_a_model_retrained_in_place_invalidates_finished_shards(make_config, minilm_path, tmp_path):
+    """Same path, new weights: the run identity changes, so old shards are refused (or redone with --overwrite)."""
+    import shutil
+
+    from negforge.pipeline import run
+    from negforge.shards import RunFolderConflict
+
+    ce = tmp_path / "ce"
+    shutil.copytree(minilm_path, ce)
+    filters = [{"type": "cross_encoder", "model": str(ce), "max_prob": None}]
+    cfg = make_config("run_name=inplace", "sources.dense.enabled=false", filters=filters)
+    from negforge.pipeline import model_identities
+
+    before = model_identities(cfg)
+    run_dir = None
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    CrossEncoder(minilm_path, num_labels=1).save(str(ce))
+    first = run(cfg)
+    run_dir = first.run_dir
+    torch.manual_seed(1)
+    CrossEncoder(minilm_path, num_labels=1).save(str(ce))  # retrained in place
+    after = model_identities(cfg)
+    assert (
+        before != after
+        and after["filter:cross_encoder"] != first.manifest["filters"]["stack"][0]["model_fingerprint"]
+    )
+    with pytest.raises(RunFolderConflict, match="models"):
+        run(cfg)
+    again = run(cfg, overwrite=True)
+    assert again.manifest["shards"]["reused"] == 0 and again.run_dir == run_dir

@@ -2,8 +2,9 @@
 positives that retrieval scores cannot tell apart from hard negatives.
 
 Every (query, candidate) and (query, positive) pair of a batch goes through one `predict` call, which sorts
-by length across queries: far less padding than a per-query loop. Scale: `ce_score` is the raw logit,
-`ce_prob` = sigmoid(logit).
+by length across queries: full batches and less padding than a per-query loop (the gain is large on GPUs;
+on CPU with length-capped passages it is small, about 1.1x on SciFact). Scale: `ce_score` is the raw logit,
+`ce_prob` = sigmoid(logit). The positives' scores are always recorded (`ce_positive`, the weakest one).
 """
 
 from __future__ import annotations
@@ -95,11 +96,10 @@ class CrossEncoderFilter:
                 pos_pairs.append((q.text, p))
                 pos_owner.append(qi)
         cand_pairs = [(batch.queries[c.qi].text, c.text) for c in batch.candidates]
-        need_pos = cfg.absolute_margin is not None or cfg.relative_margin is not None
-        raw = self.score(cand_pairs + (pos_pairs if need_pos else []))
+        raw = self.score(cand_pairs + pos_pairs)
         cand_raw, pos_raw = raw[: len(cand_pairs)], raw[len(cand_pairs) :]
         pos_min: dict[int, float] = {}
-        for qi, s in zip(pos_owner if need_pos else [], pos_raw, strict=True):
+        for qi, s in zip(pos_owner, pos_raw, strict=True):
             pos_min[qi] = min(pos_min.get(qi, float("inf")), float(s))
         probs = sigmoid(cand_raw)
         out = []
