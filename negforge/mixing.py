@@ -90,8 +90,10 @@ def _with_qi(c: FilterCandidate, qi: int) -> FilterCandidate:
     return c
 
 
-def quotas_for(cfg: RunConfig, r: QueryResult) -> dict[str, int]:
-    """This query's quota per source group; the LLM quota only where synthetic negatives were requested."""
+def quotas_for(cfg: RunConfig, r: QueryResult) -> tuple[dict[str, int], int]:
+    """This query's quota per source group (the LLM quota only where synthetic negatives were requested) and
+    how many negatives it should end with: with explicit quotas the fallback fills an LLM slot not asked for,
+    so every query gets the configured total."""
     src = cfg.sources
     if cfg.mix.quotas:
         q = dict(cfg.mix.quotas)
@@ -101,9 +103,10 @@ def quotas_for(cfg: RunConfig, r: QueryResult) -> dict[str, int]:
             q["random"] = src.random.count
         if src.llm.enabled:
             q["llm"] = src.llm.count
+    want = sum(v for k, v in q.items() if k != "llm" or r.llm_asked or cfg.mix.quotas)
     if "llm" in q and not r.llm_asked:
         q["llm"] = 0
-    return {k: v for k, v in q.items() if v > 0}
+    return {k: v for k, v in q.items() if v > 0}, want
 
 
 def _group(source: str, mined_mode: bool) -> str:
@@ -114,7 +117,7 @@ def mix_query(
     cfg: RunConfig, r: QueryResult, cands: list[FilterCandidate], outcomes: list[Outcome]
 ) -> tuple[list[tuple[FilterCandidate, dict]], list[tuple[FilterCandidate, Outcome]], bool]:
     """Choose this query's negatives from the filter survivors: quotas first, then the fallback order."""
-    quotas = quotas_for(cfg, r)
+    quotas, want = quotas_for(cfg, r)
     mined_mode = "mined" in quotas or not cfg.mix.quotas
     groups: dict[str, list[int]] = {}
     for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
@@ -149,7 +152,6 @@ def mix_query(
             if got == k:
                 break
             got += take(i)
-    want = sum(quotas.values())
     fallback = []
     for f in cfg.mix.fallback:
         g = _group(f, mined_mode)

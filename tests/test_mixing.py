@@ -57,6 +57,10 @@ def test_llm_quota_only_where_asked_and_short_when_all_run_out(tiny_beir):
     r = QueryResult(Query("q", "query", (0,)), None, {}, [], llm_asked=False)
     negs, dropped, short = mix_query(cfg, r, [_c("a", "bm25", 0.9)], [Outcome(True)])
     assert [c.text for c, _ in negs] == ["a"] and short and not dropped
+    # a query not picked for the LLM still ends with the configured total: mined ones fill the LLM slot
+    three = [_c("a", "bm25", 0.9), _c("b", "dense", 0.8), _c("c", "dense", 0.7), _c("d", "dense", 0.6)]
+    negs, _, short = mix_query(cfg, r, three, [Outcome(True)] * 4)
+    assert [c.text for c, _ in negs] == ["a", "b", "c"] and not short
 
 
 @pytest.fixture(scope="module")
