@@ -12,10 +12,18 @@ training and evaluation, zero-shot included, at the same max_seq_length):
     c          negforge hybrid BM25 + dense with the filter stack of configs/scifact-filtered.yaml, 5 negatives
     d          (c) + one SmolLM2 rewrite negative for a fraction of the queries (quotas mined 4 + llm 1)
     e          (c) re-mined once with the checkpoint trained in (c) (ANCE refresh), base MiniLM trained on it
+    f          negforge dense-only at the leak benchmark's embedding threshold (added after a-e were seen)
+    bn         (b) written as n-tuples (anchor, positive, 5 negatives): sentence-transformers' best shape too
+    g          negforge's recipe chosen on the dev slice (--dev-fraction), never on test: see ROW_G
+    x          an experiment: --x-set overrides on (c), --x-config, --x-name (a folder per experiment)
 
 Every stage is resumable: a row whose dataset / checkpoint / eval JSON already exists under --out is skipped.
 
     python benchmarks/quality_scifact.py                                   # the full benchmark
+    # choose settings on a held-out 20% of train (the `test` split becomes that slice):
+    python benchmarks/quality_scifact.py --dev-fraction 0.2 --out benchmarks/results/quality_dev \
+        --json benchmarks/results/quality_dev.json --rows x --x-name x-deep --x-config n-tuple \
+        --x-set selection.depth=100
     python benchmarks/quality_scifact.py --max-train-queries 30 --max-test-queries 20 --steps 3   # smoke
 """
 
@@ -47,9 +55,14 @@ ROW_NAMES = {
     "d": "(d) negforge + LLM negs",
     "e": "(e) (c) + ANCE refresh",
     "f": "(f) negforge dense, leak-tuned",
+    "bn": "(bn) ST mine, n-tuple",
+    "g": "(g) negforge n-tuple (dev)",
+    "x": "(x) experiment (--x-set)",
 }
 # mining dependencies first, the slow LLM row last
-RUN_ORDER = ["zero", "b", "c", "e", "a", "d", "f"]
+RUN_ORDER = ["zero", "b", "bn", "c", "e", "a", "f", "g", "x", "d"]
+# row g: chosen on the dev slice of train (--dev-fraction 0.2), see the experiments in the issue-6 note
+ROW_G: dict[str, Any] = {"config": "n-tuple", "overrides": []}
 T0 = time.perf_counter()
 
 
@@ -75,12 +88,12 @@ def negforge_config(args: argparse.Namespace, row: str) -> Any:
     from negforge.config import load_config
 
     overrides = [
-        f"run_name=quality-{row}",
+        f"run_name=quality-{args.x_name if row == 'x' else row}",
         f"data.path={args.data}",
         "data.split=train",
         f"cache_dir={CACHE_DIR}",
         f"output.dir={args.out / 'runs'}",
-        "output.formats=[rich, triplet]",
+        "output.formats=[rich, triplet, n-tuple]",
         f"selection.num_negatives={NUM_NEGATIVES}",
         f"sources.dense.max_seq_length={args.max_seq_length}",
         f"seed={args.seed}",
@@ -106,7 +119,42 @@ def negforge_config(args: argparse.Namespace, row: str) -> Any:
             "mix.quotas={}",
             "curriculum.enabled=false",
         ]
+    if row == "x":
+        overrides += list(args.x_set)
+    if row == "g":
+        overrides += ROW_G["overrides"]
     return load_config(BASE_CONFIG, overrides)
+
+
+def make_dev_split(data: Path, out: Path, fraction: float, seed: int) -> Path:
+    """A BEIR folder whose `test` split is a seeded slice of SciFact *train* and whose `train` is the rest.
+
+    Settings are chosen on this held-out slice, never on SciFact test: every row then trains on the rest
+    of train and is scored on the slice, with the full corpus (the slice's positives stay in it, so they
+    are retrievable but never mined as anyone's positive).
+    """
+    import hashlib
+
+    folder = out / f"dev-data-{fraction:g}-{seed}"
+    lines = (data / "qrels" / "train.tsv").read_text().splitlines()
+    header, rows = lines[0], [ln for ln in lines[1:] if ln.strip()]
+    qids = sorted({ln.split("\t")[0] for ln in rows})
+
+    def held_out(qid: str) -> bool:
+        h = hashlib.sha256(f"{seed}:{qid}".encode()).digest()
+        return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+    dev = {q for q in qids if held_out(q)}
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        link = folder / name
+        if not link.exists():
+            link.symlink_to((data / name).resolve())
+    for split, keep in (("train", False), ("test", True)):
+        body = [ln for ln in rows if (ln.split("\t")[0] in dev) == keep]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join([header, *body]) + "\n")
+    log(f"dev split: {len(dev)} of {len(qids)} train queries held out as `test` in {folder}")
+    return folder
 
 
 def training_pairs(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str]]:
@@ -138,7 +186,7 @@ def mine_pairs(args: argparse.Namespace, folder: Path) -> dict:
     return {"dataset": str(folder / "dataset"), "config": "pairs", "rows": ds.num_rows}
 
 
-def mine_st(args: argparse.Namespace, folder: Path) -> dict:
+def mine_st(args: argparse.Namespace, folder: Path, output_format: str = "triplet") -> dict:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, util
 
@@ -155,12 +203,12 @@ def mine_st(args: argparse.Namespace, folder: Path) -> dict:
         "use_faiss": True,
     }
     out = util.mine_hard_negatives(
-        ds, model, corpus=corpus, output_format="triplet", batch_size=64, verbose=True, **settings
+        ds, model, corpus=corpus, output_format=output_format, batch_size=64, verbose=True, **settings
     )
-    save_dataset(out, "triplet", folder / "dataset")
+    save_dataset(out, output_format, folder / "dataset")
     return {
         "dataset": str(folder / "dataset"),
-        "config": "triplet",
+        "config": output_format,
         "rows": out.num_rows,
         "settings": settings,
     }
@@ -180,17 +228,19 @@ def mine_negforge(args: argparse.Namespace, row: str, folder: Path, checkpoint: 
         res = run(cfg, overwrite=True)
     from datasets import load_from_disk
 
-    n = load_from_disk(str(res.dataset_dir))["triplet"].num_rows
+    config = {"x": args.x_config, "g": ROW_G["config"]}.get(row, "triplet")
+    n = load_from_disk(str(res.dataset_dir))[config].num_rows
     m = res.manifest
     return {
         "dataset": str(res.dataset_dir),
-        "config": "triplet",
+        "config": config,
         "rows": n,
         "run_dir": str(res.run_dir),
         "counts": m.get("counts"),
         "timings": m.get("timings"),
         "llm": m.get("llm") or m.get("generation"),
         "llm_fraction": args.llm_fraction if row == "d" else None,
+        "overrides": {"x": list(args.x_set), "g": ROW_G["overrides"]}.get(row),
     }
 
 
@@ -226,7 +276,7 @@ def eval_row(args: argparse.Namespace, model: str, split: Any) -> dict:
 
 
 def do_row(args: argparse.Namespace, row: str, split_fn: Any) -> dict:
-    folder = args.out / row
+    folder = args.out / (args.x_name if row == "x" else row)
     folder.mkdir(parents=True, exist_ok=True)
     times = read_json(folder / "timings.json") or {}
 
@@ -254,6 +304,8 @@ def do_row(args: argparse.Namespace, row: str, split_fn: Any) -> dict:
         mined = stage("mine", folder / "mined.json", lambda: mine_pairs(args, folder))
     elif row == "b":
         mined = stage("mine", folder / "mined.json", lambda: mine_st(args, folder))
+    elif row == "bn":
+        mined = stage("mine", folder / "mined.json", lambda: mine_st(args, folder, "n-tuple"))
     elif row == "e":
         ckpt_c = args.out / "c" / "model"
         if not (ckpt_c / "negforge_checkpoint.json").is_file():
@@ -283,13 +335,19 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
     )
     head += f" {'mine s':>7} {'train s':>7} {'eval s':>7}"
     lines = [head, "-" * len(head)]
-    for row in ["zero", "a", "b", "c", "d", "e", "f"]:
+    experiments: list[str] = []
+    for row in [*ROW_NAMES, *sorted(r for r in results if r not in ROW_NAMES)]:
+        if row == "x":
+            continue
         r = results.get(row)
         if not r or "eval" not in r:
             lines.append(f"{ROW_NAMES[row]:30} (not run)")
             continue
+        if row not in ROW_NAMES:
+            ov = (r.get("mined") or {}).get("overrides") or []
+            experiments.append(f"  {row}: {r.get('mined', {}).get('config')} {' '.join(ov)}")
         ev = r["eval"]
-        line = f"{ROW_NAMES[row]:30} {r.get('mined', {}).get('rows', '-')!s:>6} "
+        line = f"{ROW_NAMES.get(row, row):30} {r.get('mined', {}).get('rows', '-')!s:>6} "
         line += f"{r.get('train', {}).get('steps', 0):>5}"
         for m in metrics:
             line += f" {100 * ev[m]:>10.2f}"
@@ -302,6 +360,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         t = r.get("timings", {})
         line += f" {t.get('mine', 0):>7.0f} {t.get('train', 0):>7.0f} {t.get('eval', 0):>7.0f}"
         lines.append(line)
+    if experiments:
+        lines += ["experiments:", *experiments]
     return "\n".join(lines)
 
 
@@ -323,11 +383,26 @@ def main() -> None:
     ap.add_argument("--max-train-queries", type=int, default=None)
     ap.add_argument("--max-test-queries", type=int, default=None)
     ap.add_argument("--llm-fraction", type=float, default=0.3)
-    ap.add_argument("--rows", default="a,b,c,d,e", help="subset of a,b,c,d,e,f (zero-shot always runs)")
+    ap.add_argument(
+        "--rows", default="a,b,bn,c,d,e,g", help="subset of a,b,bn,c,d,e,f,g,x (zero-shot always runs)"
+    )
+    ap.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=None,
+        help="tune instead of test: hold out this fraction of SciFact train as the evaluation split",
+    )
+    ap.add_argument(
+        "--x-set", action="append", default=[], help="row x: a negforge config override (repeatable)"
+    )
+    ap.add_argument("--x-config", default="triplet", help="row x: dataset config to train on")
+    ap.add_argument("--x-name", default="x-1", help="row x: its folder under --out and its label")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "quality_scifact.json")
     args = ap.parse_args()
     args.out = args.out.resolve()
     args.data = args.data.resolve()
+    if args.dev_fraction:
+        args.data = make_dev_split(args.data, args.out, args.dev_fraction, args.seed)
     wanted = {"zero", *[r.strip() for r in args.rows.split(",") if r.strip()]}
     if bad := wanted - set(ROW_NAMES):
         raise SystemExit(f"unknown rows: {', '.join(sorted(bad))}")
@@ -348,6 +423,7 @@ def main() -> None:
         "max_seq_length",
         "max_train_queries",
         "max_test_queries",
+        "dev_fraction",
     )  # llm_fraction only changes row d and is kept in its mined.json
     if old and any(old.get(k) != settings.get(k) for k in keep):
         raise SystemExit(
@@ -372,7 +448,10 @@ def main() -> None:
             log(f"=== row {ROW_NAMES[row]} ===")
             results[row] = do_row(args, row, split_fn)
     # rows run earlier (another --rows) still belong in the table
-    for row in ROW_NAMES:
+    if "x" in results:
+        results[args.x_name] = results.pop("x")
+    extra = sorted(f.name for f in args.out.glob("x-*") if (f / "eval.json").is_file())
+    for row in [*ROW_NAMES, *extra]:
         if row not in results and (args.out / row / "eval.json").is_file():
             f = args.out / row
             results[row] = {
@@ -383,7 +462,7 @@ def main() -> None:
     wall = time.perf_counter() - T0
     print(flush=True)
     print(
-        f"SciFact test ({split_fn().queries.__len__()} queries, {len(split_fn().corpus_ids)} docs); "
+        f"SciFact {'dev slice of train' if args.dev_fraction else 'test'} ({split_fn().queries.__len__()} queries, {len(split_fn().corpus_ids)} docs); "
         f"MiniLM-L6 fine-tuned on SciFact train; metrics x100; deltas in points",
         flush=True,
     )
@@ -410,7 +489,11 @@ def main() -> None:
     print(f"total wall time this invocation: {wall:.0f}s", flush=True)
     evals = {r: v["eval"] for r, v in results.items() if "eval" in v}
     if evals:
-        best = max((r for r in evals if r in "cdef"), key=lambda r: evals[r]["ndcg@10"], default=None)
+        best = max(
+            (r for r in evals if r in ("c", "d", "e", "f", "g")),
+            key=lambda r: evals[r]["ndcg@10"],
+            default=None,
+        )
         if best and "b" in evals and "zero" in evals:
             gb = 100 * (evals[best]["ndcg@10"] - evals["b"]["ndcg@10"])
             gz = 100 * (evals[best]["ndcg@10"] - evals["zero"]["ndcg@10"])
@@ -420,6 +503,9 @@ def main() -> None:
                 f"{gb:+.2f} vs b, {gz:+.2f} vs zero-shot -> {'MET' if ok else 'NOT MET'}",
                 flush=True,
             )
+            if "bn" in evals:
+                gn = 100 * (evals[best]["ndcg@10"] - evals["bn"]["ndcg@10"])
+                print(f"same shape as sentence-transformers at its best (bn, n-tuple): {gn:+.2f}", flush=True)
     write_json(args.json, {"settings": settings, "wall_seconds": round(wall, 1), "rows": results})
     log(f"wrote {args.json}")
 
