@@ -109,6 +109,23 @@ def quotas_for(cfg: RunConfig, r: QueryResult) -> tuple[dict[str, int], int]:
     return {k: v for k, v in q.items() if v > 0}, want
 
 
+def ntuple_width(cfg: RunConfig) -> int:
+    """Negatives per n-tuple row: what a fully served query ends with.
+
+    With explicit quotas that is their sum (the fallback fills short sources and unasked LLM slots); without,
+    the mined count plus random, plus LLM only when every query asks for it (fraction < 1 leaves most queries
+    without synthetic ones, and a width they cannot reach would drop them all).
+    """
+    if cfg.mix.quotas:
+        return sum(cfg.mix.quotas.values())
+    src = cfg.sources
+    return (
+        (cfg.selection.num_negatives if cfg.score_by else 0)
+        + (src.random.count if src.random.enabled else 0)
+        + (src.llm.count if src.llm.enabled and src.llm.fraction >= 1 else 0)
+    )
+
+
 def _group(source: str, mined_mode: bool) -> str:
     return "mined" if mined_mode and source in MINED else source
 

@@ -28,7 +28,7 @@ from negforge.mining.dense import DenseMiner
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
-from negforge.mixing import judge_and_mix, merge_filter_stats
+from negforge.mixing import judge_and_mix, merge_filter_stats, ntuple_width
 from negforge.progress import progress_bar
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.report import write_report
@@ -367,13 +367,7 @@ def finalize(
             )
         rows = rich.to_pylist()
         score_key = cfg.score_by or ("dense" if cfg.sources.dense.enabled else None)
-        src = cfg.sources
-        n_neg = (
-            (cfg.selection.num_negatives if cfg.score_by else 0)
-            + (src.random.count if src.random.enabled else 0)
-            # with fraction < 1 only some queries have synthetic ones: the n-tuple width counts mined ones only
-            + (src.llm.count if src.llm.enabled and src.llm.fraction >= 1 else 0)
-        )
+        n_neg = ntuple_width(cfg)
         tables: dict[str, pa.Table] = {}
         dropped = 0
         curriculum = None

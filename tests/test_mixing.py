@@ -52,6 +52,18 @@ def test_quotas_fallback_and_cross_source_duplicates(tiny_beir):
     assert dict(next(o for c, o in dropped if c.text == "Dense ONE!").scores) == {"duplicate_of": "dense one"}
 
 
+def test_ntuple_width_follows_quotas_or_the_classic_counts(tiny_beir):
+    from negforge.mixing import ntuple_width
+
+    assert ntuple_width(_cfg(tiny_beir, quotas={"dense": 3, "bm25": 2, "llm": 1})) == 6
+    classic = load_config(None, [f"data.path={tiny_beir}", "sources.random.enabled=true"])
+    assert ntuple_width(classic) == 5 + 1
+    some_llm = load_config(
+        None, [f"data.path={tiny_beir}", "sources.llm.enabled=true", "sources.llm.fraction=0.5"]
+    )
+    assert ntuple_width(some_llm) == 5  # most queries have no synthetic one: the width counts mined ones
+
+
 def test_llm_quota_only_where_asked_and_short_when_all_run_out(tiny_beir):
     cfg = _cfg(tiny_beir, quotas={"llm": 1, "mined": 2}, fallback=["mined"])
     r = QueryResult(Query("q", "query", (0,)), None, {}, [], llm_asked=False)
@@ -165,6 +177,12 @@ def test_report_curriculum_and_labeled_configs(filtered_run):
     for b in ("easy", "medium", "hard"):
         assert dd[f"curriculum-{b}"].column_names == ["anchor", "positive", "negative"]
     assert sum(len(dd[f"curriculum-{b}"]) for b in ("easy", "medium", "hard")) == len(dd["triplet"])
+    # n-tuple width is the quotas' total (dense 2 + bm25 2 + random 1), not num_negatives + random.count:
+    # every fully served query is a row, short ones are left out and counted
+    nt = dd["n-tuple"]
+    assert nt.column_names[-1] == "negative_5" and "negative_6" not in nt.column_names
+    full = [r for r in dd["rich"] if not r["short"]]
+    assert full and nt.num_rows == sum(n_pos[r["query_id"]] for r in full)
     lp = dd["labeled-pair"]
     assert sum(lp["label"]) == sum(n_pos.values())
     ll = dd["labeled-list"][0]
