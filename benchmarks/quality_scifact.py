@@ -480,8 +480,8 @@ def main() -> None:
             flush=True,
         )
     print(
-        "rows: (query, positive) pairs or triplets as mined; every row trains the same number of steps, "
-        "so each sees steps*batch rows",
+        "rows: (query, positive) pairs, triplets or n-tuples as mined; every row trains the same number of "
+        "steps, so each sees steps*batch rows (an n-tuple row carries 5 negatives, a triplet 1)",
         flush=True,
     )
     print(table(results, args), flush=True)
@@ -489,7 +489,7 @@ def main() -> None:
     evals = {r: v["eval"] for r, v in results.items() if "eval" in v}
     if evals:
         best = max(
-            (r for r in evals if r in ("c", "d", "e", "f", "g")),
+            (r for r in evals if r in ("c", "d", "e", "f", "g") or r.startswith("x-")),
             key=lambda r: evals[r]["ndcg@10"],
             default=None,
         )
