@@ -4,6 +4,7 @@ when the weights changed, chunks refresh a slice, the loop chains train → refr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from datasets import load_from_disk
@@ -100,3 +101,53 @@ def test_poller_refreshes_once_per_new_checkpoint(prefect_server, base_and_check
     second = refresh_on_new_checkpoint(str(path), str(out), chunk="0/4")
     assert second == {"refreshed": False, "reason": "up to date", "run_dir": first["run_dir"]}
     assert refresh_on_new_checkpoint(str(path), str(tmp_path / "none"))["reason"] == "no checkpoint"
+
+
+def _config_file(cfg, tmp_path, run_name):
+    import yaml
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "run_name": run_name}))
+    return path
+
+
+def test_cli_refresh_writes_a_revision_and_names_a_missing_checkpoint(base_and_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from negforge.cli import app
+
+    cfg, _, ckpt, _ = base_and_checkpoint
+    path = _config_file(cfg, tmp_path, "cli-base")
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["refresh", str(path), "--checkpoint", str(ckpt.output_dir), "--chunk", "1/4", "--engine", "local"],
+    )
+    assert res.exit_code == 0, res.output
+    assert f"fingerprint {ckpt.fingerprint}" in " ".join(res.output.split())  # rich wraps lines
+    (manifest,) = Path(cfg.output.dir).glob(f"cli-base-ance-{ckpt.fingerprint[:8]}*chunk1of4/manifest.json")
+    m = json.loads(manifest.read_text())
+    assert m["refresh"]["checkpoint_fingerprint"] == ckpt.fingerprint
+    bad = runner.invoke(
+        app, ["refresh", str(path), "--checkpoint", str(tmp_path / "no-such-ckpt"), "--engine", "local"]
+    )
+    flat = "".join(bad.output.split())
+    assert bad.exit_code == 2 and "no-such-ckpt" in flat and "Traceback" not in bad.output, bad.output
+
+
+@pytest.mark.slow
+def test_cli_loop_trains_and_refreshes(base_and_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from negforge.cli import app
+
+    cfg, _, _, _ = base_and_checkpoint
+    path = _config_file(cfg, tmp_path, "cli-loop")
+    res = CliRunner().invoke(
+        app,
+        ["loop", str(path), "--rounds", "1", "--max-steps", "1", "--batch-size", "4", "--max-seq-length", "32",
+         "--out-dir", str(tmp_path / "ckpts"), "--engine", "local"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "round 1: checkpoint" in res.output
+    assert (tmp_path / "ckpts" / "round-1" / "negforge_checkpoint.json").is_file()
