@@ -20,12 +20,26 @@ class _Strict(BaseModel):
 
 
 class Columns(_Strict):
-    """Column names in pair files or Hugging Face datasets; ids are optional (texts are hashed into ids)."""
+    """Column roles in pair files or Hugging Face datasets. Unset roles are found by name (see README 'Input
+    layouts': sentence-transformers, FlagEmbedding, Tevatron, labeled pairs); ids are optional (texts are
+    hashed into ids)."""
 
-    query: str = "query"
-    positive: str = "positive"
-    query_id: str | None = None
+    query: str | None = Field(None, description="query text column; auto: query, anchor, question")
+    positive: str | None = Field(
+        None,
+        description="positive(s): a text, a list of texts or of {docid, title, text}; "
+        "auto: positive, pos, positive_passages, positives, passage",
+    )
+    negative: str | list[str] | None = Field(
+        None,
+        description="given negatives, one or more columns; auto: negative, neg, negative_passages, "
+        "negatives, negative_1..n",
+    )
+    query_id: str | None = Field(None, description="auto: query_id, qid; else the query text is hashed")
     positive_id: str | None = None
+    label: str | None = Field(
+        None, description="relevance grade of a labeled pair (auto: label, score, relevance; no negative column)"
+    )
 
 
 class DataConfig(_Strict):

@@ -38,36 +38,73 @@ class SkipLog:
 
 @dataclass
 class Corpus:
-    """Documents by position; `index` maps a doc id to its row, so miners work with integer rows."""
+    """Documents by position; `index` maps a doc id to its row, so miners work with integer rows.
+
+    `texts` are what miners and trainers see (title and body joined when `join_title`); `titles` keeps each
+    row's title ("" when none, or when titles are not joined) so a text can be compared without it.
+    """
 
     ids: list[str]
     texts: list[str]
     index: dict[str, int] = field(default_factory=dict)
+    titles: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.index:
             self.index = {d: i for i, d in enumerate(self.ids)}
+        if len(self.titles) < len(self.ids):
+            self.titles = list(self.titles) + [""] * (len(self.ids) - len(self.titles))
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def body(self, row: int) -> str:
+        """The text of a row without its joined title."""
+        t, title = self.texts[row], self.titles[row]
+        return t[len(title) :].strip() if title and t.startswith(title + " ") else t
+
+    def add(self, doc_id: str, text: str, title: str = "") -> int:
+        """Append a document (text already joined with its title) and return its row."""
+        self.ids.append(doc_id)
+        self.texts.append(text)
+        self.titles.append(title)
+        self.index[doc_id] = len(self.ids) - 1
+        return len(self.ids) - 1
+
+
+@dataclass(frozen=True)
+class GivenNegative:
+    """A negative that arrived with the input (FlagEmbedding `neg`, Tevatron `negative_passages`, an n-tuple
+    dataset's `negative_*` columns): its corpus row, where it was read, and the score the input gave it."""
+
+    row: int
+    where: str
+    score: float | None = None
+
 
 @dataclass(frozen=True)
 class Query:
-    """A query with every positive it has (from qrels), by corpus row."""
+    """A query with every positive it has (from qrels), by corpus row, and any negatives the input gave."""
 
     id: str
     text: str
     positive_rows: tuple[int, ...]
+    given: tuple[GivenNegative, ...] = ()
 
 
 @dataclass
 class TrainingInput:
-    """What the sources hand to the miners: the corpus, the queries, and what was skipped on the way in."""
+    """What the sources hand to the miners: the corpus, the queries, and what was skipped on the way in.
+
+    `layout` says in words how the input was understood (format, columns, qrels grade column), for
+    `negforge inspect` and the manifest; `files` lists every file read, for the run identity.
+    """
 
     corpus: Corpus
     queries: list[Query]
     skips: SkipLog
+    layout: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,7 +117,7 @@ class Candidate:
 
     @property
     def sources(self) -> list[str]:
-        return [s for s in ("bm25", "dense", "random") if s in self.ranks]
+        return [s for s in ("bm25", "dense", "random", "given") if s in self.ranks]
 
 
 @dataclass

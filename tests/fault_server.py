@@ -1,5 +1,6 @@
 """FaultyOpenAIServerDouble: a test double of an OpenAI-compatible chat endpoint on loopback, for fault
-injection only (timeouts, 500s, 429s, malformed and truncated JSON, dropped connections). Real generation
+injection only (timeouts, 500s, 429s, malformed and truncated JSON, JSON wrapped in a Markdown fence and
+prose, dropped connections). Real generation
 is tested against a real vLLM server; this double exists because a real server cannot be made to fail on cue.
 
 Its "ok" answers are schema-valid and pass negforge's checks: each passage is the <passage> text of the
@@ -93,6 +94,14 @@ class FaultyOpenAIServerDouble:
                 elif mode == "bad_content":
                     body = _ok_body(payload)
                     body["choices"][0]["message"]["content"] = '{"negatives": [{"passage": "unterminated'
+                    self._send(200, json.dumps(body).encode())
+                elif mode == "fenced":  # a server that ignores response_format: JSON in a fence, with prose
+                    body = _ok_body(payload)
+                    content = body["choices"][0]["message"]["content"]
+                    body["choices"][0]["message"]["content"] = (
+                        f"Sure! Here are the hard negatives:\n\n```json\n{content}\n```\n\n"
+                        "Each one breaks exactly one requirement of the query."
+                    )
                     self._send(200, json.dumps(body).encode())
                 elif mode == "refusal":
                     body = _ok_body(payload)

@@ -80,6 +80,17 @@ def test_bad_content_is_rejected_with_its_reason_and_reasked(tmp_path, fault, re
     assert srv.requests[0]["seed"] != srv.requests[1]["seed"]
 
 
+def test_fenced_json_with_prose_is_recovered_and_counted(tmp_path):
+    with FaultyOpenAIServerDouble(default="fenced") as srv:
+        s = synth(tmp_path)
+        out = run(s, items(3), client([srv.base_url]))
+    assert set(srv.modes) == {"fenced"}
+    assert all(len(v) == 2 for v in out.values())  # every negative kept
+    assert s.stats.counts["recovered"] == 3 and s.stats.counts["valid"] == 6
+    assert "reasks" not in s.stats.counts and not s.stats.rejected
+    assert s.stats.as_dict()["recovered"] == 3
+
+
 @pytest.mark.parametrize("fault", ["malformed", "truncated"])
 def test_malformed_bodies_never_crash(tmp_path, fault):
     with FaultyOpenAIServerDouble(default=fault) as srv:

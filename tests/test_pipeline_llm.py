@@ -67,6 +67,17 @@ def test_a_run_that_loses_its_server_resumes_without_loss_or_duplicates(make_con
     assert all(sum(n["source"] == "llm" for n in r["negatives"]) == 2 for r in rows)
 
 
+def test_replies_in_a_code_fence_are_recovered_and_counted_in_the_manifest(make_config):
+    # a server that ignores response_format: every reply is fenced JSON between two sentences of prose
+    with FaultyOpenAIServerDouble(default="fenced") as srv:
+        res = run(make_config(*llm_overrides(srv.base_url, "seed=11", "run_name=fenced")))
+    gen = res.manifest["generation"]
+    assert gen["counts"]["recovered"] == gen["counts"]["sent_ok"] == 12
+    assert gen["counts"]["valid"] == 24 and not gen["rejected"]
+    rows = load_from_disk(str(res.dataset_dir))["rich"]
+    assert all(sum(n["source"] == "llm" for n in r["negatives"]) == 2 for r in rows)
+
+
 def test_secret_key_never_reaches_outputs(make_config, monkeypatch):
     monkeypatch.setenv("NEGFORGE_LLM_API_KEY", "sk-very-secret-123")
     with FaultyOpenAIServerDouble() as srv:

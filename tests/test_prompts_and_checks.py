@@ -2,7 +2,7 @@
 
 import json
 
-from negforge.generators.checks import parse_response, passage_problem, response_schema
+from negforge.generators.checks import ParsedResponse, parse_response, passage_problem, response_schema
 from negforge.prompts import MODES, attributes, load_template, perturbations
 
 POS = "Aspirin lowers fever in adults within two hours by inhibiting cyclooxygenase in the hypothalamus."
@@ -64,13 +64,69 @@ def test_schema_pins_count_and_menu():
 
 
 def test_parse_response_reasons():
-    assert parse_response(None)[1] == "empty_response"
-    assert parse_response("not json")[1] == "bad_json"
-    assert parse_response(json.dumps({"negatives": [{"passage": "x"}]}))[1] == "schema"
-    items, why = parse_response(
+    assert parse_response(None).problem == "empty_response"
+    assert parse_response("  \n ").problem == "empty_response"
+    assert parse_response("not json").problem == "bad_json"
+    assert parse_response(json.dumps({"negatives": [{"passage": "x"}]})).problem == "schema"
+    got = parse_response(
         json.dumps({"negatives": [{"perturbation": "negation", "reasoning": "r", "passage": "p"}]})
     )
-    assert why is None and items[0].passage == "p"
+    assert got.problem is None and got.items[0].passage == "p"
+
+
+GOOD = {
+    "negatives": [{"perturbation": "negation", "reasoning": "flips it", "passage": "Aspirin raises fever."}]
+}
+INVALID = {"negatives": [{"passage": "no perturbation or reasoning"}]}
+
+
+def test_plain_json_is_not_counted_as_recovered():
+    for text in (json.dumps(GOOD), "\n  " + json.dumps(GOOD, indent=2) + "\n"):
+        got = parse_response(text)
+        assert got == ParsedResponse(items=got.items, problem=None, recovered=False)
+        assert got.items[0].passage == "Aspirin raises fever."
+
+
+def test_fenced_json_is_recovered():
+    text = "```json\n" + json.dumps(GOOD, indent=2) + "\n```"
+    got = parse_response(text)
+    assert got.problem is None and got.recovered and got.items[0].perturbation == "negation"
+
+
+def test_fence_without_language_tag_is_recovered():
+    got = parse_response("```\n" + json.dumps(GOOD) + "\n```\n")
+    assert got.problem is None and got.recovered and len(got.items) == 1
+
+
+def test_prose_before_and_after_is_recovered():
+    body = json.dumps(GOOD)
+    for text in (
+        f"Sure! Here are the hard negatives you asked for: {body}",
+        f"{body}\n\nI hope these negatives help with {{your}} training.",
+        f"Here you go:\n\n```json\n{body}\n```\n\nEach passage breaks exactly one requirement.",
+    ):
+        got = parse_response(text)
+        assert got.problem is None and got.recovered, text
+        assert got.items[0].reasoning == "flips it"
+
+
+def test_first_object_failing_the_schema_is_skipped_for_a_valid_one():
+    text = f"Draft: {json.dumps(INVALID)}\nFinal answer: {json.dumps(GOOD)}"
+    got = parse_response(text)
+    assert got.problem is None and got.recovered and got.items[0].passage == "Aspirin raises fever."
+    # a fenced block is preferred to an object in the prose around it
+    other = {"negatives": [{**GOOD["negatives"][0], "passage": "From the fence."}]}
+    text = f"Example: {json.dumps(GOOD)}\n```json\n{json.dumps(other)}\n```"
+    assert parse_response(text).items[0].passage == "From the fence."
+
+
+def test_unrecoverable_text_stays_rejected():
+    assert parse_response("Sure! Here are your negatives: (none, sorry)").problem == "bad_json"
+    assert parse_response('```json\n{"negatives": [{"passage": "unterminated\n```').problem == "bad_json"
+    assert parse_response("I think {braces} are {not: json}.").problem == "bad_json"
+    # objects that decode but never match the schema are a schema problem, not bad JSON
+    got = parse_response(f"Here it is: {json.dumps(INVALID)} done.")
+    assert got == ParsedResponse(problem="schema") and not got.recovered
 
 
 def check(text, base=None):

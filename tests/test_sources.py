@@ -145,17 +145,17 @@ def test_pairs_group_repeated_queries_and_add_missing_positives(tmp_path):
 
 
 def test_pairs_parquet_missing_column_is_named(tmp_path):
-    pq.write_table(pa.table({"question": ["a"], "positive": ["b"]}), tmp_path / "pairs.parquet")
+    pq.write_table(pa.table({"text_a": ["a"], "positive": ["b"]}), tmp_path / "pairs.parquet")
     with pytest.raises(
-        InputError, match=r"pairs.parquet: missing column\(s\) query; found question, positive"
+        InputError, match=r"pairs.parquet: no query column \(looked for query, anchor, question\); found text_a, positive"
     ):
         load_input(DataConfig(format="pairs", path=str(tmp_path / "pairs.parquet")))
 
 
 def test_pairs_jsonl_missing_column_names_the_line(tmp_path):
     p = tmp_path / "pairs.jsonl"
-    p.write_text(json.dumps({"question": "a", "positive": "b"}) + "\n")
-    with pytest.raises(InputError, match=rf"{p}:1: missing column 'query'"):
+    p.write_text(json.dumps({"query": "a", "positive": "b"}) + "\n" + json.dumps({"positive": "c"}) + "\n")
+    with pytest.raises(InputError, match=rf"{p}:2: missing column 'query'"):
         load_input(DataConfig(format="pairs", path=str(p)))
 
 

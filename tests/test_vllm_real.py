@@ -75,9 +75,9 @@ def test_structured_output_survives_an_injection_in_corpus_text(server, smollm2,
     items = [GenItem("inj", "does vitamin D prevent cancer", POSITIVE, "evil", evil)]
     s.generate_sync(items, lambda: client(server))
     rec = next(iter(s.store.records.values()))
-    parsed, problem = parse_response(rec["text"])
-    assert problem is None, rec["text"][:500]
-    assert len(parsed) == 1 and rec["text"].strip() != "OK"
+    parsed = parse_response(rec["text"])
+    assert parsed.problem is None, rec["text"][:500]
+    assert len(parsed.items) == 1 and rec["text"].strip() != "OK"
 
 
 def test_build_with_real_vllm_accounts_for_every_response(server, smollm2, make_config):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
 from rapidfuzz import fuzz
@@ -40,18 +41,70 @@ def response_schema(count: int, perturbation_names: list[str], max_chars: int) -
     }
 
 
-def parse_response(text: str | None) -> tuple[list[GeneratedNegative], str | None]:
-    """Items of a response, or the reason it is unusable (empty, bad_json, schema)."""
+@dataclass(frozen=True)
+class ParsedResponse:
+    """What `parse_response` made of one model reply.
+
+    `items` are the validated negatives (empty when `problem` is set); `problem` is the rejection reason
+    (`empty_response`, `bad_json`, `schema`) or None; `recovered` is True when the JSON had to be dug out
+    of a Markdown code fence or surrounding prose (a server that ignored `response_format`).
+    """
+
+    items: list[GeneratedNegative] = field(default_factory=list)
+    problem: str | None = None
+    recovered: bool = False
+
+
+_DECODER = json.JSONDecoder()
+# Only finds where fenced blocks sit; the JSON inside is still decoded by the json module.
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
+
+
+def _scan_objects(text: str) -> tuple[GeneratedNegatives | None, bool]:
+    """First JSON object in `text` (trying every `{`) that validates, and whether any object decoded."""
+    decoded_any = False
+    start = text.find("{")
+    while start != -1:
+        try:
+            data, _ = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            decoded_any = True
+            try:
+                return GeneratedNegatives.model_validate(data), True
+            except ValidationError:
+                pass
+        start = text.find("{", start + 1)
+    return None, decoded_any
+
+
+def parse_response(text: str | None) -> ParsedResponse:
+    """Validated items of a model reply, or the reason it is unusable (empty_response, bad_json, schema).
+
+    A reply that is plain JSON is validated as it is. Otherwise the JSON is recovered: the contents of
+    Markdown code fences first, then the whole text, each scanned for the first `{` that decodes to an
+    object matching the schema; such a reply has `recovered=True`. Nothing that decodes to an object is
+    `schema`; nothing that decodes at all is `bad_json`.
+    """
     if not text or not text.strip():
-        return [], "empty_response"
+        return ParsedResponse(problem="empty_response")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return [], "bad_json"
-    try:
-        return GeneratedNegatives.model_validate(data).negatives, None
-    except ValidationError:
-        return [], "schema"
+        pass
+    else:
+        try:
+            return ParsedResponse(items=GeneratedNegatives.model_validate(data).negatives)
+        except ValidationError:
+            return ParsedResponse(problem="schema")
+    decoded_any = False
+    for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
+        found, decoded = _scan_objects(part)
+        if found is not None:
+            return ParsedResponse(items=found.negatives, recovered=True)
+        decoded_any = decoded_any or decoded
+    return ParsedResponse(problem="schema" if decoded_any else "bad_json")
 
 
 _META = re.compile(

@@ -176,10 +176,14 @@ class Synthesizer:
         }
 
     def _accept(self, task: GenTask, rec: dict) -> list[SyntheticNegative]:
-        items, problem = parse_response(rec.get("text"))
-        if problem:
-            self.stats.rejected[f"response_{problem}"] += 1
+        parsed = parse_response(rec.get("text"))
+        if parsed.problem:
+            self.stats.rejected[f"response_{parsed.problem}"] += 1
             return []
+        if parsed.recovered:
+            # JSON dug out of a code fence or prose: usable, but the server ignored response_format
+            self.stats.counts["recovered"] += 1
+        items = parsed.items
         tpl = load_template(task.mode)
         menu = perturbations()
         out = []

@@ -14,7 +14,10 @@ __all__ = ["InputError", "load_input"]
 
 
 def load_input(cfg: DataConfig) -> TrainingInput:
-    """Load what the config names; `max_queries` keeps the first N queries in input order."""
+    """Load what the config names; `max_queries` keeps the first N queries in input order.
+
+    Raises InputError (file, line or row, column named) for input that cannot be read as meant.
+    """
     if cfg.format == "beir":
         out = load_beir(cfg.path, cfg.split, join_title=cfg.join_title, min_relevance=cfg.min_relevance)
     elif cfg.format == "qrels":
@@ -22,10 +25,18 @@ def load_input(cfg: DataConfig) -> TrainingInput:
             cfg.qrels, cfg.queries, cfg.corpus, join_title=cfg.join_title, min_relevance=cfg.min_relevance
         )
     elif cfg.format == "pairs":
-        out = load_pairs(cfg.path, cfg.columns, cfg.corpus, join_title=cfg.join_title)
+        out = load_pairs(
+            cfg.path, cfg.columns, cfg.corpus, join_title=cfg.join_title, min_relevance=cfg.min_relevance
+        )
     else:
         out = load_hf(
-            cfg.path, cfg.split, cfg.columns, cfg.corpus, config=cfg.hf_config, join_title=cfg.join_title
+            cfg.path,
+            cfg.split,
+            cfg.columns,
+            cfg.corpus,
+            config=cfg.hf_config,
+            join_title=cfg.join_title,
+            min_relevance=cfg.min_relevance,
         )
     if cfg.max_queries is not None:
         out = replace(out, queries=out.queries[: cfg.max_queries])

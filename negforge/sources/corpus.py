@@ -6,6 +6,7 @@ from pathlib import Path
 
 from negforge.records import Corpus, SkipLog
 from negforge.sources.readers import InputError, columns_of, iter_rows, require_columns
+from negforge.sources.values import id_value, text_value
 
 ID_KEYS = ("_id", "id", "doc_id", "docid", "corpus-id")
 
@@ -17,15 +18,19 @@ def _pick(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
     return None, None
 
 
-def doc_text(title: object, text: object, join_title: bool) -> str:
-    """BEIR convention: title and body joined with a space when a title exists."""
-    body = str(text or "").strip()
-    head = str(title or "").strip() if join_title else ""
-    return f"{head} {body}".strip() if head else body
+def doc_text(title: str | None, body: str | None, join_title: bool) -> str:
+    """BEIR convention: title and body joined with a space when a title exists (a missing title is none)."""
+    body = (body or "").strip()
+    head = (title or "").strip() if join_title else ""
+    return f"{head} {body}".strip() if head and body else body
 
 
 def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) -> Corpus:
-    """Read documents; empty texts and repeated ids are skipped and counted (the first copy wins)."""
+    """Read documents; empty or missing texts and repeated ids are skipped and counted (the first copy wins).
+
+    A missing (NaN, null) title is no title. Raises InputError when the file is missing, has no id column, or a
+    title/text cell holds a list, number or mapping (named by file:line and column).
+    """
     cols = columns_of(path)
     if cols is not None:
         if not any(k in cols for k in ID_KEYS):
@@ -33,26 +38,30 @@ def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) ->
         require_columns(path, ["text"], cols)
     ids: list[str] = []
     texts: list[str] = []
+    titles: list[str] = []
     seen: dict[str, str] = {}
     for where, row in iter_rows(path, skips, what="corpus file"):
-        key, did = _pick(row, ID_KEYS)
-        if key is None or did is None or str(did).strip() == "":
+        key, raw_id = _pick(row, ID_KEYS)
+        did = id_value(raw_id, where, key) if key is not None else None
+        if did is None:
             skips.add("missing_field", where, f"no document id (one of {', '.join(ID_KEYS)})")
             continue
         if "text" not in row:
             skips.add("missing_field", where, "no `text` field")
             continue
-        did = str(did).strip()
-        text = doc_text(row.get("title"), row.get("text"), join_title)
-        if not text:
+        body = text_value(row.get("text"), where, "text")
+        title = text_value(row.get("title"), where, "title") or ""
+        if body is None:
             skips.add("empty_text", where, f"document {did}")
             continue
+        text = doc_text(title, body, join_title)
         if did in seen:
             skips.add("duplicate_id", where, f"document {did} already at {seen[did]}")
             continue
         seen[did] = where
         ids.append(did)
         texts.append(text)
+        titles.append(title if join_title else "")
     if not ids:
         raise InputError(f"{path}: no usable documents (see skips: {skips.counts()})")
-    return Corpus(ids=ids, texts=texts)
+    return Corpus(ids=ids, texts=texts, titles=titles)

@@ -1,6 +1,9 @@
 """Row readers for JSONL, TSV/CSV and Parquet that say where every row came from (file:line).
 
-Bad lines (not UTF-8, not JSON) become counted skips; a missing file or column is an error that names it.
+Dialects: a UTF-8 byte-order mark is ignored and CRLF line ends are stripped in every text format. A TSV field
+is taken literally (a `"` is a character, as in BEIR and MS MARCO files); CSV follows RFC 4180 quoting.
+Bad lines (not UTF-8, not JSON) become counted skips whose detail names the line and column; a missing file or
+column is an error that names it.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from typing import Any
 
 from negforge.records import SkipLog
 
+BOM = b"\xef\xbb\xbf"
 
-class InputError(ValueError):
-    """Input that cannot be used at all; the message names the file and what is wrong."""
+
+from negforge.sources.errors import InputError
+
+__all__ = ["InputError", "columns_of", "iter_rows", "require_columns", "require_file"]
 
 
 def require_file(path: str | Path, what: str) -> Path:
@@ -46,17 +52,19 @@ def _iter_jsonl(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{p}:{lineno}"
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                skips.add("not_utf8", where, f"byte {e.start}")
+                skips.add("not_utf8", where, f"column {e.start + 1}: byte 0x{raw[e.start]:02x} is not UTF-8")
                 continue
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                skips.add("bad_json", where, e.msg)
+                skips.add("bad_json", f"{where}:{e.colno}", f"column {e.colno}: {e.msg}")
                 continue
             if not isinstance(row, dict):
                 skips.add("bad_json", where, "line is not a JSON object")
@@ -70,14 +78,19 @@ def _iter_delimited(p: Path, skips: SkipLog, delimiter: str) -> Iterator[tuple[s
     header: list[str] | None = None
     for lineno, raw in enumerate(lines, 1):
         where = f"{p}:{lineno}"
+        if lineno == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
         try:
             line = raw.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as e:
-            skips.add("not_utf8", where, f"byte {e.start}")
+            skips.add("not_utf8", where, f"column {e.start + 1}: byte 0x{raw[e.start]:02x} is not UTF-8")
             continue
         if not line.strip():
             continue
-        fields = next(csv.reader(io.StringIO(line), delimiter=delimiter))
+        if delimiter == "\t":  # literal fields: BEIR/MS MARCO TSVs do not quote
+            fields = line.split("\t")
+        else:
+            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter))
         if header is None:
             header = [h.strip() for h in fields]
             continue

@@ -1,0 +1,197 @@
+"""Cell values in: a text is a text, a missing value is missing, anything else is refused by name.
+
+Every reader (JSONL, TSV/CSV, Parquet, Hugging Face datasets) hands its cells to these functions, so the same
+rules hold whatever the file format:
+
+- `None`, a float NaN, `pandas.NA`/`NaT` are *missing*, never the texts "None" or "nan";
+- a text field holding a list, a mapping, a number or a bool is an `InputError` that names where (file:line
+  or dataset row), the column and the type found: it is never stringified into "['...']" or "3.0";
+- ids may be strings or integers (an integral float such as `12.0`, pandas' way of storing an int column with
+  gaps, is read as `12`); a fractional or boolean id is refused.
+
+Lists of texts (FlagEmbedding `pos`/`neg`) and lists of passages (Tevatron `positive_passages`) have their own
+readers returning typed `Passage` records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from negforge.sources.errors import InputError
+
+PASSAGE_TEXT_KEYS = ("text", "contents", "passage", "body")
+PASSAGE_ID_KEYS = ("docid", "doc_id", "_id", "id", "pid", "corpus-id")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage as the input gave it: its text, optional title and optional document id."""
+
+    text: str
+    title: str = ""
+    doc_id: str | None = None
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, float NaN, numpy NaN, pandas NA/NaT (any object whose `!=` with itself is true-ish NA)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    cls = type(value).__name__
+    if cls in ("NAType", "NaTType"):
+        return True
+    try:  # numpy floating scalars
+        import numpy as np
+
+        if isinstance(value, np.floating):
+            return bool(np.isnan(value))
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    return False
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"list ({len(value)} items)"
+    if isinstance(value, dict):
+        return f"mapping with keys {', '.join(map(str, list(value)[:5]))}"
+    return type(value).__name__
+
+
+def text_value(value: Any, where: str, column: str) -> str | None:
+    """The stripped text of a cell, None when missing or empty.
+
+    Raises InputError naming `where` (file:line or row) and `column` when the cell is not a string.
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    raise InputError(
+        f"{where}: column {column!r} must be a text, found {_type_name(value)}: {_preview(value)} "
+        "(negforge never turns a list, number or mapping into text; see README 'Input layouts')"
+    )
+
+
+def id_value(value: Any, where: str, column: str) -> str | None:
+    """An id as a string: strings stripped, ints as written, integral floats as ints; None when missing.
+
+    Raises InputError for a fractional float, a bool, a list or a mapping.
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{where}: column {column!r} must be an id, found bool {value!r}")
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    try:
+        import numpy as np
+
+        if isinstance(value, np.integer):
+            return str(int(value))
+    except ImportError:  # pragma: no cover
+        pass
+    raise InputError(f"{where}: column {column!r} must be an id (text or integer), found {_type_name(value)}")
+
+
+def number_value(value: Any, where: str, column: str) -> float | None:
+    """A score as a float (None when missing); a text that parses as a number is accepted (TSV cells)."""
+    if is_missing(value):
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{where}: column {column!r} must be a number, found bool {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise InputError(f"{where}: column {column!r} must be a number, found text {value!r}") from None
+    try:
+        import numpy as np
+
+        if isinstance(value, (np.integer, np.floating)):
+            return float(value)
+    except ImportError:  # pragma: no cover
+        pass
+    raise InputError(f"{where}: column {column!r} must be a number, found {_type_name(value)}")
+
+
+def passage_value(value: Any, where: str, column: str) -> Passage | None:
+    """One passage from a text cell or a `{docid, title, text}` mapping (Tevatron); None when missing/empty."""
+    if isinstance(value, dict):
+        key = next((k for k in PASSAGE_TEXT_KEYS if k in value), None)
+        if key is None:
+            raise InputError(
+                f"{where}: column {column!r}: a passage mapping needs one of {', '.join(PASSAGE_TEXT_KEYS)}; "
+                f"found keys {', '.join(map(str, value))}"
+            )
+        text = text_value(value[key], where, f"{column}.{key}")
+        if text is None:
+            return None
+        title = text_value(value.get("title"), where, f"{column}.title") or ""
+        id_key = next((k for k in PASSAGE_ID_KEYS if k in value), None)
+        doc_id = id_value(value[id_key], where, f"{column}.{id_key}") if id_key else None
+        return Passage(text, title, doc_id)
+    text = text_value(value, where, column)
+    return None if text is None else Passage(text)
+
+
+def passage_list(value: Any, where: str, column: str) -> tuple[list[Passage], int]:
+    """Passages from a list cell (texts or mappings) or a single text cell; returns (passages, empty count).
+
+    A string cell is one passage (never split into characters). Raises InputError for other types.
+    """
+    if is_missing(value):
+        return [], 0
+    if isinstance(value, (str, dict)):
+        p = passage_value(value, where, column)
+        return ([p], 0) if p else ([], 1)
+    items = _as_list(value)
+    if items is None:
+        raise InputError(
+            f"{where}: column {column!r} must be a text or a list of texts/passages, found {_type_name(value)}"
+        )
+    out: list[Passage] = []
+    empty = 0
+    for i, item in enumerate(items):
+        if isinstance(item, (list, tuple)):
+            raise InputError(f"{where}: column {column!r} item {i} is a nested list; expected a text or passage")
+        p = passage_value(item, where, f"{column}[{i}]")
+        if p is None:
+            empty += 1
+        else:
+            out.append(p)
+    return out, empty
+
+
+def number_list(value: Any, where: str, column: str) -> list[float | None]:
+    """A list of scores (FlagEmbedding `pos_scores`), each a float or None."""
+    if is_missing(value):
+        return []
+    items = _as_list(value)
+    if items is None:
+        return [number_value(value, where, column)]
+    return [number_value(v, where, f"{column}[{i}]") for i, v in enumerate(items)]
+
+
+def _as_list(value: Any) -> list | None:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    tolist = getattr(value, "tolist", None)  # numpy arrays from Parquet / pandas
+    if callable(tolist) and not isinstance(value, (str, bytes)):
+        out = tolist()
+        return out if isinstance(out, list) else None
+    return None
+
+
+def _preview(value: Any) -> str:
+    s = repr(value)
+    return s if len(s) <= 60 else s[:57] + "..."
