@@ -348,9 +348,12 @@ class MixConfig(_Strict):
     together), plus sources.random.count and sources.llm.count.
     """
 
-    quotas: dict[Literal["bm25", "dense", "mined", "random", "llm"], int] = Field(default_factory=dict)
-    fallback: list[Literal["bm25", "dense", "mined", "random", "llm"]] = Field(
-        default_factory=lambda: ["dense", "bm25", "llm", "random"]
+    quotas: dict[Literal["bm25", "dense", "mined", "given", "random", "llm"], int] = Field(
+        default_factory=dict,
+        description="negatives per query from each source; `given` = negatives that came with the input",
+    )
+    fallback: list[Literal["bm25", "dense", "mined", "given", "random", "llm"]] = Field(
+        default_factory=lambda: ["given", "dense", "bm25", "llm", "random"]
     )
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from negforge.mining.selection import sample
 from negforge.records import Selected
 
 MINED = ("bm25", "dense")
-GROUP_ORDER = ("mined", "dense", "bm25", "random", "llm")
+GROUP_ORDER = ("given", "mined", "dense", "bm25", "random", "llm")
 
 
 def _mined(ctx: MiningContext, s: Selected) -> FilterCandidate:
@@ -73,12 +73,22 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
                 emb_index=qpos[r.query.id],
             )
         )
-        mine = [_mined(ctx, s) for s in [*r.window, *r.random]] + [_synthetic(*x) for x in r.synthetic]
+        mine = [_mined(ctx, s) for s in [*r.window, *r.given, *r.random]]
+        identity = [
+            (_with_qi(_mined(ctx, s), qi), Outcome(False, "identity", reason)) for s, reason in r.identity_dropped
+        ]
+        for x in r.synthetic:
+            c = _synthetic(*x)
+            reason = r.identity.text_reason(c.text) if r.identity is not None else None
+            if reason:
+                identity.append((_with_qi(c, qi), Outcome(False, "identity", reason)))
+            else:
+                mine.append(c)
         for c in mine:
             c.qi = qi
         per_query.append(list(range(len(cands), len(cands) + len(mine))))
         cands += mine
-        r.dropped = [
+        r.dropped = identity + [
             (_with_qi(_mined(ctx, s), qi), Outcome(False, "selection", reason))
             for s, reason in r.margin_dropped
         ]
@@ -126,7 +136,11 @@ def ntuple_width(cfg: RunConfig) -> int:
     )
 
 
-def _group(source: str, mined_mode: bool) -> str:
+def _group(source: str, mined_mode: bool, given_own: bool = False) -> str:
+    """The quota group of a source: bm25/dense pool as `mined` unless quotas name them; given negatives join
+    the mined group unless `given` has its own quota."""
+    if source == "given" and not given_own:
+        return "mined" if mined_mode else "dense"
     return "mined" if mined_mode and source in MINED else source
 
 
@@ -136,10 +150,11 @@ def mix_query(
     """Choose this query's negatives from the filter survivors: quotas first, then the fallback order."""
     quotas, want = quotas_for(cfg, r)
     mined_mode = "mined" in quotas or not cfg.mix.quotas
+    given_own = "given" in cfg.mix.quotas
     groups: dict[str, list[int]] = {}
     for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
         if o.kept:
-            groups.setdefault(_group(c.source, mined_mode), []).append(i)
+            groups.setdefault(_group(c.source, mined_mode, given_own), []).append(i)
     rng = query_rng(cfg.seed, "mix:" + r.query.id)
     score_by = cfg.score_by
     chosen: list[int] = []
@@ -158,7 +173,7 @@ def mix_query(
     # corpus documents before LLM passages, so a text found both ways is credited to the real document
     for g, k in sorted(quotas.items(), key=lambda kv: GROUP_ORDER.index(kv[0])):
         pool = [i for i in groups.get(g, []) if i not in chosen]
-        if g in ("mined", *MINED) and score_by is not None and pool:
+        if g in ("mined", "given", *MINED) and score_by is not None and pool:
             scores = np.array([cands[i].scores.get(score_by, -math.inf) for i in pool], dtype=np.float64)
             picked = [pool[int(p)] for p in sample(scores, k, cfg.selection, r.pos_min, rng)]
             order = picked + [i for i in pool if i not in picked]  # the rest replace text duplicates
@@ -171,7 +186,7 @@ def mix_query(
             got += take(i)
     fallback = []
     for f in cfg.mix.fallback:
-        g = _group(f, mined_mode)
+        g = _group(f, mined_mode, given_own)
         for gg in MINED if (g == "mined" and not mined_mode) else (g,):
             if gg not in fallback:
                 fallback.append(gg)
@@ -207,10 +222,14 @@ def judge_and_mix(
     margin: Counter = Counter()
     verdicts: Counter = Counter()
     mixed: Counter = Counter()
+    identity: Counter = Counter()
     for r, idx in zip(results, per_query, strict=True):
-        for c, o in r.dropped:  # margin drops, recorded before the filters
+        for c, o in r.dropped:  # identity and margin drops, recorded before the filters
             verdicts[f"{o.filter}/{o.reason}"] += 1
-            margin[c.source] += 1
+            if o.filter == "identity":
+                identity[o.reason] += 1
+            else:
+                margin[c.source] += 1
         negs, dropped, short = mix_query(
             cfg, r, [batch.candidates[i] for i in idx], [outcomes[i] for i in idx]
         )
@@ -226,6 +245,7 @@ def judge_and_mix(
         "filters": {name: st.as_dict() for name, st in fstats.items()},
         "verdicts": dict(verdicts),
         "mixed": dict(mixed),
+        "identity": dict(identity),
     }
 
 

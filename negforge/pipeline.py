@@ -26,6 +26,7 @@ from negforge.generators.stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner
 from negforge.mining.fingerprint import texts_digest
+from negforge.mining.identity import REASONS as IDENTITY_REASONS
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
 from negforge.mixing import judge_and_mix, merge_filter_stats, ntuple_width
@@ -402,8 +403,10 @@ def finalize(
     verdicts: Counter = Counter()
     entering: Counter = Counter()
     margin: Counter = Counter()
+    identity: Counter = Counter()
     for s in stats:
         v = s.get("verdicts") or {}
+        identity.update(v.get("identity", {}))
         verdicts.update(v.get("verdicts", {}))
         entering.update(v.get("entering", {}))
         margin.update(v.get("margin_dropped", {}))
@@ -423,6 +426,8 @@ def finalize(
         "versions": _versions(),
         "data": {
             "format": cfg.data.format,
+            "layout": data.layout,
+            "given_negatives": sum(len(q.given) for q in data.queries),
             "corpus_docs": len(data.corpus),
             "queries": len(data.queries),
             "positives": sum(len(q.positive_rows) for q in data.queries),
@@ -449,6 +454,12 @@ def finalize(
         "curriculum": curriculum,
         "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),
         "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},
+        "identity": {
+            "rule": "a candidate equal to its query's positive or query (normalised text, with or without "
+            "title) or whose doc id is the query id is never a negative",
+            "excluded": {r: identity.get(r, 0) for r in IDENTITY_REASONS},
+            "shared_texts": ctx.identity_index().shared_texts(),
+        },
         "notes": ctx.notes,
         "shards": {"total": len(shards), "reused": reused, "written": len(shards) - reused},
         "timings": timings.stages,

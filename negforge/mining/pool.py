@@ -17,6 +17,7 @@ import numpy as np
 from negforge.config import RunConfig
 from negforge.mining.bm25 import BM25Miner, top_k_excluding
 from negforge.mining.dense import DenseMiner
+from negforge.mining.identity import IdentityIndex, QueryIdentity
 from negforge.mining.selection import margin_reason
 from negforge.mining.topics import Topics
 from negforge.records import Candidate, Corpus, Query, Selected
@@ -44,6 +45,9 @@ class QueryResult:
     dropped: list = field(default_factory=list)  # (FilterCandidate, Outcome), filled by filters and mixer
     llm_asked: bool = False  # whether synthetic negatives were requested for this query
     short: bool = False
+    given: list[Selected] = field(default_factory=list)  # negatives the input gave, past identity and margins
+    identity_dropped: list[tuple[Selected, str]] = field(default_factory=list)  # never negatives: the reason
+    identity: QueryIdentity | None = None
 
 
 @dataclass
@@ -59,6 +63,13 @@ class MiningContext:
     topics: Topics | None = None
     filters: Any = None  # negforge.filters.FilterStack, built once per run
     notes: list[str] = field(default_factory=list)
+    identity: IdentityIndex | None = None  # built on first use (the identity rule is always on)
+
+    def identity_index(self) -> IdentityIndex:
+        """The corpus's text keys, built once per context."""
+        if self.identity is None:
+            self.identity = IdentityIndex(self.corpus)
+        return self.identity
 
     def fetch_depth(self, max_positives: int) -> int:
         sel = self.cfg.selection
@@ -107,7 +118,12 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
     """Mine, score and select negatives for the queries at positions `qidx` of `ctx.queries`."""
     cfg, sel = ctx.cfg, ctx.cfg.selection
     queries = [ctx.queries[i] for i in qidx]
-    k = ctx.fetch_depth(max((len(q.positive_rows) for q in queries), default=0))
+    ident = ctx.identity_index()
+    idents = [ident.for_query(q) for q in queries]
+    # over-fetch by every row a query excludes: its positives and the rows the identity rule removes
+    k = ctx.fetch_depth(
+        max((len(q.positive_rows) + len(i.excluded) for q, i in zip(queries, idents, strict=True)), default=0)
+    )
     dense_rows = dense_scores = None
     if ctx.dense is not None and ctx.query_emb is not None and cfg.sources.dense.enabled:
         dense_rows, dense_scores = ctx.dense.search(np.asarray(ctx.query_emb[qidx]), k)
@@ -117,20 +133,22 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
     for j, (qi, q) in enumerate(zip(qidx, queries, strict=True)):
         pos = q.positive_rows
         posset = set(pos)
+        qident = idents[j]
+        excluded = posset | set(qident.excluded)
         cands: dict[int, Candidate] = {}
         pool_sizes: Counter = Counter()
         funnel: Counter = Counter()
         if dense_rows is not None:
             rank = 0
             for r, s in zip(dense_rows[j], dense_scores[j], strict=True):
-                if r < 0 or int(r) in posset:
+                if r < 0 or int(r) in excluded:
                     continue
                 rank += 1
                 cands[int(r)] = Candidate(int(r), {"dense": float(s)}, {"dense": rank})
         bm25_all = None
         if bm25_ids is not None:
             bm25_all = ctx.bm25.score_all(bm25_ids[j])
-            rows, scores = top_k_excluding(bm25_all, k - len(pos), pos)
+            rows, scores = top_k_excluding(bm25_all, k - len(excluded), sorted(excluded))
             for rank, (r, s) in enumerate(zip(rows, scores, strict=True), 1):
                 c = cands.setdefault(int(r), Candidate(int(r)))
                 c.scores["bm25"], c.ranks["bm25"] = float(s), rank
@@ -143,9 +161,25 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
         for c in pool:
             for s in c.ranks:
                 pool_sizes[s] += 1
-        pos_scores = _score_all(ctx, qi, pool, pos, bm25_all)
+        identity_dropped = [
+            (Selected(Candidate(r, {}, {}), "identity", 0), reason) for r, reason in sorted(qident.excluded.items())
+        ]
+        for _, reason in identity_dropped:
+            funnel[reason] += 1
+        given: list[Selected] = []
+        for gi, g in enumerate(q.given, 1):
+            if g.row in posset or g.row in qident.excluded:
+                reason = qident.excluded.get(g.row, "same_text_as_positive")
+                identity_dropped.append((Selected(Candidate(g.row, {}, {"given": gi}), "given", gi), reason))
+                funnel[reason] += 1
+                continue
+            given.append(Selected(Candidate(g.row, {}, {"given": gi}), "given", gi))
+        if given:
+            pool_sizes["given"] += len(given)
+        pos_scores = _score_all(ctx, qi, pool + [s.candidate for s in given], pos, bm25_all)
         if score_by == "hybrid":
-            pos_scores["hybrid"] = _fuse(pool, pos_scores) if pool else [0.0] * len(pos)
+            fused = pool + [s.candidate for s in given]
+            pos_scores["hybrid"] = _fuse(fused, pos_scores) if fused else [0.0] * len(pos)
         rng = query_rng(cfg.seed, q.id)
         window: list[Selected] = []
         margin_dropped: list[tuple[Selected, str]] = []
@@ -165,9 +199,18 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
                 else:
                     window.append(s)
             funnel["window"] += len(window)
+            kept_given = []
+            for s in given:
+                reason = margin_reason(s.candidate.scores[score_by], pos_min, sel)
+                if reason:
+                    funnel[reason] += 1
+                    margin_dropped.append((s, reason))
+                else:
+                    kept_given.append(s)
+            given = kept_given
         random: list[Selected] = []
         if cfg.sources.random.enabled:
-            taken = posset | {s.candidate.row for s in window}
+            taken = excluded | {s.candidate.row for s in window}
             extra = [
                 Candidate(r, {}, {"random": i})
                 for i, r in enumerate(random_rows(len(ctx.corpus), cfg.sources.random.count, taken, rng), 1)
@@ -177,7 +220,18 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             random = [Selected(c, "random", 0) for c in extra]
         out.append(
             QueryResult(
-                q, topic, pos_scores, window, dict(pool_sizes), funnel, random, margin_dropped, pos_min
+                q,
+                topic,
+                pos_scores,
+                window,
+                dict(pool_sizes),
+                funnel,
+                random,
+                margin_dropped,
+                pos_min,
+                given=given,
+                identity_dropped=identity_dropped,
+                identity=qident,
             )
         )
     return out

@@ -12,7 +12,9 @@ from negforge.mining.pool import QueryResult
 from negforge.records import Corpus
 
 SCORES = pa.struct([("bm25", pa.float32()), ("dense", pa.float32()), ("hybrid", pa.float32())])
-RANKS = pa.struct([("bm25", pa.int32()), ("dense", pa.int32()), ("random", pa.int32())])
+RANKS = pa.struct(
+    [("bm25", pa.int32()), ("dense", pa.int32()), ("random", pa.int32()), ("given", pa.int32())]
+)
 ATTRIBUTES = pa.struct(
     [("domain", pa.string()), ("difficulty", pa.string()), ("length", pa.string()), ("style", pa.string())]
 )
@@ -94,7 +96,7 @@ def _candidate(c: FilterCandidate, filter_scores: dict, keep_text: bool = True) 
         "sources": c.sources or [c.source],
         "rank": c.rank,
         "scores": {k: c.scores.get(k) for k in ("bm25", "dense", "hybrid")},
-        "ranks": {k: c.meta.get("ranks", {}).get(k) for k in ("bm25", "dense", "random")},
+        "ranks": {k: c.meta.get("ranks", {}).get(k) for k in ("bm25", "dense", "random", "given")},
         "generation": c.meta.get("generation"),
         "filter_scores": {k: filter_scores.get(k) for k in FILTER_SCORE_KEYS},
     }

@@ -1,0 +1,100 @@
+"""The identity rule: a candidate that is its query's positive or the query itself is never a negative.
+
+Always on, before selection, whatever the filter stack. For each query a candidate is excluded when
+
+- its normalised text (see `negforge.text_identity`), with or without its title, equals one of the query's
+  positives' (with or without theirs): `same_text_as_positive` (a copy of the positive under another id);
+- its normalised text, with or without its title, equals the query's: `same_text_as_query`;
+- its document id is the query's own id: `query_document` (ArguAna/Quora-style data, where every query is
+  also a corpus document; BEIR's evaluation ignores such hits with `ignore_identical_ids` for the same reason).
+
+Corpus rows are keyed once (two 63-bit keys per row, in sorted arrays), so the rows sharing a text with a
+query's positives are found by binary search, and the miners over-fetch by exactly that many.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from negforge.records import Corpus, Query
+from negforge.text_identity import text_key
+
+SAME_AS_POSITIVE = "same_text_as_positive"
+SAME_AS_QUERY = "same_text_as_query"
+QUERY_DOCUMENT = "query_document"
+REASONS = (SAME_AS_POSITIVE, SAME_AS_QUERY, QUERY_DOCUMENT)
+
+
+@dataclass(frozen=True)
+class QueryIdentity:
+    """One query's forbidden texts (keys) and the corpus rows excluded from its negatives, by reason."""
+
+    positive_keys: frozenset[int]
+    query_key: int
+    excluded: dict[int, str] = field(default_factory=dict)  # corpus row -> reason (positives not included)
+
+    def text_reason(self, text: str) -> str | None:
+        """Why a text (a synthetic or given passage) cannot be this query's negative, or None."""
+        k = text_key(text)
+        if k and k in self.positive_keys:
+            return SAME_AS_POSITIVE
+        if k and k == self.query_key:
+            return SAME_AS_QUERY
+        return None
+
+
+class IdentityIndex:
+    """Text keys of every corpus row (with and without title), searchable by key.
+
+    Memory: 4 int64 arrays of the corpus length (about 32 bytes per document).
+    """
+
+    def __init__(self, corpus: Corpus):
+        self.corpus = corpus
+        n = len(corpus)
+        self.full = np.fromiter((text_key(t) for t in corpus.texts), dtype=np.int64, count=n)
+        self.body = np.array(
+            [text_key(corpus.body(r)) if corpus.titles[r] else self.full[r] for r in range(n)], dtype=np.int64
+        )
+        keys = np.concatenate([self.full, self.body])
+        rows = np.concatenate([np.arange(n), np.arange(n)])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._rows = keys[order], rows[order]
+
+    def rows_with(self, key: int) -> list[int]:
+        """Corpus rows whose text (with or without title) has this key."""
+        if not key:
+            return []
+        lo, hi = np.searchsorted(self._keys, [key, key + 1])
+        return sorted({int(r) for r in self._rows[lo:hi]})
+
+    def for_query(self, q: Query) -> QueryIdentity:
+        """The rows excluded from `q`'s negatives (its positives themselves are excluded by the miners)."""
+        pos = set(q.positive_rows)
+        pkeys = {int(k) for r in pos for k in (self.full[r], self.body[r]) if k}
+        qkey = text_key(q.text)
+        excluded: dict[int, str] = {}
+        own = self.corpus.index.get(q.id)
+        if own is not None and own not in pos:
+            excluded[own] = QUERY_DOCUMENT
+        for k in pkeys:
+            for r in self.rows_with(k):
+                if r not in pos:
+                    excluded.setdefault(r, SAME_AS_POSITIVE)
+        for r in self.rows_with(qkey):
+            if r not in pos:
+                excluded.setdefault(r, SAME_AS_QUERY)
+        return QueryIdentity(frozenset(pkeys), qkey, excluded)
+
+    def shared_texts(self, examples: int = 5) -> dict:
+        """Corpus documents that share a (normalised) text under different ids: groups, documents, examples."""
+        counts = Counter(int(k) for k in self.full if k)
+        groups = {k: c for k, c in counts.items() if c > 1}
+        ex = []
+        for k in list(groups)[:examples]:
+            rows = self.rows_with(k)
+            ex.append({"doc_ids": [self.corpus.ids[r] for r in rows[:5]], "text": self.corpus.texts[rows[0]][:80]})
+        return {"groups": len(groups), "documents": sum(groups.values()), "examples": ex}
