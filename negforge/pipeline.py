@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -144,14 +145,48 @@ def prepare_filters(
 
 
 def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
-    """What must match for finished shards to be reused."""
+    """What must match for finished shards to be reused, by content (never by path or mtime).
+
+    `config`, `corpus`, `queries` (ids, texts, positives, given negatives) and `shard_size` decide what the
+    run *is*: a mismatch is refused. `models` (weights fingerprints), `files` (every file a filter reads) and
+    `prompts` (the template files) decide how candidates are judged: a mismatch re-judges every shard.
+    """
     return {
         "config": cfg.fingerprint(),
         "corpus": texts_digest(data.corpus.texts),
-        "queries": texts_digest([f"{q.id}\t{q.text}\t{q.positive_rows}" for q in data.queries]),
+        "queries": texts_digest(
+            [
+                f"{q.id}\t{q.text}\t{q.positive_rows}\t{[(g.row, g.score) for g in q.given]}"
+                for q in data.queries
+            ]
+        ),
         "shard_size": cfg.output.shard_size,
         "models": model_identities(cfg),
+        "files": filter_file_digests(cfg),
+        "prompts": prompt_digest() if cfg.sources.llm.enabled else None,
     }
+
+
+def filter_file_digests(cfg: RunConfig) -> dict[str, str]:
+    """sha256 of each file a filter reads (answer lists), keyed by filter name and path."""
+    out = {}
+    for f in cfg.filters:
+        path = getattr(f, "answers", None)
+        if path:
+            p = Path(path).expanduser()
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else "missing"
+            out[f"{f.name or f.type}:{p}"] = digest
+    return out
+
+
+def prompt_digest() -> str:
+    """sha256 over the prompt template files shipped in negforge/prompts (names and contents)."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent / "prompts"
+    for p in sorted(root.iterdir()):
+        if p.is_file() and p.suffix in (".j2", ".yaml", ".txt", ".md"):
+            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def model_identities(cfg: RunConfig) -> dict[str, str]:
@@ -310,6 +345,14 @@ def run_shard(config: dict, shard: int, qidx: list[int]) -> dict:
         return store.stats(shard)
     ctx, llm = worker_context(cfg)
     return mine_shard(ctx, store, shard, qidx, llm)
+
+
+def report_changes(changes: list[str]) -> None:
+    """Tell the user (stderr) that finished shards are redone because a judge changed."""
+    import sys
+
+    for c in changes:
+        print(f"negforge: {c}; judging every shard again", file=sys.stderr)
 
 
 def _versions() -> dict[str, str]:
@@ -532,10 +575,12 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     timings = Timings()
     data = load_data(cfg, timings)
     store = ShardStore(cfg.run_dir)
-    store.open(run_identity(cfg, data), overwrite=overwrite)
+    changes = store.open(run_identity(cfg, data), overwrite=overwrite)
+    report_changes(changes)
     bm25 = prepare_bm25(cfg, data, timings)
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+    ctx.notes += [f"{c}: every shard judged again" for c in changes]
     ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]

@@ -19,6 +19,21 @@ class RunFolderConflict(RuntimeError):
     """The run folder holds shards from another config or other input data."""
 
 
+REJUDGE_KEYS = ("models", "files", "prompts")
+
+
+def _detail(keys: list[str], old: dict, new: dict) -> str:
+    """Which entries of dict-valued identity keys differ (file paths, model names); else the key itself."""
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}: {n}" for n in sorted(a.keys() | b.keys()) if a.get(n) != b.get(n)]
+        else:
+            out.append(f"{k}: content differs" if k in ("corpus", "queries") else k)
+    return "; ".join(out)
+
+
 def plan_shards(n: int, size: int) -> list[list[int]]:
     return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
 
@@ -27,21 +42,31 @@ class ShardStore:
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir) / "shards"
 
-    def open(self, identity: dict, *, overwrite: bool = False) -> None:
-        """Claim the folder for this run identity (config and data fingerprints); refuse a different one."""
+    def open(self, identity: dict, *, overwrite: bool = False) -> list[str]:
+        """Claim the folder for this run identity; returns what changed since the shards were written.
+
+        A different config or input data (`REFUSE_KEYS`) raises RunFolderConflict naming what differs (unless
+        `overwrite`). Different judges (`REJUDGE_KEYS`: model weights, files filters read, prompt templates)
+        discard the finished shards so every query is judged again: never a dataset stitched from shards
+        judged by other models or answer lists.
+        """
         state = self.dir / "state.json"
+        changes: list[str] = []
         if state.exists():
             old = json.loads(state.read_text())
             if old != identity:
-                if not overwrite:
-                    changed = sorted(k for k in identity.keys() | old.keys() if identity.get(k) != old.get(k))
+                changed = sorted(k for k in identity.keys() | old.keys() if identity.get(k) != old.get(k))
+                refuse = [k for k in changed if k not in REJUDGE_KEYS]
+                if refuse and not overwrite:
                     raise RunFolderConflict(
-                        f"{self.dir.parent}: holds a run with different {', '.join(changed)}; "
-                        "use another run_name, or --overwrite to start it again"
+                        f"{self.dir.parent}: holds a run with different {', '.join(refuse)} "
+                        f"({_detail(refuse, old, identity)}); use another run_name, or --overwrite to start it again"
                     )
+                changes = [f"{k} changed since the shards were written ({_detail([k], old, identity)})" for k in changed]
                 shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(state, json.dumps(identity, indent=2).encode())
+        return changes
 
     def _paths(self, i: int) -> tuple[Path, Path]:
         return self.dir / f"shard-{i:05d}.parquet", self.dir / f"shard-{i:05d}.json"

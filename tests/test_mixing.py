@@ -192,11 +192,10 @@ def test_report_curriculum_and_labeled_configs(filtered_run):
 
 
 def test_a_model_retrained_in_place_invalidates_finished_shards(make_config, minilm_path, tmp_path):
-    """Same path, new weights: the run identity changes, so old shards are refused (or redone with --overwrite)."""
+    """Same path, new weights: the run identity changes, so every shard is judged again (never reused)."""
     import shutil
 
     from negforge.pipeline import run
-    from negforge.shards import RunFolderConflict
 
     ce = tmp_path / "ce"
     shutil.copytree(minilm_path, ce)
@@ -220,7 +219,7 @@ def test_a_model_retrained_in_place_invalidates_finished_shards(make_config, min
         before != after
         and after["filter:cross_encoder"] != first.manifest["filters"]["stack"][0]["model_fingerprint"]
     )
-    with pytest.raises(RunFolderConflict, match="models"):
-        run(cfg)
-    again = run(cfg, overwrite=True)
+    again = run(cfg)
     assert again.manifest["shards"]["reused"] == 0 and again.run_dir == run_dir
+    assert any("models changed" in n and "filter:cross_encoder" in n for n in again.manifest["notes"])
+    assert again.manifest["filters"]["stack"][0]["model_fingerprint"] == after["filter:cross_encoder"]

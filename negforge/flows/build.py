@@ -98,10 +98,12 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     timings = Timings()
     data = load(cfg, timings)
     store = ShardStore(cfg.run_dir)
-    store.open(pipeline.run_identity(cfg, data), overwrite=overwrite)
+    changes = store.open(pipeline.run_identity(cfg, data), overwrite=overwrite)
+    pipeline.report_changes(changes)
     bm25 = prepare_bm25(cfg, data, timings)
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+    ctx.notes += [f"{c}: every shard judged again" for c in changes]
     ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
