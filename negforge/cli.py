@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -92,10 +91,11 @@ def run(
     prog.set_enabled(progress)
     try:
         if engine is Engine.prefect:
-            # task-by-task INFO lines drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back
-            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-            # the ephemeral server needs more than Prefect's 20 s on a busy small machine
-            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+            from negforge.flows.environment import configure_prefect
+
+            # no telemetry, a private database for the ephemeral server (see negforge.flows.environment);
+            # task-by-task INFO lines drown the progress output: PREFECT_LOGGING_LEVEL=INFO brings them back
+            configure_prefect(logging_level="WARNING")
             from negforge.flows.build import build_negatives
 
             manifest = build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)
@@ -221,10 +221,81 @@ def serve(
 
 
 @app.command()
-def validate(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Check CONFIG and print it with every default filled in."""
+def validate(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    data: Annotated[
+        bool, typer.Option("--data", help="Also load the input as a run would and print what was understood.")
+    ] = False,
+) -> None:
+    """Check CONFIG and print it with every default filled in, each key followed by what it means."""
+    from negforge.config import annotated_yaml
+
     cfg = _load(config, set_, None)
-    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)
+    out.print(annotated_yaml(cfg), highlight=False, markup=False, soft_wrap=True)
+    if data:
+        _inspect(cfg)
+
+
+@app.command()
+def inspect(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Load the input of CONFIG exactly as a run would and print what was understood, before any mining.
+
+    Shows the format and layout detected (which column is the query, the positives, given negatives; how the
+    qrels grade column was found), counts of documents, queries and positives per query (min/median/max),
+    given negatives, skips by reason with file:line examples, texts shared by several documents, candidates
+    the identity rule will exclude, and two example rows in full. Exit code 2 with the file, line and column
+    when the input cannot be read as meant.
+    """
+    _inspect(_load(config, set_, None))
+
+
+def _inspect(cfg: RunConfig) -> None:
+    from negforge.sources.inspect import inspect_data
+    from negforge.sources.readers import InputError
+
+    try:
+        rep = inspect_data(cfg.data)
+    except InputError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print(f"[bold]input[/bold] ({rep.format})", highlight=False)
+    for line in rep.layout:
+        out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    ppq = rep.positives_per_query
+    out.print(
+        f"  {rep.documents} documents, {rep.queries} queries, {rep.positives} positives "
+        f"(per query min {ppq['min']}, median {ppq['median']}, max {ppq['max']}), "
+        f"{rep.given_negatives} given negatives",
+        highlight=False,
+    )
+    if rep.skips:
+        out.print("[bold]skips[/bold] (rows not used, by reason)", highlight=False)
+        for reason, n in sorted(rep.skips.items()):
+            out.print(f"  {reason}: {n}", highlight=False, markup=False)
+            for ex in rep.skip_examples.get(reason, []):
+                out.print(f"      {ex}", highlight=False, markup=False, soft_wrap=True)
+    else:
+        out.print("skips: none", highlight=False)
+    st = rep.shared_texts
+    out.print(
+        f"[bold]shared texts[/bold]: {st['groups']} texts shared by {st['documents']} documents under different ids",
+        highlight=False,
+    )
+    for ex in st["examples"][:3]:
+        out.print(
+            f"  {', '.join(ex['doc_ids'])}: {ex['text']!r}", highlight=False, markup=False, soft_wrap=True
+        )
+    out.print(
+        "[bold]identity rule[/bold] (never negatives): "
+        + ", ".join(f"{k} {v}" for k, v in rep.identity.items()),
+        highlight=False,
+    )
+    for i, row in enumerate(rep.examples, 1):
+        out.print(f"[bold]example {i}[/bold]", highlight=False)
+        out.print(
+            json.dumps(row, indent=2, ensure_ascii=False), highlight=False, markup=False, soft_wrap=True
+        )
 
 
 @app.command()

@@ -75,7 +75,8 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
         )
         mine = [_mined(ctx, s) for s in [*r.window, *r.given, *r.random]]
         identity = [
-            (_with_qi(_mined(ctx, s), qi), Outcome(False, "identity", reason)) for s, reason in r.identity_dropped
+            (_with_qi(_mined(ctx, s), qi), Outcome(False, "identity", reason))
+            for s, reason in r.identity_dropped
         ]
         for x in r.synthetic:
             c = _synthetic(*x)

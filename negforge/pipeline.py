@@ -277,10 +277,21 @@ def mine_shard(
         "selected": verdicts["mixed"],
         "verdicts": verdicts,
         "short_query_ids": [r.query.id for r in results if r.short],
+        "short_reasons": {r.query.id: short_reason(r) for r in results if r.short},
         "generation": generation,
     }
     store.write(shard, table, stats)
     return stats
+
+
+def short_reason(r) -> str:
+    """Why a query ended with fewer negatives than asked, in words: what each stage took from its pool."""
+    by: Counter = Counter()
+    for _, o in r.dropped:
+        if o.filter != "mixer":
+            by[f"{o.filter}/{o.reason}"] += 1
+    taken = ", ".join(f"{k} {v}" for k, v in by.most_common()) or "nothing dropped"
+    return f"{len(r.negatives)} negatives kept; dropped: {taken}"
 
 
 _CONTEXTS: dict[str, tuple[MiningContext, LLMStage | None]] = {}
@@ -441,6 +452,7 @@ def finalize(
     timings.add("mine", mining_seconds, len(data.queries), "queries")
     agg = {k: Counter() for k in ("funnel", "candidates", "selected")}
     short_ids: list[str] = []
+    short_reasons: dict[str, str] = {}
     gen_counts: Counter = Counter()
     gen_rejected: Counter = Counter()
     verdicts: Counter = Counter()
@@ -456,6 +468,7 @@ def finalize(
         for k in agg:
             agg[k].update(s[k])
         short_ids += s["short_query_ids"]
+        short_reasons.update(list((s.get("short_reasons") or {}).items())[: max(0, 20 - len(short_reasons))])
         if s.get("generation"):
             gen_counts.update(s["generation"]["counts"])
             gen_rejected.update(s["generation"]["rejected"])
@@ -483,6 +496,7 @@ def finalize(
             "funnel": dict(agg["funnel"]),
             "short_queries": len(short_ids),
             "short_query_examples": short_ids[:20],
+            "short_reasons": short_reasons,
             "ntuple_rows_dropped_short": dropped,
             "rows": {name: t.num_rows for name, t in tables.items()},
         },

@@ -62,7 +62,10 @@ class ShardStore:
                         f"{self.dir.parent}: holds a run with different {', '.join(refuse)} "
                         f"({_detail(refuse, old, identity)}); use another run_name, or --overwrite to start it again"
                     )
-                changes = [f"{k} changed since the shards were written ({_detail([k], old, identity)})" for k in changed]
+                changes = [
+                    f"{k} changed since the shards were written ({_detail([k], old, identity)})"
+                    for k in changed
+                ]
                 shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(state, json.dumps(identity, indent=2).encode())

@@ -96,5 +96,7 @@ class IdentityIndex:
         ex = []
         for k in list(groups)[:examples]:
             rows = self.rows_with(k)
-            ex.append({"doc_ids": [self.corpus.ids[r] for r in rows[:5]], "text": self.corpus.texts[rows[0]][:80]})
+            ex.append(
+                {"doc_ids": [self.corpus.ids[r] for r in rows[:5]], "text": self.corpus.texts[rows[0]][:80]}
+            )
         return {"groups": len(groups), "documents": sum(groups.values()), "examples": ex}

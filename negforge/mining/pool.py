@@ -162,7 +162,8 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             for s in c.ranks:
                 pool_sizes[s] += 1
         identity_dropped = [
-            (Selected(Candidate(r, {}, {}), "identity", 0), reason) for r, reason in sorted(qident.excluded.items())
+            (Selected(Candidate(r, {}, {}), "identity", 0), reason)
+            for r, reason in sorted(qident.excluded.items())
         ]
         for _, reason in identity_dropped:
             funnel[reason] += 1

@@ -226,7 +226,9 @@ def _add_row(
         g.skips.add("empty_text", where, "empty query")
         return
     negs: list[tuple[Passage, float | None]] = []
-    neg_scores = number_list(row.get(layout.neg_scores), where, layout.neg_scores) if layout.neg_scores else []
+    neg_scores = (
+        number_list(row.get(layout.neg_scores), where, layout.neg_scores) if layout.neg_scores else []
+    )
     for col in layout.negatives:
         ps, empty = passage_list(row.get(col), where, col)
         if empty:

@@ -12,7 +12,17 @@ from negforge.sources.values import id_value, number_value, text_value
 
 QUERY_ID_KEYS = ("query-id", "query_id", "qid", "queryid", "topic")
 DOC_ID_KEYS = ("corpus-id", "corpus_id", "doc_id", "docid", "doc-id", "pid", "did", "docno")
-GRADE_KEYS = ("score", "relevance", "label", "rel", "grade", "relevance_score", "judgment", "judgement", "qrel")
+GRADE_KEYS = (
+    "score",
+    "relevance",
+    "label",
+    "rel",
+    "grade",
+    "relevance_score",
+    "judgment",
+    "judgement",
+    "qrel",
+)
 QUERY_KEYS = ("_id", "id", "query_id", "qid", "query-id")
 
 
@@ -182,9 +192,7 @@ def read_qrels(path: str | Path, skips: SkipLog, min_relevance: int) -> list[Jud
     return read_qrels_layout(path, skips, min_relevance)[1]
 
 
-def assemble(
-    corpus: Corpus, queries: dict[str, str], qrels: list[Judgement], skips: SkipLog
-) -> list[Query]:
+def assemble(corpus: Corpus, queries: dict[str, str], qrels: list[Judgement], skips: SkipLog) -> list[Query]:
     """Group judgements by query (file order), dropping those that name unknown queries or documents."""
     positives: dict[str, list[int]] = {}
     for j in qrels:

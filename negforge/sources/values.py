@@ -163,7 +163,9 @@ def passage_list(value: Any, where: str, column: str) -> tuple[list[Passage], in
     empty = 0
     for i, item in enumerate(items):
         if isinstance(item, (list, tuple)):
-            raise InputError(f"{where}: column {column!r} item {i} is a nested list; expected a text or passage")
+            raise InputError(
+                f"{where}: column {column!r} item {i} is a nested list; expected a text or passage"
+            )
         p = passage_value(item, where, f"{column}[{i}]")
         if p is None:
             empty += 1

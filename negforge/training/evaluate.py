@@ -49,7 +49,8 @@ class BeirSplit:
         queries = read_queries(require_file(root / "queries.jsonl", "queries file"), skips)
         qrels_path = require_file(root / "qrels" / f"{split}.tsv", f"qrels file for split {split!r}")
         relevant: dict[str, set[str]] = {}
-        for _, qid, did in read_qrels(qrels_path, skips, min_relevance=1):
+        for j in read_qrels(qrels_path, skips, min_relevance=1):
+            qid, did = j.query_id, j.doc_id
             if qid in queries:
                 relevant.setdefault(qid, set()).add(did)
         qids = list(relevant)[:max_queries] if max_queries else list(relevant)
