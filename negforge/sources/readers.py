@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from negforge.records import SkipLog
+from negforge.sources.errors import InputError
 
 BOM = b"\xef\xbb\xbf"
 
-
-from negforge.sources.errors import InputError
 
 __all__ = ["InputError", "columns_of", "iter_rows", "require_columns", "require_file"]
 

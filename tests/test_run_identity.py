@@ -1,0 +1,91 @@
+"""Run identity by content: editing an input in place never yields a dataset stitched from stale shards."""
+
+import json
+
+import pytest
+
+from negforge.config import load_config
+from negforge.pipeline import run, run_identity
+from negforge.shards import RunFolderConflict
+from negforge.sources import load_input
+
+
+def _config(tmp_path, cache_dir, data_dir, answers):
+    return load_config(
+        None,
+        [
+            f"data.path={data_dir}",
+            f"cache_dir={cache_dir}",
+            f"output.dir={tmp_path / 'runs'}",
+            "output.shard_size=4",
+            "selection.num_negatives=3",
+            "selection.depth=20",
+            "sources.dense.enabled=false",
+        ],
+        filters=[{"type": "answer_leak", "answers": str(answers)}],
+    )
+
+
+@pytest.fixture
+def copied_case(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parent / "fixtures" / "input_cases" / "01-dup-text-positive" / "data"
+    shutil.copytree(src, tmp_path / "data")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"query_id": "q01", "answers": ["1889"]}) + "\n")
+    return tmp_path / "data", answers
+
+
+def test_answers_file_edited_in_place_rejudges_every_shard(tmp_path, cache_dir, copied_case):
+    data_dir, answers = copied_case
+    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    first = run(cfg)
+    q01 = next(r for r in _rich(first) if r["query_id"] == "q01")
+    word = q01["negatives"][0]["text"].split()[0]
+    answers.write_text(json.dumps({"query_id": "q01", "answers": ["1889", word]}) + "\n")
+    again = run(cfg)  # same config, same paths
+    assert again.manifest["shards"]["reused"] == 0
+    assert any("files changed" in n and "answers.jsonl" in n for n in again.manifest["notes"])
+    q01 = next(r for r in _rich(again) if r["query_id"] == "q01")
+    assert not [n for n in q01["negatives"] if word.lower() in n["text"].lower()]
+    assert again.manifest["filters"]["verdicts"].get("answer_leak/contains_answer", 0) >= 1
+    third = run(cfg)  # nothing changed: everything reused
+    assert third.manifest["shards"]["reused"] == third.manifest["shards"]["total"]
+
+
+def test_corpus_edited_in_place_is_refused_naming_the_corpus(tmp_path, cache_dir, copied_case):
+    data_dir, answers = copied_case
+    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    run(cfg)
+    lines = (data_dir / "corpus.jsonl").read_text().splitlines()
+    d = json.loads(lines[0])
+    d["text"] = "The Eiffel Tower opened in March 1889."
+    lines[0] = json.dumps(d)
+    (data_dir / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFolderConflict, match="different corpus"):
+        run(cfg)
+    assert run(cfg, overwrite=True).manifest["shards"]["reused"] == 0
+
+
+def test_identity_covers_prompts_and_given_negatives(tmp_path, cache_dir, copied_case):
+    data_dir, answers = copied_case
+    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    data = load_input(cfg.data)
+    ident = run_identity(cfg, data)
+    assert set(ident) >= {"config", "corpus", "queries", "models", "files", "prompts"}
+    llm = cfg.model_copy(
+        update={
+            "sources": cfg.sources.model_copy(
+                update={"llm": cfg.sources.llm.model_copy(update={"enabled": True})}
+            )
+        }
+    )
+    assert run_identity(llm, data)["prompts"] is not None
+
+
+def _rich(res):
+    from datasets import load_from_disk
+
+    return load_from_disk(str(res.dataset_dir))["rich"].to_list()
