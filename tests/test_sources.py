@@ -147,7 +147,8 @@ def test_pairs_group_repeated_queries_and_add_missing_positives(tmp_path):
 def test_pairs_parquet_missing_column_is_named(tmp_path):
     pq.write_table(pa.table({"text_a": ["a"], "positive": ["b"]}), tmp_path / "pairs.parquet")
     with pytest.raises(
-        InputError, match=r"pairs.parquet: no query column \(looked for query, anchor, question\); found text_a, positive"
+        InputError,
+        match=r"pairs.parquet: no query column \(looked for query, anchor, question\); found text_a, positive",
     ):
         load_input(DataConfig(format="pairs", path=str(tmp_path / "pairs.parquet")))
 
