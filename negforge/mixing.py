@@ -78,22 +78,45 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
             (_with_qi(_mined(ctx, s), qi), Outcome(False, "identity", reason))
             for s, reason in r.identity_dropped
         ]
+        margin_out = []
         for x in r.synthetic:
             c = _synthetic(*x)
             reason = r.identity.text_reason(c.text) if r.identity is not None else None
             if reason:
                 identity.append((_with_qi(c, qi), Outcome(False, "identity", reason)))
+            elif (m := synthetic_margin_reason(ctx.cfg, r, c)) is not None:
+                margin_out.append((_with_qi(c, qi), Outcome(False, "selection", m)))
             else:
                 mine.append(c)
         for c in mine:
             c.qi = qi
         per_query.append(list(range(len(cands), len(cands) + len(mine))))
         cands += mine
-        r.dropped = identity + [
-            (_with_qi(_mined(ctx, s), qi), Outcome(False, "selection", reason))
-            for s, reason in r.margin_dropped
-        ]
+        r.dropped = (
+            identity
+            + [
+                (_with_qi(_mined(ctx, s), qi), Outcome(False, "selection", reason))
+                for s, reason in r.margin_dropped
+            ]
+            + margin_out
+        )
     return CandidateBatch(queries, cands), per_query
+
+
+def synthetic_margin_reason(cfg: RunConfig, r: QueryResult, c: FilterCandidate) -> str | None:
+    """The selection margins (TopK-PercPos) for an LLM passage, on its dense score against the weakest
+    positive's dense score: a synthetic negative that outscores its positive is dropped like a mined one."""
+    sel = cfg.selection
+    pos = r.positive_scores.get("dense") or []
+    score = c.scores.get("dense")
+    if score is None or not pos:
+        return None
+    weakest = min(pos)
+    if sel.absolute_margin is not None and score > weakest - sel.absolute_margin:
+        return "absolute_margin"
+    if sel.relative_margin is not None and score > weakest - abs(weakest) * sel.relative_margin:
+        return "relative_margin"
+    return None
 
 
 def _with_qi(c: FilterCandidate, qi: int) -> FilterCandidate:

@@ -201,7 +201,7 @@ def test_a_model_retrained_in_place_invalidates_finished_shards(make_config, min
     shutil.copytree(minilm_path, ce)
     filters = [{"type": "cross_encoder", "model": str(ce), "max_prob": None}]
     cfg = make_config("run_name=inplace", "sources.dense.enabled=false", filters=filters)
-    from negforge.pipeline import model_identities
+    from negforge.run_identity import model_identities
 
     before = model_identities(cfg)
     run_dir = None

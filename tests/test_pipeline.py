@@ -135,14 +135,48 @@ def test_rerun_reuses_every_shard_and_conflicts_are_refused(hybrid):
 
 
 def test_short_queries_are_reported_not_padded(make_config):
-    res = run(make_config("selection.depth=3", "selection.num_negatives=5", "sources.bm25.enabled=false"))
+    res = run(
+        make_config(
+            "selection.depth=3",
+            "selection.num_negatives=5",
+            "sources.bm25.enabled=false",
+            "filters=[]",
+            "selection.relative_margin=null",
+        )
+    )
     m = res.manifest
     assert m["counts"]["short_queries"] == 12
+    assert len(m["counts"]["short_reasons"]) == 12
+    assert all(v.startswith("3 negatives kept") for v in m["counts"]["short_reasons"].values())
     assert m["counts"]["ntuple_rows_dropped_short"] == sum(
         len(r["positives"]) for r in load_from_disk(str(res.dataset_dir))["rich"]
     )
     assert m["counts"]["rows"]["n-tuple"] == 0
     assert all(len(r["negatives"]) == 3 for r in load_from_disk(str(res.dataset_dir))["rich"])
+
+
+def test_default_margin_names_the_queries_it_leaves_short(make_config):
+    res = run(make_config("selection.depth=6", "selection.num_negatives=5", "sources.bm25.enabled=false"))
+    m = res.manifest
+    assert m["config"]["selection"]["relative_margin"] == 0.05
+    assert [f["type"] for f in m["config"]["filters"]] == ["duplicate", "embedding"]
+    rows = load_from_disk(str(res.dataset_dir))["rich"].to_list()
+    short = [r["query_id"] for r in rows if r["short"]]
+    assert sorted(m["counts"]["short_reasons"]) == sorted(short[:20])
+    for r in rows:  # no kept negative outscores (or reaches 95% of) the weakest positive's dense score
+        weakest = min(r["positive_scores"]["dense"])
+        assert all(n["scores"]["dense"] <= weakest - abs(weakest) * 0.05 + 1e-6 for n in r["negatives"])
+
+
+def test_hybrid_default_never_keeps_a_negative_the_dense_model_scores_above_the_positive(make_config):
+    res = run(make_config("selection.depth=20", "run_name=hybrid-guard"))
+    assert res.manifest["score_by"] in ("hybrid", "dense")
+    for r in load_from_disk(str(res.dataset_dir))["rich"].to_list():
+        dense_floor = min(r["positive_scores"]["dense"])
+        hybrid_floor = min(r["positive_scores"]["hybrid"])
+        for n in r["negatives"]:
+            assert n["scores"]["dense"] <= dense_floor - abs(dense_floor) * 0.05 + 1e-6
+            assert n["scores"]["hybrid"] <= hybrid_floor - abs(hybrid_floor) * 0.05 + 1e-6
 
 
 def test_corpus_smaller_than_depth_is_noted(make_config):

@@ -10,7 +10,11 @@ from tests.fault_server import FaultyOpenAIServerDouble
 
 
 def llm_overrides(url: str, *extra: str) -> list[str]:
+    """The LLM plumbing under test; margins and filters off (the double's passages are word-reversed copies
+    of the positive, which the default margin and embedding filter rightly drop: tested in test_identity)."""
     return [
+        "filters=[]",
+        "selection.relative_margin=null",
         "sources.llm.enabled=true",
         f"sources.llm.base_urls=[{url}]",
         "sources.llm.model=double",

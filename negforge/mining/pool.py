@@ -18,7 +18,7 @@ from negforge.config import RunConfig
 from negforge.mining.bm25 import BM25Miner, top_k_excluding
 from negforge.mining.dense import DenseMiner
 from negforge.mining.identity import IdentityIndex, QueryIdentity
-from negforge.mining.selection import margin_reason
+from negforge.mining.selection import candidate_margin_reason
 from negforge.mining.topics import Topics
 from negforge.records import Candidate, Corpus, Query, Selected
 
@@ -193,7 +193,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             pos_min = min(pos_scores[score_by]) if pos_scores.get(score_by) else float("nan")
             for rank, c in enumerate(pool[sel.skip_top : sel.skip_top + sel.depth], sel.skip_top + 1):
                 s = Selected(c, min(c.ranks, key=lambda src: c.ranks[src]), rank)
-                reason = margin_reason(c.scores[score_by], pos_min, sel)
+                reason = candidate_margin_reason(c.scores, pos_scores, score_by, sel)
                 if reason:
                     funnel[reason] += 1
                     margin_dropped.append((s, reason))
@@ -202,7 +202,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             funnel["window"] += len(window)
             kept_given = []
             for s in given:
-                reason = margin_reason(s.candidate.scores[score_by], pos_min, sel)
+                reason = candidate_margin_reason(s.candidate.scores, pos_scores, score_by, sel)
                 if reason:
                     funnel[reason] += 1
                     margin_dropped.append((s, reason))

@@ -27,6 +27,25 @@ def margin_reason(score: float, pos_min: float, cfg: SelectionConfig) -> str | N
     return None
 
 
+def candidate_margin_reason(
+    scores: dict[str, float], pos_scores: dict[str, list[float]], score_by: str, cfg: SelectionConfig
+) -> str | None:
+    """Margins on the selection score, and with hybrid selection also on the dense score alone: a candidate
+    that the dense model scores at or above (1 - r) of the weakest positive is dropped even when BM25 pulls
+    its hybrid score down (`relative_margin_dense` / `absolute_margin_dense`)."""
+    pos = pos_scores.get(score_by) or []
+    reason = margin_reason(scores[score_by], min(pos) if pos else float("nan"), cfg)
+    if reason or score_by != "hybrid" or "dense" not in scores or not pos_scores.get("dense"):
+        return reason
+    weakest = min(pos_scores["dense"])
+    s = scores["dense"]
+    if cfg.absolute_margin is not None and s > weakest - cfg.absolute_margin:
+        return "absolute_margin_dense"
+    if cfg.relative_margin is not None and s > weakest - abs(weakest) * cfg.relative_margin:
+        return "relative_margin_dense"
+    return None
+
+
 def simans_weights(scores: np.ndarray, pos_score: float, a: float, b: float) -> np.ndarray:
     """SimANS: p ∝ exp(-a (s(q,d) - s(q,d+) - b)^2), favouring the ambiguous zone around the positive."""
     logits = -a * (scores - pos_score - b) ** 2

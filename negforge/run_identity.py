@@ -1,0 +1,81 @@
+"""Run identity by content: what must match for a run folder's finished shards to be reused.
+
+Never paths or times: the corpus and queries as read, the config's fingerprint, model weights fingerprints,
+every file a filter reads, and the prompt templates (see `negforge.shards.ShardStore.open` for what a
+mismatch does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from negforge.config import RunConfig
+from negforge.mining.fingerprint import texts_digest
+from negforge.records import TrainingInput
+
+
+def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
+    """What must match for finished shards to be reused, by content (never by path or mtime).
+
+    `config`, `corpus`, `queries` (ids, texts, positives, given negatives) and `shard_size` decide what the
+    run *is*: a mismatch is refused. `models` (weights fingerprints), `files` (every file a filter reads) and
+    `prompts` (the template files) decide how candidates are judged: a mismatch re-judges every shard.
+    """
+    return {
+        "config": cfg.fingerprint(),
+        "corpus": texts_digest(data.corpus.texts),
+        "queries": texts_digest(
+            [
+                f"{q.id}\t{q.text}\t{q.positive_rows}\t{[(g.row, g.score) for g in q.given]}"
+                for q in data.queries
+            ]
+        ),
+        "shard_size": cfg.output.shard_size,
+        "models": model_identities(cfg),
+        "files": filter_file_digests(cfg),
+        "prompts": prompt_digest() if cfg.sources.llm.enabled else None,
+    }
+
+
+def filter_file_digests(cfg: RunConfig) -> dict[str, str]:
+    """sha256 of each file a filter reads (answer lists), keyed by filter name and path."""
+    out = {}
+    for f in cfg.filters:
+        path = getattr(f, "answers", None)
+        if path:
+            p = Path(path).expanduser()
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else "missing"
+            out[f"{f.name or f.type}:{p}"] = digest
+    return out
+
+
+def prompt_digest() -> str:
+    """sha256 over the prompt template files shipped in negforge/prompts (names and contents)."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent / "prompts"
+    for p in sorted(root.iterdir()):
+        if p.is_file() and p.suffix in (".j2", ".yaml", ".txt", ".md"):
+            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def model_identities(cfg: RunConfig) -> dict[str, str]:
+    """Weights fingerprints of the dense model and every model filter: a model retrained in place under the
+    same path must not let shards judged by the old weights be reused."""
+    from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
+
+    out = {}
+    if cfg.sources.dense.enabled:
+        out["dense"] = model_fingerprint(resolve_model_path(cfg.sources.dense.model))
+    for f in cfg.filters:
+        if f.type in ("cross_encoder", "nli"):
+            out[f"filter:{f.name or f.type}"] = model_fingerprint(resolve_model_path(f.model))
+    return out
+
+
+def report_changes(changes: list[str]) -> None:
+    """Tell the user (stderr) that finished shards are redone because a judge changed."""
+    for c in changes:
+        print(f"negforge: {c}; judging every shard again", file=sys.stderr)
