@@ -295,3 +295,49 @@ def test_null_is_missing_in_parquet_corpora_too(tmp_path):
     )
     assert data.corpus.texts == ["body one"]
     assert data.skips.counts() == {"empty_text": 1}
+
+
+def _qrels_cfg(tmp_path: Path, corpus: str, queries: str) -> DataConfig:
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n1\t7\t1\n")
+    return DataConfig(
+        format="qrels",
+        qrels=str(tmp_path / "qrels.tsv"),
+        queries=str(tmp_path / queries),
+        corpus=str(tmp_path / corpus),
+    )
+
+
+def test_ms_marco_headerless_tsv_collection_and_queries(tmp_path):
+    (tmp_path / "collection.tsv").write_text('7\tA "quoted" passage about fever.\n8\tAnother passage.\n')
+    (tmp_path / "queries.tsv").write_text("1\twhat lowers fever\n")
+    data = load_input(_qrels_cfg(tmp_path, "collection.tsv", "queries.tsv"))
+    assert data.corpus.ids == ["7", "8"] and data.corpus.texts[0] == 'A "quoted" passage about fever.'
+    assert data.queries[0].text == "what lowers fever" and data.skips.counts() == {}
+
+
+def test_csv_quoted_field_may_hold_commas_and_line_breaks(tmp_path):
+    (tmp_path / "corpus.csv").write_text(
+        '_id,title,text\r\n7,"Fever, high","line one\nline two"\r\n8,,plain\r\n'
+    )
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": 1, "text": "fever"}) + "\n")
+    data = load_input(_qrels_cfg(tmp_path, "corpus.csv", "queries.jsonl"))
+    assert data.corpus.texts == ["Fever, high line one\nline two", "plain"]
+    assert data.queries[0].id == "1"  # an integer id in JSON reads as the qrels' "1"
+
+
+def test_json_array_and_gzip_files(tmp_path):
+    import gzip
+
+    docs = [{"_id": "7", "text": "doc seven"}, {"_id": "8", "text": "doc eight"}]
+    (tmp_path / "corpus.json").write_text(json.dumps(docs))
+    with gzip.open(tmp_path / "queries.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"_id": "1", "text": "seven"}) + "\n")
+    data = load_input(_qrels_cfg(tmp_path, "corpus.json", "queries.jsonl.gz"))
+    assert data.corpus.texts == ["doc seven", "doc eight"] and data.queries[0].text == "seven"
+
+
+def test_utf16_file_is_refused_by_name(tmp_path):
+    (tmp_path / "corpus.jsonl").write_bytes(json.dumps({"_id": "7", "text": "x"}).encode("utf-16"))
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "1", "text": "q"}) + "\n")
+    with pytest.raises(InputError, match=r"corpus.jsonl: the file is UTF-16/UTF-32"):
+        load_input(_qrels_cfg(tmp_path, "corpus.jsonl", "queries.jsonl"))

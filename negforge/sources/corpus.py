@@ -40,7 +40,10 @@ def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) ->
     texts: list[str] = []
     titles: list[str] = []
     seen: dict[str, str] = {}
-    for where, row in iter_rows(path, skips, what="corpus file"):
+    rows = iter_rows(
+        path, skips, what="corpus file", headerless=("_id", "text"), header_keys=(*ID_KEYS, "text")
+    )
+    for where, row in rows:
         key, raw_id = _pick(row, ID_KEYS)
         did = id_value(raw_id, where, key) if key is not None else None
         if did is None:

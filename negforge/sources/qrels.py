@@ -7,7 +7,7 @@ from pathlib import Path
 
 from negforge.records import Corpus, Query, SkipLog, TrainingInput
 from negforge.sources.corpus import read_corpus
-from negforge.sources.readers import BOM, InputError, iter_rows, require_file
+from negforge.sources.readers import BOM, InputError, iter_rows, open_bytes, require_file
 from negforge.sources.values import id_value, number_value, text_value
 
 QUERY_ID_KEYS = ("query-id", "query_id", "qid", "queryid", "topic")
@@ -32,7 +32,10 @@ def read_queries(path: str | Path, skips: SkipLog) -> dict[str, str]:
     Raises InputError when a text cell holds a list, number or mapping (named by file:line and column).
     """
     out: dict[str, str] = {}
-    for where, row in iter_rows(path, skips, what="queries file"):
+    rows = iter_rows(
+        path, skips, what="queries file", headerless=("_id", "text"), header_keys=(*QUERY_KEYS, "text")
+    )
+    for where, row in rows:
         key = next((k for k in QUERY_KEYS if k in row), None)
         qid = id_value(row[key], where, key) if key else None
         if qid is None or "text" not in row:
@@ -101,7 +104,9 @@ def _text_qrels(p: Path, skips: SkipLog) -> tuple[QrelsLayout, list[tuple[str, d
     rows: list[tuple[str, dict[str, str]]] = []
     layout: QrelsLayout | None = None
     cols: list[str] = []
-    for lineno, raw in enumerate(p.read_bytes().split(b"\n"), 1):
+    with open_bytes(p) as f:
+        data = f.read()
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
         where = f"{p}:{lineno}"
         if lineno == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
@@ -157,7 +162,8 @@ def read_qrels_layout(
     key names. Raises InputError when no grade column can be identified (never "every row relevant").
     """
     p = require_file(path, "qrels file")
-    if p.suffix.lower() in (".tsv", ".txt", ".qrels", "") or p.name.lower().endswith(".trec"):
+    name = p.name.lower().removesuffix(".gz")
+    if name.endswith((".tsv", ".txt", ".qrels", ".trec")) or "." not in name:
         layout, rows = _text_qrels(p, skips)
     else:
         rows = list(iter_rows(p, skips, what="qrels file"))

@@ -32,23 +32,81 @@ def require_file(path: str | Path, what: str) -> Path:
 
 
 def iter_rows(
-    path: str | Path, skips: SkipLog, *, what: str = "file"
+    path: str | Path,
+    skips: SkipLog,
+    *,
+    what: str = "file",
+    headerless: tuple[str, ...] | None = None,
+    header_keys: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, row) for each usable row; `where` is `file:line` (1-based) or `file:row N` for Parquet."""
+    """Yield (where, row) for each usable row; `where` is `file:line` (1-based) or `file:row N` for Parquet.
+
+    JSONL (.jsonl/.ndjson, or .json holding one object per line or one array of objects), Parquet, TSV/TXT
+    (literal fields), CSV (RFC 4180, quoted fields may span lines), each optionally gzip-compressed (.gz).
+    A TSV/CSV whose first line names none of `header_keys` is read as headerless with the column names
+    `headerless` (MS MARCO `collection.tsv`: id, text), when given. Raises InputError for a missing file,
+    an unknown type, or a UTF-16/32 file.
+    """
     p = require_file(path, what)
-    name = p.name.lower()
-    if name.endswith((".jsonl", ".json", ".ndjson")):
+    name = p.name.lower().removesuffix(".gz")
+    _refuse_utf16(p)
+    if name.endswith((".jsonl", ".ndjson")):
         yield from _iter_jsonl(p, skips)
+    elif name.endswith(".json"):
+        yield from _iter_json(p, skips)
     elif name.endswith(".parquet"):
         yield from _iter_parquet(p)
-    elif name.endswith((".tsv", ".csv", ".txt")):
-        yield from _iter_delimited(p, skips, "\t" if not name.endswith(".csv") else ",")
+    elif name.endswith((".tsv", ".txt")):
+        yield from _iter_delimited(p, skips, "\t", headerless, header_keys)
+    elif name.endswith(".csv"):
+        yield from _iter_csv(p, skips, headerless, header_keys)
     else:
-        raise InputError(f"{p}: unknown file type; use .jsonl, .parquet, .tsv or .csv")
+        raise InputError(
+            f"{p}: unknown file type; use .jsonl, .json, .parquet, .tsv or .csv (optionally .gz)"
+        )
+
+
+def open_bytes(p: Path):
+    """The file opened for reading bytes, decompressed when its name ends in .gz."""
+    if p.name.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(p, "rb")
+    return p.open("rb")
+
+
+def _refuse_utf16(p: Path) -> None:
+    with open_bytes(p) as f:
+        head = f.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.startswith((b"\x00\x00\xfe\xff",)):
+        raise InputError(
+            f"{p}: the file is UTF-16/UTF-32 (byte-order mark {head[:2].hex()}); save it as UTF-8"
+        )
+
+
+def _iter_json(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A .json file: one array of objects (read whole), else one object per line."""
+    with open_bytes(p) as f:
+        data = f.read()
+    text = data.removeprefix(BOM).lstrip()
+    if not text.startswith(b"["):
+        yield from _iter_jsonl(p, skips)
+        return
+    try:
+        items = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: not UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+    for i, row in enumerate(items):
+        if not isinstance(row, dict):
+            skips.add("bad_json", f"{p}:item {i}", "array item is not a JSON object")
+            continue
+        yield f"{p}:item {i}", row
 
 
 def _iter_jsonl(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
-    with p.open("rb") as f:
+    with open_bytes(p) as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{p}:{lineno}"
             if lineno == 1 and raw.startswith(BOM):
@@ -71,8 +129,21 @@ def _iter_jsonl(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]
             yield where, row
 
 
-def _iter_delimited(p: Path, skips: SkipLog, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    data = p.read_bytes()
+def _is_header(fields: list[str], header_keys: tuple[str, ...], headerless: tuple[str, ...] | None) -> bool:
+    if headerless is None:
+        return True
+    return any(f.strip().lower() in header_keys for f in fields)
+
+
+def _iter_delimited(
+    p: Path,
+    skips: SkipLog,
+    delimiter: str,
+    headerless: tuple[str, ...] | None = None,
+    header_keys: tuple[str, ...] = (),
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    with open_bytes(p) as f:
+        data = f.read()
     lines = data.split(b"\n")
     header: list[str] | None = None
     for lineno, raw in enumerate(lines, 1):
@@ -86,17 +157,47 @@ def _iter_delimited(p: Path, skips: SkipLog, delimiter: str) -> Iterator[tuple[s
             continue
         if not line.strip():
             continue
-        if delimiter == "\t":  # literal fields: BEIR/MS MARCO TSVs do not quote
-            fields = line.split("\t")
-        else:
-            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter))
+        fields = line.split(delimiter)  # literal fields: BEIR/MS MARCO TSVs do not quote
         if header is None:
-            header = [h.strip() for h in fields]
-            continue
+            if _is_header(fields, header_keys, headerless):
+                header = [h.strip() for h in fields]
+                continue
+            header = list(headerless or ())
         if len(fields) != len(header):
             skips.add("bad_row", where, f"{len(fields)} fields, header has {len(header)}")
             continue
         yield where, dict(zip(header, fields, strict=True))
+
+
+def _iter_csv(
+    p: Path, skips: SkipLog, headerless: tuple[str, ...] | None = None, header_keys: tuple[str, ...] = ()
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """RFC 4180 CSV through the csv module, so a quoted field may hold commas and line breaks."""
+    with open_bytes(p) as fb:
+        try:
+            text = fb.read().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{p}: not UTF-8 (byte {e.start}); save it as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    start = 1
+    try:
+        for fields in reader:
+            where = f"{p}:{start}"
+            start = reader.line_num + 1
+            if not fields or not any(f.strip() for f in fields):
+                continue
+            if header is None:
+                if _is_header(fields, header_keys, headerless):
+                    header = [h.strip() for h in fields]
+                    continue
+                header = list(headerless or ())
+            if len(fields) != len(header):
+                skips.add("bad_row", where, f"{len(fields)} fields, header has {len(header)}")
+                continue
+            yield where, dict(zip(header, fields, strict=True))
+    except csv.Error as e:
+        raise InputError(f"{p}:{reader.line_num}: not valid CSV ({e})") from None
 
 
 def _iter_parquet(p: Path) -> Iterator[tuple[str, dict[str, Any]]]:
