@@ -83,6 +83,25 @@ def _funnel_table(filters: dict) -> list[str]:
     return lines
 
 
+def _input_lines(manifest: dict) -> list[str]:
+    """What was read (layout, skips) and what the identity rule excluded."""
+    data = manifest.get("data") or {}
+    out = [f"- {line}" for line in data.get("layout") or []]
+    skips = (manifest.get("skips") or {}).get("counts") or {}
+    out.append(f"- Input skips by reason: {skips or 'none'}")
+    ident = manifest.get("identity") or {}
+    if ident:
+        out.append(
+            "- Never negatives (identity rule: same text as a positive or the query, or the query's own "
+            f"document): {ident.get('excluded')}"
+        )
+        st = ident.get("shared_texts") or {}
+        out.append(
+            f"- Corpus texts shared under different ids: {st.get('groups', 0)} texts, {st.get('documents', 0)} documents"
+        )
+    return out
+
+
 def write_report(
     run_dir: Path, manifest: dict, rows: list[dict], corpus_text: Callable[[str], str | None] | None = None
 ) -> Path:
@@ -107,6 +126,11 @@ def write_report(
         "",
         f"Rows written: {counts.get('rows')}. Short queries (fewer negatives than asked): "
         f"{counts.get('short_queries', 0)}.",
+        *[f"- `{q}`: {why}" for q, why in (counts.get("short_reasons") or {}).items()],
+        "",
+        "## Input and the identity rule",
+        "",
+        *_input_lines(manifest),
         "",
         "## Filters",
         "",
