@@ -78,7 +78,9 @@ def run(
             help="prefect: the build_negatives flow (local ephemeral server unless PREFECT_API_URL is set); local: plain Python."
         ),
     ] = Engine.prefect,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress: bars on a terminal, a line per stage otherwise.")
+    ] = True,
 ) -> None:
     """Mine, select and write hard negatives for the run described by CONFIG.
 
