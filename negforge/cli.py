@@ -159,6 +159,9 @@ def _report(manifest: dict) -> None:
         )
     if manifest["skips"]["counts"]:
         out.print(f"[yellow]input skips:[/yellow] {manifest['skips']['counts']} (examples in manifest)")
+    excluded = {k: v for k, v in (manifest.get("identity") or {}).get("excluded", {}).items() if v}
+    if excluded:
+        out.print(f"identity rule (never negatives): {excluded}", highlight=False)
     for note in manifest["notes"]:
         out.print(f"[yellow]note:[/yellow] {note}")
 

@@ -72,6 +72,7 @@ def make_context(
     timings: Timings,
 ) -> MiningContext:
     ctx = MiningContext(cfg, data.corpus, data.queries, bm25=bm25, dense=dense, query_emb=query_emb)
+    ctx.given_only = data.given_only
     want = cfg.selection.skip_top + cfg.selection.depth
     if want > len(data.corpus) - 1:
         ctx.notes.append(

@@ -97,7 +97,8 @@ class TrainingInput:
     """What the sources hand to the miners: the corpus, the queries, and what was skipped on the way in.
 
     `layout` says in words how the input was understood (format, columns, qrels grade column), for
-    `negforge inspect` and the manifest; `files` lists every file read, for the run identity.
+    `negforge inspect` and the manifest; `files` lists every file read. `given_only` rows joined the corpus
+    only as some query's given negative (a corpus file was given): they are candidates for that query alone.
     """
 
     corpus: Corpus
@@ -105,6 +106,9 @@ class TrainingInput:
     skips: SkipLog
     layout: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    given_only: frozenset[int] = (
+        frozenset()
+    )  # corpus rows added only as given negatives: never mined for others
 
 
 @dataclass

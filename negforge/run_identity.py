@@ -25,7 +25,9 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
     """
     return {
         "config": cfg.fingerprint(),
-        "corpus": texts_digest(data.corpus.texts),
+        "corpus": texts_digest(
+            [f"{i}\t{t}" for i, t in zip(data.corpus.ids, data.corpus.texts, strict=True)]
+        ),
         "queries": texts_digest(
             [
                 f"{q.id}\t{q.text}\t{q.positive_rows}\t{[(g.row, g.score) for g in q.given]}"

@@ -16,7 +16,13 @@ _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def norm_text(text: str) -> str:
-    """The normalised form of a text (see module doc); "" for an empty or punctuation-only text."""
+    """The normalised form of a text (see module doc); "" for an empty or punctuation-only text.
+
+    Invisible format characters (Unicode category Cf: soft hyphen, zero-width space and joiners, BOM) are
+    removed first, so `pan\u00adcreas` equals `pancreas`.
+    """
+    if any(unicodedata.category(ch) == "Cf" for ch in text):
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 

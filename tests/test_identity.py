@@ -49,6 +49,23 @@ def test_normalisation_nfkc_casefold_punctuation_and_whitespace():
     assert text_key("   ") == 0
 
 
+def test_invisible_format_characters_do_not_hide_a_copy():
+    assert text_key("pan\u00adcreas hor\u200bmone") == text_key("pancreas hormone")
+    assert norm_text("caf\u0065\u0301") == norm_text("caf\u00e9")  # NFD vs NFC
+
+
+def test_positives_of_a_query_with_the_same_text_are_excluded():
+    c = Corpus(ids=["a", "b", "c"], texts=["Alpha text.", "Beta text.", "Gamma text."])
+    q1, q2 = Query("1", "Same claim.", (0,)), Query("2", "same claim", (1,))
+    idx = IdentityIndex(c)
+    sib = IdentityIndex.siblings([q1, q2])
+    (rows,) = sib.values()
+    assert rows == {0, 1}
+    ident = idx.for_query(q1, rows)
+    assert ident.excluded == {1: "positive_of_same_query_text"}
+    assert ident.text_reason("beta text") == "same_text_as_positive"
+
+
 def test_identity_index_finds_copies_with_and_without_title():
     c = Corpus(
         ids=["d1", "d1-copy", "q9", "other"],
@@ -73,7 +90,12 @@ def test_copy_of_the_positive_under_another_id_is_never_a_negative(tmp_path, cac
     assert _bad_negatives(dd["rich"].to_list()) == []
     assert all(norm_text(t["negative"]) != norm_text(t["positive"]) for t in dd["triplet"])
     ident = res.manifest["identity"]
-    assert ident["excluded"] == {"same_text_as_positive": 3, "same_text_as_query": 0, "query_document": 0}
+    assert ident["excluded"] == {
+        "same_text_as_positive": 3,
+        "same_text_as_query": 0,
+        "query_document": 0,
+        "positive_of_same_query_text": 0,
+    }
     assert ident["shared_texts"]["groups"] == 2 and ident["shared_texts"]["documents"] == 4
     dropped = {
         (r["query_id"], d["doc_id"])

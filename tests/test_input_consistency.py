@@ -70,5 +70,5 @@ def test_demo_run_output_has_no_negative_equal_to_its_positive_or_query(tmp_path
     manifest = json.loads((tmp_path / "runs" / "demo" / "manifest.json").read_text())
     assert manifest["generation"]["this_run"]["requests"] > 0 or manifest["generation"]["counts"]
     assert "identity" in manifest and set(manifest["identity"]["excluded"]) == {
-        "same_text_as_positive", "same_text_as_query", "query_document"
+        "same_text_as_positive", "same_text_as_query", "query_document", "positive_of_same_query_text"
     }  # fmt: skip

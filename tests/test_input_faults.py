@@ -341,3 +341,130 @@ def test_utf16_file_is_refused_by_name(tmp_path):
     (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "1", "text": "q"}) + "\n")
     with pytest.raises(InputError, match=r"corpus.jsonl: the file is UTF-16/UTF-32"):
         load_input(_qrels_cfg(tmp_path, "corpus.jsonl", "queries.jsonl"))
+
+
+# instances found by a fresh-eyes trial ------------------------------------------------------------------------
+
+
+def test_tevatron_docid_naming_another_corpus_text_is_refused(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text(
+        json.dumps({"_id": "d1", "text": "Photosynthesis converts light energy."})
+        + "\n"
+        + json.dumps({"_id": "d2", "text": "A volcano erupts."})
+        + "\n"
+    )
+    row = {
+        "query_id": "q1",
+        "query": "how do plants use light",
+        "positive_passages": [{"docid": "d2", "title": "", "text": "Photosynthesis converts light energy."}],
+    }
+    (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match=r"train.jsonl:1: positive docid 'd2' has the text"):
+        load_input(
+            DataConfig(
+                format="pairs", path=str(tmp_path / "train.jsonl"), corpus=str(tmp_path / "corpus.jsonl")
+            )
+        )
+
+
+@pytest.mark.parametrize("sep, suffix", [(",", "csv"), ("\t", "tsv")])
+def test_pandas_csv_export_of_list_columns_reads_the_lists(tmp_path, sep, suffix):
+    pd = pytest.importorskip("pandas")
+    d = CASES / "02-flagembedding-pos-list"
+    rows = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()]
+    pd.DataFrame(rows).to_csv(tmp_path / f"train.{suffix}", index=False, sep=sep)
+    from_csv = load_input(
+        DataConfig(format="pairs", path=str(tmp_path / f"train.{suffix}"), corpus=str(d / "corpus.jsonl"))
+    )
+    from_jsonl = load_input(
+        DataConfig(format="pairs", path=str(d / "train.jsonl"), corpus=str(d / "corpus.jsonl"))
+    )
+    assert len(from_csv.corpus) == 40 and not any(t.startswith("[") for t in from_csv.corpus.texts)
+    assert [(q.positive_rows, [g.row for g in q.given]) for q in from_csv.queries] == [
+        (q.positive_rows, [g.row for g in q.given]) for q in from_jsonl.queries
+    ]
+
+
+def test_a_list_written_as_text_where_one_text_is_expected_is_refused(tmp_path):
+    (tmp_path / "pairs.csv").write_text("query,positive\n\"['q one', 'q two']\",some passage\n")
+    with pytest.raises(InputError, match=r"pairs.csv:2: column 'query' holds a list written as text"):
+        load_input(DataConfig(format="pairs", path=str(tmp_path / "pairs.csv")))
+
+
+def test_qrels_header_with_odd_names_is_not_read_by_position(tmp_path):
+    with pytest.raises(InputError, match="qrels has no grade column"):
+        load_input(_qrels_input(tmp_path, "query-id\tcorpus-id\trelevancy\tannotator\nq01\td01\t1\t2\n"))
+
+
+def test_conflicting_judgements_are_counted(tmp_path):
+    data = load_input(_qrels_input(tmp_path, "query-id\tcorpus-id\tscore\nq01\td01\t1\nq01\td01\t0\n"))
+    assert data.skips.counts()["conflicting_judgement"] == 1
+
+
+def test_query_variants_by_case_and_punctuation_are_one_query(tmp_path):
+    rows = [
+        {"query": "What causes ocean tides?", "positive": "The Moon's gravity causes tides."},
+        {"query": "what causes ocean tides", "positive": "The Sun also pulls on the oceans."},
+        {"query": "caf\u00e9 opening hours", "positive": "Open at nine."},
+        {"query": "cafe\u0301 opening hours", "positive": "Closed on Sundays."},
+    ]
+    p = tmp_path / "pairs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_input(DataConfig(format="pairs", path=str(p)))
+    assert [len(q.positive_rows) for q in data.queries] == [2, 2]
+
+
+def test_hugging_face_nested_sequence_of_passages(tmp_path):
+    from datasets import Dataset, Features, Sequence, Value
+
+    feats = Features(
+        {
+            "query_id": Value("string"),
+            "query": Value("string"),
+            "positive_passages": Sequence(
+                {"docid": Value("string"), "title": Value("string"), "text": Value("string")}
+            ),
+            "negative_passages": Sequence(
+                {"docid": Value("string"), "title": Value("string"), "text": Value("string")}
+            ),
+        }
+    )
+
+    def columnar(passages: list[dict]) -> dict[str, list]:
+        return {k: [x[k] for x in passages] for k in ("docid", "title", "text")}
+
+    rows = [
+        {
+            **r,
+            "positive_passages": columnar(r["positive_passages"]),
+            "negative_passages": columnar(r["negative_passages"]),
+        }
+        for r in _tevatron_rows()
+    ]
+    Dataset.from_list(rows, features=feats).save_to_disk(str(tmp_path / "ds"))
+    data = load_input(DataConfig(format="hf", path=str(tmp_path / "ds")))
+    (q,) = data.queries
+    assert [data.corpus.ids[r] for r in q.positive_rows] == ["d1"]
+    assert [data.corpus.ids[g.row] for g in q.given] == ["d2", "d3"]
+
+
+def test_null_positive_in_a_triplet_row_is_a_counted_skip(tmp_path):
+    t = pa.table({"anchor": ["q", "q"], "positive": ["p", None], "negative": ["n1", "n2"]})
+    pq.write_table(t, tmp_path / "trip.parquet")
+    data = load_input(DataConfig(format="pairs", path=str(tmp_path / "trip.parquet")))
+    assert data.skips.counts() == {"empty_text": 1}
+    assert len(data.queries[0].given) == 2
+
+
+def test_given_negatives_added_to_the_corpus_are_only_their_own_querys(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "real passage"}) + "\n")
+    rows = [
+        {"query": "q one", "pos": ["real passage"], "neg": ["only a given negative"]},
+        {"query": "q two", "pos": ["another positive"], "neg": []},
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_input(
+        DataConfig(format="pairs", path=str(tmp_path / "train.jsonl"), corpus=str(tmp_path / "corpus.jsonl"))
+    )
+    only = [data.corpus.texts[r] for r in data.given_only]
+    assert only == ["only a given negative"]  # the added positive is a real document for everyone

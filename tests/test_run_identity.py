@@ -89,3 +89,16 @@ def _rich(res):
     from datasets import load_from_disk
 
     return load_from_disk(str(res.dataset_dir))["rich"].to_list()
+
+
+def test_corpus_ids_swapped_in_place_are_refused(tmp_path, cache_dir, copied_case):
+    data_dir, answers = copied_case
+    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    run(cfg)
+    lines = (data_dir / "corpus.jsonl").read_text().splitlines()
+    a, b = json.loads(lines[13]), json.loads(lines[16])
+    a["_id"], b["_id"] = b["_id"], a["_id"]
+    lines[13], lines[16] = json.dumps(a), json.dumps(b)
+    (data_dir / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFolderConflict, match="different corpus"):
+        run(cfg)

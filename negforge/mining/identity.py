@@ -6,7 +6,9 @@ Always on, before selection, whatever the filter stack. For each query a candida
   positives' (with or without theirs): `same_text_as_positive` (a copy of the positive under another id);
 - its normalised text, with or without its title, equals the query's: `same_text_as_query`;
 - its document id is the query's own id: `query_document` (ArguAna/Quora-style data, where every query is
-  also a corpus document; BEIR's evaluation ignores such hits with `ignore_identical_ids` for the same reason).
+  also a corpus document; BEIR's evaluation ignores such hits with `ignore_identical_ids` for the same reason);
+- it is a positive of another query with the same normalised text (SciFact has claims repeated under two
+  ids): `positive_of_same_query_text`.
 
 Corpus rows are keyed once (two 63-bit keys per row, in sorted arrays), so the rows sharing a text with a
 query's positives are found by binary search, and the miners over-fetch by exactly that many.
@@ -25,7 +27,8 @@ from negforge.text_identity import text_key
 SAME_AS_POSITIVE = "same_text_as_positive"
 SAME_AS_QUERY = "same_text_as_query"
 QUERY_DOCUMENT = "query_document"
-REASONS = (SAME_AS_POSITIVE, SAME_AS_QUERY, QUERY_DOCUMENT)
+SAME_QUERY_POSITIVE = "positive_of_same_query_text"
+REASONS = (SAME_AS_POSITIVE, SAME_AS_QUERY, QUERY_DOCUMENT, SAME_QUERY_POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,13 @@ class IdentityIndex:
         lo, hi = np.searchsorted(self._keys, [key, key + 1])
         return sorted({int(r) for r in self._rows[lo:hi]})
 
-    def for_query(self, q: Query) -> QueryIdentity:
-        """The rows excluded from `q`'s negatives (its positives themselves are excluded by the miners)."""
+    def for_query(
+        self, q: Query, same_text_positives: set[int] | frozenset[int] = frozenset()
+    ) -> QueryIdentity:
+        """The rows excluded from `q`'s negatives (its positives themselves are excluded by the miners).
+
+        `same_text_positives`: positives of every query whose normalised text equals `q`'s (see `siblings`).
+        """
         pos = set(q.positive_rows)
         pkeys = {int(k) for r in pos for k in (self.full[r], self.body[r]) if k}
         qkey = text_key(q.text)
@@ -87,7 +95,22 @@ class IdentityIndex:
         for r in self.rows_with(qkey):
             if r not in pos:
                 excluded.setdefault(r, SAME_AS_QUERY)
+        for r in same_text_positives:
+            if r not in pos:
+                excluded.setdefault(r, SAME_QUERY_POSITIVE)
+                pkeys.update(int(k) for k in (self.full[r], self.body[r]) if k)
         return QueryIdentity(frozenset(pkeys), qkey, excluded)
+
+    @staticmethod
+    def siblings(queries: list[Query]) -> dict[int, frozenset[int]]:
+        """Normalised query text key -> positive rows of every query with that text (only texts of 2+ queries)."""
+        groups: dict[int, set[int]] = {}
+        count: dict[int, int] = {}
+        for q in queries:
+            k = text_key(q.text)
+            groups.setdefault(k, set()).update(q.positive_rows)
+            count[k] = count.get(k, 0) + 1
+        return {k: frozenset(v) for k, v in groups.items() if count[k] > 1 and k}
 
     def shared_texts(self, examples: int = 5) -> dict:
         """Corpus documents that share a (normalised) text under different ids: groups, documents, examples."""

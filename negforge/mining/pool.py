@@ -21,6 +21,7 @@ from negforge.mining.identity import IdentityIndex, QueryIdentity
 from negforge.mining.selection import candidate_margin_reason
 from negforge.mining.topics import Topics
 from negforge.records import Candidate, Corpus, Query, Selected
+from negforge.text_identity import text_key
 
 SCORERS = ("bm25", "dense")
 
@@ -64,12 +65,20 @@ class MiningContext:
     filters: Any = None  # negforge.filters.FilterStack, built once per run
     notes: list[str] = field(default_factory=list)
     identity: IdentityIndex | None = None  # built on first use (the identity rule is always on)
+    given_only: frozenset[int] = frozenset()  # corpus rows that are only some query's given negative
+    _siblings: dict[int, frozenset[int]] | None = None
 
     def identity_index(self) -> IdentityIndex:
         """The corpus's text keys, built once per context."""
         if self.identity is None:
             self.identity = IdentityIndex(self.corpus)
         return self.identity
+
+    def query_identity(self, q: Query) -> QueryIdentity:
+        """`q`'s identity-rule exclusions, counting positives of queries with the same normalised text."""
+        if self._siblings is None:
+            self._siblings = IdentityIndex.siblings(self.queries)
+        return self.identity_index().for_query(q, self._siblings.get(text_key(q.text), frozenset()))
 
     def fetch_depth(self, max_positives: int) -> int:
         sel = self.cfg.selection
@@ -118,11 +127,12 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
     """Mine, score and select negatives for the queries at positions `qidx` of `ctx.queries`."""
     cfg, sel = ctx.cfg, ctx.cfg.selection
     queries = [ctx.queries[i] for i in qidx]
-    ident = ctx.identity_index()
-    idents = [ident.for_query(q) for q in queries]
+    idents = [ctx.query_identity(q) for q in queries]
+    foreign = min(len(ctx.given_only), 2 * (cfg.selection.skip_top + cfg.selection.depth))
     # over-fetch by every row a query excludes: its positives and the rows the identity rule removes
     k = ctx.fetch_depth(
         max((len(q.positive_rows) + len(i.excluded) for q, i in zip(queries, idents, strict=True)), default=0)
+        + foreign
     )
     dense_rows = dense_scores = None
     if ctx.dense is not None and ctx.query_emb is not None and cfg.sources.dense.enabled:
@@ -135,6 +145,8 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
         posset = set(pos)
         qident = idents[j]
         excluded = posset | set(qident.excluded)
+        if ctx.given_only:  # documents known only as another query's given negative are not mined
+            excluded |= ctx.given_only - {g.row for g in q.given}
         cands: dict[int, Candidate] = {}
         pool_sizes: Counter = Counter()
         funnel: Counter = Counter()

@@ -11,9 +11,11 @@ import statistics
 from dataclasses import dataclass, field
 
 from negforge.config import DataConfig
+from negforge.mining.identity import REASONS as IDENTITY_REASONS
 from negforge.mining.identity import IdentityIndex
 from negforge.records import TrainingInput
 from negforge.sources import load_input
+from negforge.text_identity import text_key
 
 
 @dataclass
@@ -48,9 +50,10 @@ def summarise(fmt: str, data: TrainingInput, examples: int = 2) -> InputReport:
     c = data.corpus
     per = [len(q.positive_rows) for q in data.queries]
     ident = IdentityIndex(c)
-    hits = {"same_text_as_positive": 0, "same_text_as_query": 0, "query_document": 0}
+    hits = dict.fromkeys(IDENTITY_REASONS, 0)
+    siblings = IdentityIndex.siblings(data.queries)
     for q in data.queries:
-        for reason in ident.for_query(q).excluded.values():
+        for reason in ident.for_query(q, siblings.get(text_key(q.text), frozenset())).excluded.values():
             hits[reason] += 1
     rows = []
     for q in data.queries[:examples]:

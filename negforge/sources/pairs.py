@@ -28,8 +28,16 @@ from negforge.config import Columns
 from negforge.records import Corpus, GivenNegative, Query, SkipLog, TrainingInput
 from negforge.sources.corpus import doc_text, read_corpus
 from negforge.sources.readers import InputError, columns_of, iter_rows
-from negforge.sources.values import Passage, id_value, number_list, number_value, passage_list, text_value
-from negforge.text_identity import text_key
+from negforge.sources.values import (
+    Passage,
+    id_value,
+    is_missing,
+    number_list,
+    number_value,
+    passage_list,
+    text_value,
+)
+from negforge.text_identity import norm_text, text_key
 
 QUERY_COLS = ("query", "anchor", "question")
 POSITIVE_COLS = ("positive", "pos", "positive_passages", "positives", "passage")
@@ -138,17 +146,31 @@ class _Grouper:
     queries: dict[str, tuple[str, list[int], list[GivenNegative]]] = field(default_factory=dict)
     by_key: dict[int, int] = field(default_factory=dict)
     added: dict[str, int] = field(default_factory=dict)
+    given_only: set[int] = field(
+        default_factory=set
+    )  # rows in the corpus only as some query's given negative
 
     def __post_init__(self) -> None:
         for r in range(len(self.corpus)):
             for t in (self.corpus.texts[r], self.corpus.body(r)):
                 self.by_key.setdefault(text_key(t), r)
 
-    def row_of(self, p: Passage, kind: str, join_title: bool) -> int | None:
-        """The corpus row of a passage: by id, else by normalised text; added to the corpus when absent."""
+    def row_of(self, p: Passage, kind: str, join_title: bool, where: str) -> int | None:
+        """The corpus row of a passage: by id, else by normalised text; added to the corpus when absent.
+
+        Raises InputError when the passage's id names a corpus document with another text (an off-by-one
+        docid would otherwise swap the user's positive for an unrelated document).
+        """
         text = doc_text(p.title, p.text, join_title)
         if p.doc_id is not None and p.doc_id in self.corpus.index:
-            return self.corpus.index[p.doc_id]
+            r = self.corpus.index[p.doc_id]
+            have = {text_key(self.corpus.texts[r]), text_key(self.corpus.body(r))}
+            if not have & {text_key(text), text_key(p.text)}:
+                raise InputError(
+                    f"{where}: {kind.replace('_', ' ')} docid {p.doc_id!r} has the text {p.text[:60]!r}, but the "
+                    f"corpus document {p.doc_id!r} reads {self.corpus.texts[r][:60]!r}; fix the id or the text"
+                )
+            return r
         r = self.by_key.get(text_key(text))
         if r is None:
             r = self.by_key.get(text_key(p.text))
@@ -162,6 +184,8 @@ class _Grouper:
         self.by_key.setdefault(text_key(p.text), r)
         if self.has_corpus_file:
             self.added[kind] = self.added.get(kind, 0) + 1
+            if kind == "given_negative":
+                self.given_only.add(r)
         return r
 
 
@@ -204,7 +228,7 @@ def group_rows(
         f"corpus: {len(g.corpus)} documents"
         + ("" if corpus is not None else " (no corpus file: the positives and given negatives)"),
     ]
-    return TrainingInput(g.corpus, qs, skips, layout=understood)
+    return TrainingInput(g.corpus, qs, skips, layout=understood, given_only=frozenset(g.given_only))
 
 
 def _chain(first: tuple[str, dict[str, Any]], rest: Iterator) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -222,6 +246,8 @@ def _add_row(
     pos, pos_empty = passage_list(row[layout.positive], where, layout.positive)
     if pos_empty:
         g.skips.add("empty_text", where, f"{pos_empty} empty positive(s) in {layout.positive!r}")
+    elif is_missing(row[layout.positive]) and layout.label is None:
+        g.skips.add("empty_text", where, f"no positive in {layout.positive!r}")
     if q is None:
         g.skips.add("empty_text", where, "empty query")
         return
@@ -257,21 +283,24 @@ def _add_row(
         if pid is not None:
             pos = [Passage(pos[0].text, pos[0].title, pid)]
     qid = id_value(row.get(layout.query_id), where, layout.query_id) if layout.query_id else None
-    qid = qid or text_id("q-", q)
+    if qid is None:  # rows of one query text (up to case, spacing, punctuation, Unicode form) are one query
+        qid = text_id("q-", norm_text(q))
     entry = g.queries.get(qid)
     if entry is None:
         entry = g.queries[qid] = (q, [], [])
-    elif entry[0] != q:
+    elif entry[0] != q and layout.query_id is not None:
         g.skips.add("duplicate_id", where, f"query id {qid} has two different texts")
         return
     for p in pos:
-        r = g.row_of(p, "positive", join_title)
+        r = g.row_of(p, "positive", join_title, where)
         if r is None:
             g.skips.add("duplicate_id", where, f"positive id {p.doc_id} names a different text")
-        elif r not in entry[1]:
-            entry[1].append(r)
+        else:
+            g.given_only.discard(r)  # a positive of some query is a real document for everyone
+            if r not in entry[1]:
+                entry[1].append(r)
     for p, sc in negs:
-        r = g.row_of(p, "given_negative", join_title)
+        r = g.row_of(p, "given_negative", join_title, where)
         if r is not None and all(x.row != r for x in entry[2]):
             entry[2].append(GivenNegative(r, where, sc))
 

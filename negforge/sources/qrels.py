@@ -89,9 +89,9 @@ def _grade_rule(names: list[str], where: str) -> tuple[str, str, str, str]:
         )
     if g is not None:
         return q, d, g, "by name"
-    if len(names) == 3:
+    if len(names) == 3 and names.index(q) == 0 and names.index(d) == 1:
         return q, d, names[2], "by position (3-column BEIR)"
-    if len(names) == 4:
+    if len(names) == 4 and names.index(q) == 0 and names.index(d) == 2:
         return q, d, names[3], "by position (4-column TREC)"
     raise InputError(
         f"{where}: qrels has no grade column: header {names}; name it one of {', '.join(GRADE_KEYS)} "
@@ -172,6 +172,7 @@ def read_qrels_layout(
         q, d, g, rule = _grade_rule(list(rows[0][1]), f"{p}:1")
         layout = QrelsLayout(True, q, d, g, rule)
     out = []
+    grades: dict[tuple[str, str], tuple[float, str]] = {}
     for where, row in rows:
         qid = id_value(row.get(layout.query_col), where, layout.query_col)
         did = id_value(row.get(layout.doc_col), where, layout.doc_col)
@@ -186,6 +187,14 @@ def read_qrels_layout(
         if grade is None or not float(grade).is_integer():
             skips.add("bad_row", where, f"grade {raw!r} in column {layout.grade_col!r} is not an integer")
             continue
+        prev = grades.setdefault((qid, did), (grade, where))
+        if prev[0] != grade:
+            skips.add(
+                "conflicting_judgement",
+                where,
+                f"query {qid}, document {did}: grade {int(grade)} here, {int(prev[0])} at {prev[1]}; "
+                "the document is a positive if any judgement reaches min_relevance",
+            )
         if grade < min_relevance:
             skips.add("below_min_relevance", where, f"grade {int(grade)} < min_relevance {min_relevance}")
             continue

@@ -15,6 +15,7 @@ readers returning typed `Passage` records.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -69,11 +70,36 @@ def text_value(value: Any, where: str, column: str) -> str | None:
     if is_missing(value):
         return None
     if isinstance(value, str):
+        if list_in_text(value) is not None:
+            raise InputError(
+                f"{where}: column {column!r} holds a list written as text ({_preview(value)}), as pandas' "
+                "to_csv writes list columns; one text is expected here"
+            )
         return value.strip() or None
     raise InputError(
         f"{where}: column {column!r} must be a text, found {_type_name(value)}: {_preview(value)} "
         "(negforge never turns a list, number or mapping into text; see README 'Input layouts')"
     )
+
+
+def list_in_text(value: str) -> list | None:
+    """The list a text cell spells out (`"['a', 'b']"`, pandas' to_csv of a list column, or JSON), else None.
+
+    Only a cell that parses whole as a Python/JSON list literal counts: "[citation needed]" is text.
+    """
+    v = value.strip()
+    if not (v.startswith("[") and v.endswith("]")):
+        return None
+    import ast
+
+    try:
+        out = ast.literal_eval(v)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        try:
+            out = json.loads(v)
+        except ValueError:
+            return None
+    return out if isinstance(out, list) else None
 
 
 def id_value(value: Any, where: str, column: str) -> str | None:
@@ -151,6 +177,14 @@ def passage_list(value: Any, where: str, column: str) -> tuple[list[Passage], in
     """
     if is_missing(value):
         return [], 0
+    if isinstance(value, str) and (spelled := list_in_text(value)) is not None:
+        value = spelled  # a list column exported to CSV/TSV as its repr: read the list it spells out
+    if isinstance(value, dict) and value and all(_as_list(v) is not None for v in value.values()):
+        cols = {k: _as_list(v) for k, v in value.items()}  # Hugging Face Sequence({...}): a dict of lists
+        n = {len(v) for v in cols.values()}
+        if len(n) != 1:
+            raise InputError(f"{where}: column {column!r}: nested fields have different lengths {sorted(n)}")
+        value = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
     if isinstance(value, (str, dict)):
         p = passage_value(value, where, column)
         return ([p], 0) if p else ([], 1)

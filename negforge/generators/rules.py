@@ -1,0 +1,353 @@
+"""Rule-based counterfactual operators: contradiction edits that need no LLM.
+
+Counterfactual data augmentation by small span edits (insert or remove a negation, change a number or a
+direction word, swap an entity for another of the same shape from the corpus, swap two entities around their
+relation), one CausalNeg perturbation per edit. Every edit passes `verify_edit` for its kind, so these give a
+verified floor of synthetic negatives on any machine; `RuleEdit.source` is "rules" so that provenance and the
+quality benchmark can tell them from LLM text. Deterministic given the numpy Generator passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from negforge.generators.verifiers import (
+    DIRECTION_FLIPS,
+    FUNCTION_WORDS,
+    SCI_VERBS,
+    Token,
+    entity_shape,
+    is_number,
+    is_verb,
+    tokenize,
+    verify_edit,
+    word_set,
+)
+
+RULE_KINDS = ("negation", "changed_value", "entity_shift", "role_reversal")
+SOURCE = "rules"
+
+
+@dataclass(frozen=True)
+class RuleEdit:
+    """One rule edit: `edited` is `original` with original[span_start:span_end] (`replaced`) replaced by
+    `replacement`. `kind` is the perturbation name (perturbations.yaml); `source` marks rule-made text."""
+
+    kind: str
+    original: str
+    edited: str
+    span_start: int
+    span_end: int
+    replaced: str
+    replacement: str
+    source: str = SOURCE
+
+
+def _edit(kind: str, text: str, start: int, end: int, replacement: str) -> RuleEdit:
+    edited = text[:start] + replacement + text[end:]
+    return RuleEdit(kind, text, edited, start, end, text[start:end], replacement)
+
+
+def _like(word: str, model: str) -> str:
+    """`word` with the capitalisation of `model` (Increased -> Decreased, CANNOT -> CAN)."""
+    if model.isupper() and len(model) > 1:
+        return word.upper()
+    return word[:1].upper() + word[1:] if model[:1].isupper() else word
+
+
+# ---- negation --------------------------------------------------------------------------------------------
+
+_AUX = word_set("is are was were can could may might will would should must does do did")
+_PERFECT = frozenset({"has", "have", "had"})
+_NT_BASE = {"ca": "can", "wo": "will", "sha": "shall"}
+_PREPOSITIONS = word_set(
+    "with by in to from for at as on into than of and or via after during about over under between among "
+    "within across through against without towards toward upon per"
+)
+# A verb form right after one of these is a noun or an adjective (the increase, a reduced level, of use).
+_NOT_SUBJECT = (FUNCTION_WORDS - {"that", "which", "who", "it", "we", "they", "he", "she"}) | _PREPOSITIONS
+_PAST_IRREGULAR = {"find": "found", "lead": "led", "bind": "bound", "drive": "drove", "show": "showed"}
+_DOUBLE = frozenset({"control", "occur", "confer", "target"})
+
+
+def _third(base: str) -> str:
+    if base.endswith(("s", "x", "ch", "sh", "z")):
+        return base + "es"
+    return base[:-1] + "ies" if base.endswith("y") and base[-2] not in "aeiou" else base + "s"
+
+
+def _past(base: str) -> str:
+    if base in _PAST_IRREGULAR:
+        return _PAST_IRREGULAR[base]
+    if base in _DOUBLE:
+        return base + base[-1] + "ed" if base != "target" else "targeted"
+    if base.endswith("e"):
+        return base + "d"
+    return base[:-1] + "ied" if base.endswith("y") and base[-2] not in "aeiou" else base + "ed"
+
+
+_VERB_FORMS: dict[str, tuple[str, str]] = {}
+for _b in sorted(SCI_VERBS):
+    _VERB_FORMS.setdefault(_third(_b), (_b, "does"))
+    _VERB_FORMS.setdefault(_past(_b), (_b, "did"))
+    _VERB_FORMS.setdefault(_b, (_b, "do"))
+
+
+def _gap(text: str, a: Token, b: Token) -> str:
+    return text[a.end : b.start]
+
+
+def negate(sentence: str) -> RuleEdit | None:
+    """Insert or remove one negation in `sentence` (CausalNeg `negation`; counterfactual augmentation).
+
+    Input: one sentence (or short span). Output: a RuleEdit of kind "negation", or None when no rule applies.
+    An existing negation is removed first ("is not" -> "is", "does not X" -> "does X", "cannot" -> "can",
+    "doesn't" -> "does", "was never" -> "was"); otherwise the first auxiliary is negated ("is" -> "is not",
+    "can" -> "cannot", "has been" -> "has not been") or the first relation verb from the lexicon
+    ("increases" -> "does not increase", "reduced X" -> "did not reduce X", "statins reduce" -> "do not
+    reduce"). The first word of the sentence is never touched. Errors: none (non-matching text gives None).
+    """
+    toks = tokenize(sentence)
+    for i, t in enumerate(toks[1:], start=1):
+        prev = toks[i - 1]
+        if t.norm in ("not", "never") and (prev.norm in _AUX | _PERFECT or t.norm == "never"):
+            return _edit("negation", sentence, prev.end, t.end, "")
+        if t.norm == "n't":
+            return _edit(
+                "negation", sentence, prev.start, t.end, _like(_NT_BASE.get(prev.norm, prev.text), prev.text)
+            )
+        if t.norm == "cannot":
+            return _edit("negation", sentence, t.start, t.end, _like("can", t.text))
+    for i, t in enumerate(toks[1:], start=1):
+        prev, nxt = toks[i - 1], (toks[i + 1] if i + 1 < len(toks) else None)
+        if nxt is None or nxt.norm in ("not", "n't", "never"):
+            continue
+        if t.norm == "can":
+            return _edit("negation", sentence, t.start, t.end, _like("cannot", t.text))
+        if t.norm in _AUX or (t.norm in _PERFECT and (nxt.norm == "been" or nxt.norm.endswith(("ed", "en")))):
+            return _edit("negation", sentence, t.end, t.end, " not")
+        form = _VERB_FORMS.get(t.norm)
+        if form is None or prev.norm in _NOT_SUBJECT or prev.norm.endswith("ly") or is_number(prev.norm):
+            continue
+        base, aux = form
+        if aux == "do" and not (prev.norm in ("we", "they") or prev.norm.endswith("s")):
+            continue  # a base form is a verb only after a plural subject
+        if aux == "did" and (nxt.norm in _PREPOSITIONS or _gap(sentence, t, nxt).strip()):
+            continue
+        return _edit("negation", sentence, t.start, t.end, f"{aux} not {base}")
+    return None
+
+
+# ---- changed value ---------------------------------------------------------------------------------------
+
+_SKIP_FLIPS = frozenset({"up", "down"})  # phrasal uses (follow up, broken down) would not flip a value
+_YEAR = range(1900, 2031)
+_LABELS = word_set("type phase grade stage class group figure fig table chromosome")
+_FACTORS = (2.0, 0.5, 3.0, 1.5, 0.25, 4.0)
+
+
+def _new_number(text: str, rng: np.random.Generator, percent: bool) -> str | None:
+    core, fold = (text[:-5], "-fold") if text.endswith("-fold") else (text, "")
+    thousands = bool(re.fullmatch(r"[+\-−]?\d{1,3}(,\d{3})+", core))
+    decimal_comma = "," in core and not thousands
+    plain = core.replace(",", "" if thousands else ".").replace("−", "-")
+    decimals = len(plain.split(".")[1]) if "." in plain else 0
+    value = float(plain)
+    if decimals == 0 and int(value) in _YEAR and not percent and not fold:
+        return str(int(value) + int(rng.choice([-3, -2, -1, 1, 2, 3])))
+    for f in rng.permutation(_FACTORS):
+        new = value * float(f)
+        out = f"{new:,.{decimals}f}" if thousands else f"{new:.{decimals}f}"
+        if (
+            out != f"{value:.{decimals}f}"
+            and float(out.replace(",", "")) != 0
+            and not (percent and new > 100)
+        ):
+            return (out.replace(".", ",") if decimal_comma else out) + fold
+    return None
+
+
+def change_value(sentence: str, rng: np.random.Generator) -> RuleEdit | None:
+    """Change one number or flip one direction word in `sentence` (CausalNeg `changed_value`).
+
+    Input: a sentence and a numpy Generator (which candidate, which new value). Output: a RuleEdit of kind
+    "changed_value" or None when the sentence has no number or direction word. Numbers are scaled (x2, x0.5,
+    x3, ...) keeping decimals, thousands separators, "-fold" and the unit after them (percentages stay
+    <= 100); years shift by 1-3; p-values and the "95% CI" level are left alone. Direction words and
+    comparatives flip from the lexicon (increase<->decrease, higher<->lower, more<->less, reduced->increased,
+    positive<->negative ...), keeping capitalisation. Errors: none.
+    """
+    toks = tokenize(sentence)
+    cands: list[tuple[Token, str]] = []
+    for i, t in enumerate(toks):
+        if t.norm in DIRECTION_FLIPS and t.norm not in _SKIP_FLIPS:
+            if i and t.norm in ("rise", "fall") and toks[i - 1].norm.startswith(("giv", "gav")):
+                continue  # "give rise to" is no direction
+            cands.append((t, "flip"))
+        elif is_number(t.norm):
+            before = [x.norm for x in toks[max(0, i - 2) : i]]
+            after = [x.norm for x in toks[i + 1 : i + 3]]
+            gap = _gap(sentence, toks[i - 1], t) if i else " "
+            if "p" in before or "ci" in after or "confidence" in after or gap.rstrip().endswith("("):
+                continue
+            if not t.text[0].isdigit() or (i and not gap):
+                continue  # signed or glued to a token: exponents (10−5), ranges, codes
+            if i and (entity_shape(toks[i - 1].text) or toks[i - 1].norm in _LABELS):
+                continue  # HSUR 1, type 2, figure 3: part of a name, not a value
+            cands.append((t, "percent" if after[:1] in (["%"], ["percent"]) else "number"))
+    for k in rng.permutation(len(cands)) if cands else ():
+        t, how = cands[int(k)]
+        new = (
+            _like(DIRECTION_FLIPS[t.norm], t.text)
+            if how == "flip"
+            else _new_number(t.text, rng, how == "percent")
+        )
+        if new is not None:
+            return _edit("changed_value", sentence, t.start, t.end, new)
+    return None
+
+
+# ---- entities --------------------------------------------------------------------------------------------
+
+
+def _shape_here(text: str, toks: list[Token], i: int) -> str | None:
+    """Entity shape of toks[i], ignoring capitalised words that start a sentence and capitalised common words."""
+    t = toks[i]
+    shape = entity_shape(t.text)
+    if shape == "capitalised":
+        starts = i == 0 or re.search(r"[.!?:;\"(]", _gap(text, toks[i - 1], t))
+        if starts or t.norm in FUNCTION_WORDS or is_verb(t.norm) or len(t.text) < 3:
+            return None
+    return shape if shape is None or len(t.text) <= 30 else None
+
+
+def entity_pool(texts: Iterable[str], max_terms: int = 500) -> dict[str, list[str]]:
+    """Candidate entity terms of a corpus, grouped by shape, for `swap_entity` (counterfactual augmentation).
+
+    Input: corpus texts (titles, passages) and the number of terms kept per shape. Output: shape name
+    (symbol, acronym, mixed, capitalised, drug, disease, enzyme; see verifiers.entity_shape) -> terms, most
+    frequent first, ties alphabetical (deterministic). Sentence-initial capitalised words are not entities.
+    Errors: ValueError when max_terms < 1.
+    """
+    if max_terms < 1:
+        raise ValueError("max_terms must be >= 1")
+    texts = list(texts)
+    counts: dict[str, Counter[str]] = {}
+    for text in texts:
+        toks = tokenize(text)
+        for i, t in enumerate(toks):
+            shape = _shape_here(text, toks, i)
+            if shape is not None:
+                counts.setdefault(shape, Counter())[t.text] += 1
+    lower = Counter(t.norm for text in texts for t in tokenize(text) if t.text.islower())
+    cap = counts.get("capitalised", Counter())
+    for w in [w for w in cap if lower[w.lower()] >= cap[w]]:
+        del cap[w]  # Study, Health, Patients: ordinary words in a title
+    ranked = {s: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:max_terms] for s, c in counts.items()}
+    return {s: [w for w, _ in r] for s, r in ranked.items() if r}
+
+
+def _as_pool(candidates: Mapping[str, Sequence[str]] | Sequence[str]) -> Mapping[str, Sequence[str]]:
+    if isinstance(candidates, Mapping):
+        return candidates
+    pool: dict[str, list[str]] = {}
+    for term in candidates:
+        shape = entity_shape(term)
+        if shape is not None:
+            pool.setdefault(shape, []).append(term)
+    return pool
+
+
+def swap_entity(
+    sentence: str, candidates: Mapping[str, Sequence[str]] | Sequence[str], rng: np.random.Generator
+) -> RuleEdit | None:
+    """Replace one entity of `sentence` by a different corpus term of the same shape (CausalNeg `entity_shift`).
+
+    Input: a sentence; candidates as `entity_pool` returns them (shape -> terms) or a flat list of terms
+    (grouped by shape here), e.g. gene/protein symbols IL-6, TNF, BRCA1 or capitalised names; a numpy
+    Generator picks the entity and its replacement. Only one occurrence is replaced; a replacement never
+    repeats a word already in the sentence. Output: a RuleEdit of kind "entity_shift", or None when no
+    entity has a same-shape alternative. Errors: none.
+    """
+    pool = _as_pool(candidates)
+    toks = tokenize(sentence)
+    present = {t.norm for t in toks}
+    options: list[tuple[Token, list[str]]] = []
+    for i, t in enumerate(toks):
+        shape = _shape_here(sentence, toks, i)
+        alts = [w for w in pool.get(shape, ()) if w.lower() not in present] if shape else []
+        if alts:
+            options.append((t, alts))
+    if not options:
+        return None
+    t, alts = options[int(rng.integers(len(options)))]
+    return _edit("entity_shift", sentence, t.start, t.end, alts[int(rng.integers(len(alts)))])
+
+
+def reverse_roles(sentence: str, max_gap: int = 5) -> RuleEdit | None:
+    """Swap two entities around a relation verb: "IL-6 induces TNF" -> "TNF induces IL-6" (CausalNeg
+    `role_reversal`). Input: a sentence; max_gap bounds how many tokens apart the two entities may be. The
+    first pair of different entity-shaped tokens in one clause (no , ; : or brackets between) with a
+    relation verb from the lexicon between them is swapped. Output: a RuleEdit or None. Errors: none.
+    """
+    toks = tokenize(sentence)
+    ents = [i for i in range(len(toks)) if _shape_here(sentence, toks, i) and _head(sentence, toks, i)]
+    for x, i in enumerate(ents):
+        if i + 1 >= len(toks) or not is_verb(toks[i + 1].norm):
+            continue  # the first entity must be the subject right before its verb
+        for j in ents[x + 1 :]:
+            if j - i > max_gap or toks[i].norm == toks[j].norm:
+                continue
+            if not re.search(r"[,;:()\[\]]", _gap(sentence, toks[i], toks[j])):
+                a, b = toks[i], toks[j]
+                return _edit(
+                    "role_reversal", sentence, a.start, b.end, b.text + sentence[a.end : b.start] + a.text
+                )
+    return None
+
+
+def _head(text: str, toks: list[Token], i: int) -> bool:
+    """toks[i] ends its noun phrase: not glued to what follows (Gli1+ cells) and not followed by a noun."""
+    if i + 1 >= len(toks):
+        return True
+    gap = _gap(text, toks[i], toks[i + 1])
+    if gap[:1] in ("+", "-") or gap[:1].isalnum():
+        return False
+    nxt = toks[i + 1].norm
+    return bool(gap.strip()) or nxt in FUNCTION_WORDS or nxt in _PREPOSITIONS or is_verb(nxt) or nxt == "not"
+
+
+def apply_rules(
+    sentence: str,
+    kinds: Iterable[str],
+    rng: np.random.Generator,
+    entity_pool: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+) -> list[RuleEdit]:
+    """Try the rule operator of each perturbation kind on `sentence` (CausalNeg; counterfactual augmentation).
+
+    Input: a sentence, the perturbation kinds wanted (kinds outside RULE_KINDS are skipped: they have no rule
+    operator), a numpy Generator, and the corpus entity pool for entity_shift (without one, entity_shift is
+    skipped). Output: the edits made, in the order of `kinds`, each one checked with `verify_edit` (an edit
+    that fails is dropped, never returned). Same sentence, kinds, pool and seed give the same edits.
+    Errors: none.
+    """
+    out: list[RuleEdit] = []
+    for kind in kinds:
+        if kind == "negation":
+            edit = negate(sentence)
+        elif kind == "changed_value":
+            edit = change_value(sentence, rng)
+        elif kind == "entity_shift" and entity_pool is not None:
+            edit = swap_entity(sentence, entity_pool, rng)
+        elif kind == "role_reversal":
+            edit = reverse_roles(sentence)
+        else:
+            continue
+        if edit is not None and verify_edit(edit.original, edit.edited, kind).verified:
+            out.append(edit)
+    return out

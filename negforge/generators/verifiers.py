@@ -1,0 +1,458 @@
+"""Perturbation verifiers: did the edit really perform the contradiction it is labelled with?
+
+CausalNeg (see docs: one perturbation per negative) labels each synthetic negative with the requirement it
+breaks; a small model asked for a negation often returns a near-copy or a paraphrase that keeps the meaning,
+which is the worst false negative there is. The checks here are token-level (difflib alignment, rapidfuzz
+similarity, small lexicons), in the spirit of rule-based counterfactual data augmentation: no NLP model.
+A failed check is a reason string; nothing raises on odd text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Indel
+
+REASONS = ("perturbation_not_verified", "edit_too_small", "edit_too_large")
+# Contradiction kinds with a verifier; every other perturbation kind passes with "no verifier for kind".
+VERIFIABLE_KINDS = frozenset({"negation", "changed_value", "entity_shift", "role_reversal"})
+NO_VERIFIER = "no verifier for kind"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of `verify_edit`: `reason` is one of REASONS when `verified` is False, else None."""
+
+    verified: bool
+    reason: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Token:
+    """One word, number or value symbol of a text, with its character span; `norm` is lowercased."""
+
+    text: str
+    start: int
+    end: int
+
+    @property
+    def norm(self) -> str:
+        return normalise(self.text).lower()
+
+
+_TOKEN = re.compile(
+    r"[+\-−]?\d+(?:[.,]\d+)*(?:-fold)?(?![\w\-])"  # numbers (a number glued to letters is a word: 5mg, 10-year)
+    r"|[^\W_]+(?=n['’]t\b)"  # "does" of "doesn't"
+    r"|n['’]t\b"
+    r"|[^\W_]+(?:[-'’/][^\W_]+)*"  # words, incl. IL-6, TNF-α, patient's
+    r"|[%<>≤≥=±]"
+)
+_NUMBER = re.compile(r"^[+\-−]?\d+(?:[.,]\d+)*(?:-fold)?$")
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The whitespace-separated words of `text` as a frozenset (lexicons written as one string)."""
+    return frozenset(text.split())
+
+
+NEGATION_CUES = word_set(
+    "not no never none neither nor without cannot n't nobody nothing nowhere lack lacks lacked lacking "
+    "fail fails failed failing unable absence absent"
+)
+_NEG_PREFIXES = ("non-", "non", "un", "in", "im", "ir", "il", "dis")
+FUNCTION_WORDS = word_set(
+    "a an the this that these those is are was were be been being am do does did has have had will would "
+    "can could may might should must shall of in on at by for with to from as into onto and or but than "
+    "it its their there which who whom whose we our they them he she his her also then such so both"
+)
+# Direction words and comparatives as (up, down) pairs, then one-way extras word:opposite by polarity.
+_UP_DOWN = (
+    "increase decrease|increases decreases|increased decreased|increasing decreasing|higher lower|"
+    "high low|highest lowest|more less|most least|greater smaller|up down|upregulated downregulated|"
+    "upregulates downregulates|upregulation downregulation|up-regulated down-regulated|positive negative|"
+    "positively negatively|better worse|improved worsened|gain loss|above below|longer shorter|"
+    "faster slower|stronger weaker|earlier later|rise fall|maximal minimal|maximum minimum|"
+    "beneficial harmful|raises lowers|raised lowered|raising lowering|lengthen shorten"
+)
+_MORE_UP = "larger:smaller largest:smallest elevated:reduced enhanced:reduced enhances:reduces enhance:reduce"
+_MORE_DOWN = (
+    "reduced:increased reduces:increases reduce:increase reducing:increasing reduction:increase fewer:more "
+    "decline:increase declined:increased diminished:increased"
+)
+
+
+def _lexicon() -> tuple[dict[str, str], dict[str, int]]:
+    flips: dict[str, str] = {}
+    polarity: dict[str, int] = {}
+    for up, down in (p.split() for p in _UP_DOWN.split("|")):
+        flips[up], flips[down], polarity[up], polarity[down] = down, up, 1, -1
+    for text, sign in ((_MORE_UP, 1), (_MORE_DOWN, -1)):
+        for word, opposite in (p.split(":") for p in text.split()):
+            flips.setdefault(word, opposite)
+            polarity.setdefault(word, sign)
+    return flips, polarity
+
+
+# word -> its opposite, and word -> +1 (up) / -1 (down).
+DIRECTION_FLIPS, DIRECTION_POLARITY = _lexicon()
+DIRECTION_WORDS = frozenset(DIRECTION_FLIPS) | frozenset(DIRECTION_FLIPS.values())
+UNITS = word_set(
+    "% percent mg g kg µg μg ng pg ml l dl µl μl mmol µmol μmol nmol mol mm cm m km µm μm nm h hr hrs hour "
+    "hours min minutes s sec seconds day days week weeks month months year years mmhg iu units kcal bpm "
+    "fold times"
+)
+NUMBER_WORDS = word_set(
+    "zero one two three four five six seven eight nine ten eleven twelve twenty hundred thousand million "
+    "once twice thrice half double triple quadruple first second third"
+)
+# Relation verbs (base forms) seen in biomedical claims; used to spot verbs and relations.
+SCI_VERBS = word_set(
+    "increase decrease reduce induce inhibit promote cause require regulate activate improve affect predict "
+    "prevent enhance suppress mediate contribute associate correlate lead result bind express block impair "
+    "confer depend control modulate drive trigger produce show suggest indicate demonstrate reveal play "
+    "remain occur exhibit influence determine alter limit facilitate protect target encode involve contain "
+    "stimulate attenuate elevate lower raise reverse restore accelerate delay exacerbate mitigate abolish "
+    "disrupt interact recruit phosphorylate repress upregulate downregulate identify find report observe "
+    "support confirm provide represent define explain use develop lengthen shorten enable increase "
+    "worsen predispose"
+)
+_ADJECTIVES = word_set(
+    "large big small major minor key main novel new important crucial critical significant marked strong "
+    "potent robust common rare severe mild essential central primary notable substantial considerable "
+    "dramatic modest slight"
+)
+_ADJ_SUFFIXES = tuple(word_set("al ive ous ful able ible ic ant ent ary ory ly ed ing"))
+# Capitals that are headings, statistics or plain words, not entities.
+_NOT_ENTITIES = word_set(
+    "BACKGROUND METHODS METHOD RESULTS CONCLUSIONS CONCLUSION OBJECTIVE OBJECTIVES DESIGN SETTING SETTINGS "
+    "PARTICIPANTS INTERVENTIONS INTERVENTION MEASUREMENTS MAIN OUTCOME OUTCOMES PURPOSE INTRODUCTION "
+    "FINDINGS INTERPRETATION CONTEXT AIM AIMS IMPORTANCE EXPOSURE SUMMARY ABSTRACT FUNDING STUDY PATIENTS "
+    "AND OR NOT THE OF IN CI HR RR SD SE SEM IQR II III IV"
+)
+
+
+def normalise(text: str) -> str:
+    """NFKC with curly apostrophes straightened: the form tokens are compared in."""
+    return unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+
+
+def tokenize(text: str) -> list[Token]:
+    """Words, numbers and value symbols (%, <, ±...) of `text` with their spans; other punctuation dropped.
+
+    Spans index `text` itself; comparisons use each token's `norm` (NFKC, straight apostrophe, lowercase).
+    """
+    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def stem(word: str) -> str:
+    """Crude inflection stem so that increases/increased/increase and cells/cell compare equal."""
+    w = word.lower()
+    if any(c.isdigit() for c in w) or len(w) <= 3:
+        return w
+    for suf, rep in (("ies", "y"), ("ied", "y"), ("ing", ""), ("es", ""), ("ed", ""), ("s", "")):
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            w = w[: -len(suf)] + rep
+            break
+    return w[:-1] if w.endswith("e") and len(w) > 4 else w
+
+
+def is_number(word: str) -> bool:
+    return bool(_NUMBER.match(word))
+
+
+def _number_value(word: str) -> float | None:
+    w = word.lower().removesuffix("-fold").replace("−", "-").replace(",", "")
+    try:
+        return float(w)
+    except ValueError:
+        return None
+
+
+def is_value_word(word: str) -> bool:
+    """Numbers, units, number words, direction words and comparatives: what `changed_value` may change."""
+    w = word.lower()
+    return is_number(w) or w in UNITS or w in NUMBER_WORDS or w in DIRECTION_WORDS or w in "<>≤≥=±"
+
+
+def is_content(word: str) -> bool:
+    w = word.lower()
+    return w not in FUNCTION_WORDS and w not in NEGATION_CUES
+
+
+def is_verb(word: str) -> bool:
+    return stem(word) in _VERB_STEMS
+
+
+_VERB_STEMS = frozenset(stem(v) for v in SCI_VERBS)
+
+
+def _regions(a: list[Token], b: list[Token]) -> list[tuple[list[Token], list[Token]]]:
+    """The changed stretches of a token-level alignment: (removed tokens, added tokens)."""
+    sm = difflib.SequenceMatcher(None, [t.norm for t in a], [t.norm for t in b], autojunk=False)
+    return [(a[i1:i2], b[j1:j2]) for op, i1, i2, j1, j2 in sm.get_opcodes() if op != "equal"]
+
+
+def _pair_off(removed: list[str], added: list[str], same) -> tuple[list[str], list[str]]:
+    """Drop pairs (r, a) with same(r, a) from both lists: moved words, inflections, equal numbers."""
+    rest = list(added)
+    left: list[str] = []
+    for r in removed:
+        hit = next((i for i, a in enumerate(rest) if same(r, a)), None)
+        if hit is None:
+            left.append(r)
+        else:
+            rest.pop(hit)
+    return left, rest
+
+
+def _same_word(r: str, a: str) -> bool:
+    if r == a or stem(r) == stem(a):
+        return True
+    rv, av = _number_value(r), _number_value(a)
+    return rv is not None and rv == av
+
+
+def _morph_negation(r: str, a: str) -> bool:
+    """effective/ineffective, specific/non-specific: one word is the other with a negative prefix."""
+    r, a = r.lower(), a.lower()
+    return any(a == p + r or r == p + a for p in _NEG_PREFIXES) and min(len(r), len(a)) >= 4
+
+
+def _changed(regions) -> tuple[list[str], list[str]]:
+    removed = [t.norm for rem, _ in regions for t in rem]
+    added = [t.norm for _, add in regions for t in add]
+    return _pair_off(removed, added, _same_word)
+
+
+def _other(removed: list[str], added: list[str], explained) -> int:
+    """How many content words changed besides the ones `explained` accepts (a substitution counts once)."""
+    r = [w for w in removed if is_content(w) and not explained(w)]
+    a = [w for w in added if is_content(w) and not explained(w)]
+    return max(len(r), len(a))
+
+
+def _flipped(removed: list[str], added: list[str]) -> bool:
+    """A direction word of one polarity replaced by one of the other (reduces -> increases)."""
+    r = {DIRECTION_POLARITY[w] for w in removed if w in DIRECTION_POLARITY}
+    a = {DIRECTION_POLARITY[w] for w in added if w in DIRECTION_POLARITY}
+    return bool(r and a and r != a)
+
+
+def _cue_delta(removed: list[str], added: list[str]) -> int:
+    return sum(w in NEGATION_CUES for w in added) - sum(w in NEGATION_CUES for w in removed)
+
+
+def entity_shape(token: str) -> str | None:
+    """Shape class of an entity-looking token: symbol (IL-6, BRCA1, TNF-α), acronym (TNF, HIV, MSCs), mixed
+    (p53, mTOR), capitalised (Drosophila), or a biomedical suffix class (drug, disease, enzyme); else None.
+    Whether a capitalised word starts the sentence is the caller's concern."""
+    if len(token) > 3 and token[-1] == "s" and token[:-1].upper() == token[:-1]:
+        token = token[:-1]  # plural acronyms: MSCs, HSURs, APBs
+    letters = [c for c in token if c.isalpha()]
+    if not letters or len(token) < 2 or "/" in token or token in _NOT_ENTITIES:
+        return None
+    ascii_upper = sum(c.isascii() and c.isupper() for c in letters)
+    ascii_lower = sum(c.isascii() and c.islower() for c in letters)
+    other = any(c.isdigit() or not c.isascii() for c in token if c.isalnum())
+    if ascii_lower == 0 and ascii_upper >= 1 and other:
+        return "symbol"
+    if ascii_lower == 0 and ascii_upper >= 2:
+        return "acronym"
+    if ascii_upper >= 1 and ascii_lower >= 1 and (other or not token[0].isupper()):
+        return "mixed"
+    if token[0].isupper() and ascii_upper == 1 and token[1:].replace("-", "").isalpha():
+        return "capitalised"
+    return _suffix_class(token)
+
+
+_SUFFIX_CLASSES = (
+    ("drug", ("mab", "nib", "statin", "mycin", "cillin", "azole", "pril", "sartan", "olol", "formin",
+              "profen", "parin", "platin", "taxel", "vir")),
+    ("disease", ("itis", "emia", "aemia", "osis", "oma", "pathy")),
+    ("enzyme", ("kinase", "ase")),
+)  # fmt: skip
+_SUFFIX_EXCLUDE = word_set(
+    "increase decrease release disease phase database base case cease ease purchase diagnosis prognosis "
+    "diploma aroma coma stoma chase erase crease lease vase virus"
+)
+
+
+def _suffix_class(token: str) -> str | None:
+    w = token.lower()
+    if not w.isalpha() or len(w) < 6 or w in _SUFFIX_EXCLUDE or not token.islower():
+        return None
+    return next((name for name, sufs in _SUFFIX_CLASSES if w.endswith(sufs)), None)
+
+
+def _entity_like(original_text: str) -> bool:
+    if entity_shape(original_text):
+        return True
+    w = original_text.lower()
+    return is_content(w) and not is_value_word(w) and not is_verb(w) and w not in _ADJECTIVES
+
+
+def _adjective_like(w: str) -> bool:
+    w = w.lower()
+    return w in _ADJECTIVES or w.endswith(_ADJ_SUFFIXES)
+
+
+def _verify_negation(regions, budget: int) -> Verdict:
+    removed, added = _changed(regions)
+    morph = [(r, a) for r in removed for a in added if _morph_negation(r, a)]
+    r_cues = Counter(w for w in removed if w in NEGATION_CUES)
+    a_cues = Counter(w for w in added if w in NEGATION_CUES)
+    if _cue_delta(removed, added) == 0 and not morph:
+        return Verdict(False, "perturbation_not_verified", "no negation cue added or removed")
+    if _flipped(removed, added):  # "reduces" -> "does not increase": two flips, no contradiction
+        return Verdict(False, "perturbation_not_verified", "negation cancelled by a direction flip")
+    morph_words = {w for pair in morph for w in pair}
+    n = _other(removed, added, lambda w: w in morph_words)
+    if n > budget:
+        return Verdict(False, "edit_too_large", f"negation plus {n} other changed words")
+    added_c, removed_c = sorted((a_cues - r_cues).elements()), sorted((r_cues - a_cues).elements())
+    if added_c:
+        return Verdict(True, None, f"negation cue added: {' '.join(added_c)}")
+    if removed_c:
+        return Verdict(True, None, f"negation cue removed: {' '.join(removed_c)}")
+    return Verdict(True, None, f"negative prefix: {morph[0][0]} -> {morph[0][1]}")
+
+
+def _verify_changed_value(regions, budget: int) -> Verdict:
+    removed, added = _changed(regions)
+    r_vals = [w for w in removed if is_value_word(w)]
+    a_vals = [w for w in added if is_value_word(w)]
+    if not r_vals or not a_vals:
+        what = "removed" if r_vals else "added" if a_vals else "changed"
+        return Verdict(
+            False, "perturbation_not_verified", f"no value, unit or direction word {what} for another"
+        )
+    if all(w in DIRECTION_POLARITY for w in r_vals + a_vals) and not _flipped(r_vals, a_vals):
+        return Verdict(False, "perturbation_not_verified", "direction word replaced by a synonym")
+    if _flipped(r_vals, a_vals) and _cue_delta(removed, added):
+        return Verdict(False, "perturbation_not_verified", "direction flip cancelled by a negation")
+    n = _other(removed, added, is_value_word)
+    if n > budget:
+        return Verdict(False, "edit_too_large", f"value change plus {n} other changed words")
+    return Verdict(True, None, f"value changed: {' '.join(r_vals)} -> {' '.join(a_vals)}")
+
+
+def _verify_entity_shift(regions, budget: int, max_span: int = 4) -> Verdict:
+    best = None
+    for rem, add in regions:
+        if not rem or not add or len(rem) > max_span or len(add) > max_span:
+            continue
+        r_words, a_words = _pair_off([t.norm for t in rem], [t.norm for t in add], _same_word)
+        r_ent = [t.text for t in rem if t.norm in r_words and _entity_like(t.text)]
+        a_ent = [t.text for t in add if t.norm in a_words and _entity_like(t.text)]
+        if not r_ent or not a_ent:
+            continue
+        shaped = any(entity_shape(w) for w in r_ent + a_ent)
+        if not shaped and all(_adjective_like(w) for w in r_ent + a_ent):
+            continue
+        best = (rem, add, r_ent, a_ent)
+        break
+    if best is None:
+        return Verdict(False, "perturbation_not_verified", "no entity or noun replaced by a different one")
+    rem, add, r_ent, a_ent = best
+    rest = [(r, a) for r, a in regions if r is not rem or a is not add]
+    n = _other(*_changed(rest), lambda w: False)
+    if n > budget:
+        return Verdict(False, "edit_too_large", f"entity shift plus {n} other changed words")
+    return Verdict(True, None, f"entity shifted: {' '.join(r_ent)} -> {' '.join(a_ent)}")
+
+
+def _swap_window(a: list[str], b: list[str]) -> tuple[list[str], list[str]]:
+    """Strip the common prefix and suffix of two token lists."""
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < min(len(a), len(b)) - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+    return a[i : len(a) - j], b[i : len(b) - j]
+
+
+def _verify_role_reversal(a: list[Token], b: list[Token], min_match: float = 0.75) -> Verdict:
+    keep = lambda toks: [t.norm for t in toks if t.norm not in ("a", "an", "the")]  # noqa: E731
+    wa, wb = _swap_window(keep(a), keep(b))
+    if len(wa) > 80:
+        return Verdict(False, "perturbation_not_verified", "changed stretch too long for a swap")
+    best, split = 0.0, None
+    for i in range(1, len(wa)):
+        for j in range(i + 1, len(wa)):
+            x, mid, y = wa[:i], wa[i:j], wa[j:]
+            if not all(any(is_content(w) for w in part) for part in (x, mid, y)) or set(x) == set(y):
+                continue
+            # The relation words stay exactly as they were (a passive "is reduced by" is no swap) ...
+            for k in range(1, len(wb) - len(mid)):
+                if wb[k : k + len(mid)] == mid:
+                    # ... and the spans before and after it are the two arguments, swapped.
+                    sim = min(
+                        Indel.normalized_similarity(wb[:k], y),
+                        Indel.normalized_similarity(wb[k + len(mid) :], x),
+                    )
+                    if sim > best:
+                        best, split = sim, (x, mid, y)
+    if split is None or best < min_match:
+        return Verdict(False, "perturbation_not_verified", "no two spans swapped around the same relation")
+    x, mid, y = split
+    return Verdict(True, None, f"roles swapped: [{' '.join(x)}] <-> [{' '.join(y)}] around [{' '.join(mid)}]")
+
+
+def similarity(original: str, edited: str, *, ordered: bool = True) -> float:
+    """Token-level similarity in [0, 1]: Indel (LCS) ratio over lowercased tokens, or, with
+    ordered=False, the overlap of the two token multisets (word order ignored)."""
+    a, b = [t.norm for t in tokenize(original)], [t.norm for t in tokenize(edited)]
+    if ordered:
+        return Indel.normalized_similarity(a, b)
+    total = len(a) + len(b)
+    return 1.0 if total == 0 else 2 * sum((Counter(a) & Counter(b)).values()) / total
+
+
+def verify_edit(
+    original: str, edited: str, kind: str, *, min_similarity: float = 0.5, max_other_changes: int = 2
+) -> Verdict:
+    """Check that `edited` is `original` under the perturbation `kind` (CausalNeg contradiction kinds).
+
+    Inputs: the original text (a sentence or passage), the edited one and the perturbation kind name (from
+    negforge/prompts/perturbations.yaml). `min_similarity` is the token-level similarity below which the
+    edit counts as a rewrite (word order ignored for role_reversal); `max_other_changes` is how many
+    content words may change besides the perturbation itself (grammar fixes, a synonym).
+    Output: a Verdict. An unchanged copy (equal after lowercasing and dropping punctuation) is
+    `edit_too_small` for every kind, since a copy is no perturbation at all; a kind outside
+    VERIFIABLE_KINDS is otherwise verified with detail NO_VERIFIER. For verifiable kinds: a rewrite is
+    `edit_too_large`; an edit without the perturbation (a paraphrase that keeps the meaning) is
+    `perturbation_not_verified`; the perturbation plus too many other changes is `edit_too_large`.
+    - negation: a negation cue (not, no, never, n't, cannot, without, lack, fail...) added or removed, or a
+      negative prefix (un-, in-, non-...) added to or removed from a word;
+    - changed_value: a number, unit, number word, direction word or comparative replaced by another;
+    - entity_shift: an entity-shaped token or noun replaced by a different one (at most 4 tokens a side);
+    - role_reversal: two spans swapped around the same relation words (A activates B -> B activates A).
+    Errors: TypeError when original or edited is not a str; ValueError on a bound outside its range.
+    Source: CausalNeg perturbation labels; counterfactual data augmentation for the edit shapes.
+    """
+    if not isinstance(original, str) or not isinstance(edited, str):
+        raise TypeError("original and edited must be str")
+    if not 0.0 <= min_similarity <= 1.0 or max_other_changes < 0:
+        raise ValueError("min_similarity must lie in [0, 1] and max_other_changes be >= 0")
+    a, b = tokenize(original), tokenize(edited)
+    if [t.norm for t in a] == [t.norm for t in b]:
+        return Verdict(False, "edit_too_small", "identical after normalisation")
+    if kind not in VERIFIABLE_KINDS:
+        return Verdict(True, None, NO_VERIFIER)
+    sim = similarity(original, edited, ordered=kind != "role_reversal")
+    if sim < min_similarity:
+        return Verdict(False, "edit_too_large", f"token similarity {sim:.2f} < {min_similarity}")
+    if kind == "role_reversal":
+        return _verify_role_reversal(a, b)
+    regions = _regions(a, b)
+    if kind == "negation":
+        return _verify_negation(regions, max_other_changes)
+    if kind == "changed_value":
+        return _verify_changed_value(regions, max_other_changes)
+    return _verify_entity_shift(regions, max_other_changes)
