@@ -242,8 +242,39 @@ class SelectionConfig(_Strict):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
 
+SourceName = Literal["bm25", "dense", "given", "random", "llm"]
+
+
 class _FilterBase(_Strict):
     name: str | None = Field(None, description="unique name in the stack; defaults to the type")
+    sources: list[SourceName] | None = Field(
+        None, description="sources this filter judges (others pass it untouched); null = every source"
+    )
+    per_source: dict[SourceName, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="settings overridden for one source, e.g. {llm: {max_positive_sim: null}}",
+    )
+
+    @model_validator(mode="after")
+    def _overrides(self) -> _FilterBase:
+        for src, over in self.per_source.items():
+            bad = {"type", "name", "sources", "per_source"} & set(over)
+            if bad:
+                raise ValueError(f"per_source.{src}: {', '.join(sorted(bad))} cannot be set per source")
+            try:
+                self.for_source(src)
+            except ValidationError as e:
+                msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+                raise ValueError(f"per_source.{src}: {msgs}") from None
+        return self
+
+    def for_source(self, source: str) -> _FilterBase:
+        """This filter's settings as they apply to `source` (its per_source override merged in)."""
+        over = self.per_source.get(source)  # type: ignore[call-overload]
+        if not over:
+            return self
+        base = self.model_dump(exclude={"per_source"})
+        return type(self).model_validate({**base, **over})
 
 
 class SanityFilterConfig(_FilterBase):
@@ -259,7 +290,9 @@ class SanityFilterConfig(_FilterBase):
     languages: list[str] | None = Field(
         default_factory=lambda: ["en"], description="ISO 639-1 codes kept (py3langid); null keeps all"
     )
-    boilerplate: bool = Field(True, description="reject refusals, meta text and web boilerplate")
+    boilerplate: bool = Field(
+        True, description="reject web boilerplate (all sources) and, in LLM text, refusals and meta text"
+    )
 
 
 class DuplicateFilterConfig(_FilterBase):

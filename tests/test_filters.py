@@ -82,8 +82,14 @@ def test_sanity_reasons_and_scores():
             cand("A statin lowered cholesterol in women but had no effect on the incidence of strokes."),
             cand(long_text),
             cand("12 34 56 78 90 12 34 56 78 90 12 34 56 78 90 12 34 56 78 90 a b c d e f"),
-            cand("I'm sorry, but as an AI language model I cannot write this passage about heart attacks."),
-            cand("Here is a passage: aspirin was studied in a large trial of heart disease in older women."),
+            cand(
+                "I'm sorry, but as an AI language model I cannot write this passage about heart attacks.",
+                "llm",
+            ),
+            cand(
+                "Here is a passage: aspirin was studied in a large trial of heart disease in older women.",
+                "llm",
+            ),
             cand(
                 "Die Studie untersuchte die Wirkung von Aspirin auf Herzinfarkte bei älteren Frauen in Europa."
             ),
@@ -107,6 +113,51 @@ def test_sanity_reasons_and_scores():
     assert verdicts[1].scores["language"] == "en"
     assert verdicts[6].scores["language"] == "de"
     assert 0 < verdicts[1].scores["length_ratio"] < 1
+
+
+def test_refusal_and_meta_rules_judge_llm_text_only():
+    """A corpus passage may argue about someone who refuses treatment; only a model's refusal is junk."""
+    f = SanityFilter(SanityFilterConfig())
+    text = "I'm sorry, but I cannot accept that patients who refuse aspirin after a heart attack do as well."
+    here = "Here is a summary of the trial: aspirin lowered the rate of heart attacks among older men."
+    verdicts = f.apply(batch(cand(text, "bm25"), cand(text, "llm"), cand(here, "dense"), cand(here, "llm")))
+    assert [v.reason for v in verdicts] == [None, "refusal", None, "boilerplate"]
+
+
+def test_source_scoped_filter_settings():
+    from negforge.filters import build_stack
+
+    near = POS.replace("44 percent", "45 percent")
+    stack = build_stack(
+        [
+            SanityFilterConfig(sources=["bm25", "dense"], min_words=30),
+            DuplicateFilterConfig(per_source={"llm": {"against_positives": False}}),
+        ]
+    )
+    b = batch(
+        cand("Short text of eleven words about aspirin and heart attacks in men.", "llm"),
+        cand(near, "llm"),
+        cand(near, "dense"),
+    )
+    outcomes, stats = stack.run(b)
+    assert [(o.kept, o.filter, o.reason) for o in outcomes] == [
+        (True, None, None),  # sanity is scoped to mined sources: the short LLM passage is not judged by it
+        (True, None, None),  # near the positive, but LLM edits are meant to be: against_positives off for llm
+        (False, "duplicate", "near_copy_of_positive"),
+    ]
+    assert stats["sanity"].seen == {"dense": 1}
+    assert stack.describe()[1]["per_source"]["llm"]["against_positives"] is False
+
+
+def test_per_source_override_errors_name_the_key():
+    from negforge.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"per_source.llm: near_treshold"):
+        load_config(
+            None,
+            ["data.path=x"],
+            filters=[{"type": "duplicate", "per_source": {"llm": {"near_treshold": 80}}}],
+        )
 
 
 # ---- duplicates and the stack ----

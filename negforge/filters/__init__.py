@@ -71,4 +71,15 @@ def build_filter(
 def build_stack(
     configs: list[FilterConfig], dense: DenseMiner | None = None, query_emb: np.ndarray | None = None
 ) -> FilterStack:
-    return FilterStack([build_filter(fc, dense, query_emb) for fc in configs])
+    """The configured stack; a filter with `sources` or `per_source` settings becomes a `SourceScopedFilter`."""
+    from negforge.filters.scoped import SourceScopedFilter
+
+    out: list[Filter] = []
+    for fc in configs:
+        base = build_filter(fc, dense, query_emb)
+        if fc.sources is None and not fc.per_source:
+            out.append(base)
+            continue
+        variants = {src: build_filter(fc.for_source(src), dense, query_emb) for src in fc.per_source}
+        out.append(SourceScopedFilter(base, variants, fc.sources))
+    return FilterStack(out)

@@ -52,6 +52,9 @@ class Verdict:
     reason: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)
     duplicate_of: int | None = None  # index (in the batch) of the candidate this one duplicates
+    out_of_scope: bool = (
+        False  # the filter does not judge this candidate's source (kept, not counted as seen)
+    )
 
 
 KEEP = Verdict(True)

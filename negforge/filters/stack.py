@@ -46,6 +46,9 @@ class FilterStack:
                 c = batch.candidates[i]
                 o = outcomes[i]
                 o.scores.update(v.scores)
+                if v.out_of_scope:
+                    still.append(i)
+                    continue
                 st.seen[c.source] += 1
                 if v.keep:
                     st.kept[c.source] += 1
