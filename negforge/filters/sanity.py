@@ -66,7 +66,9 @@ class SanityFilter:
                 reason = "few_letters"
             elif cfg.boilerplate and c.source == "llm" and _REFUSAL.search(text):
                 reason = "refusal"  # a model declining; a corpus passage may argue about someone refusing
-            elif (cfg.boilerplate and c.source == "llm" and _META.search(text)) or (cfg.boilerplate and _BOILERPLATE.search(text)):
+            elif (cfg.boilerplate and c.source == "llm" and _META.search(text)) or (
+                cfg.boilerplate and _BOILERPLATE.search(text)
+            ):
                 reason = "boilerplate"
             if reason is None and cfg.languages:
                 lang = self._language(text)
