@@ -38,15 +38,19 @@ REWRITE = "Lupus is an autoimmune disease whose causes remain poorly understood 
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[str]:
-    lines = (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
-    return [f"{d['title']}. {d['text']}" for d in map(json.loads, lines)]
+def docs() -> list[dict]:
+    return [json.loads(line) for line in (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="module")
-def sentences(corpus) -> list[str]:
-    """The first 200 sentences of at least six words in the SciFact sample, in corpus order."""
-    out = [s for text in corpus for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text.split(". ", 1)[1])]
+def corpus(docs) -> list[str]:
+    return [f"{d['title']}. {d['text']}" for d in docs]
+
+
+@pytest.fixture(scope="module")
+def sentences(docs) -> list[str]:
+    """The first 200 sentences of at least six words of the SciFact sample's abstracts, in corpus order."""
+    out = [s for d in docs for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", d["text"])]
     return [s for s in out if len(s.split()) >= 6][:200]
 
 
@@ -117,7 +121,7 @@ def test_hand_written_perturbations_are_verified(original, edited, kind):
             "ROS inhibition in vivo.",
             "negation",
         ),
-        (ROS.replace("reduces", "lowers").replace("Mitochondrial", "Mitochondrial"), "negation"),
+        (ROS.replace("reduces", "lowers"), "negation"),
         (ROS.replace("reduces", "diminishes"), "changed_value"),
         (ROS.replace("reduces", "lowers"), "changed_value"),  # two "down" words: a synonym
         (ROS.replace("reduces", "does not increase"), "negation"),  # negation + flip cancel out
@@ -202,6 +206,9 @@ def test_bad_arguments_raise():
             "Full speciation has been achieved in this case.",
             "Full speciation has not been achieved in this case.",
         ),
+        ("There was no significant effect on mortality.", "There was a significant effect on mortality."),
+        ("Mutant mice had no lesions in the liver.", "Mutant mice had lesions in the liver."),
+        ("Bleeding was never observed in mutant mice.", "Bleeding was observed in mutant mice."),
     ],
 )
 def test_negate_inserts_or_removes_one_negation(sentence, edited):
@@ -214,6 +221,22 @@ def test_negate_inserts_or_removes_one_negation(sentence, edited):
 def test_negate_leaves_nouns_and_adjectives_alone():
     assert negate("An increase of the telomere repeat length.") is None
     assert negate("The reduced expression of cyclin A in mice.") is None
+
+
+def test_value_words_are_not_entities():
+    edited = "The risk rose 24-fold in carriers of the High-risk allele."
+    original = edited.replace("24-fold", "12-fold")
+    assert check(original, edited, "changed_value").verified
+    assert check(original, edited, "entity_shift").reason == "perturbation_not_verified"
+
+
+def test_headings_words_and_sentence_starts_are_not_swapped(pool):
+    s = "RESULTS High circulating levels of SHBG were associated with increased risks in Europe (ABSTRACT TRUNCATED AT 250 WORDS)."
+    assert not {"NO", "AT", "WORDS"} & set(pool["acronym"])
+    for seed in range(20):
+        e = swap_entity(s, pool, np.random.default_rng(seed))
+        assert e is not None and e.replaced in ("SHBG", "Europe")
+        assert check(s, e.edited, "entity_shift").verified
 
 
 def test_change_value_scales_numbers_keeping_units_and_format():
@@ -280,6 +303,10 @@ def test_reverse_roles_swaps_subject_and_object():
     assert (
         reverse_roles("Ablation of Gli1+ cells leads to craniosynostosis and arrest of skull growth.") is None
     )
+    assert reverse_roles("qRT-PCR confirmed KRT14 in these cells.") is None  # a reporting verb
+    e = reverse_roles("qRT-PCR confirmed that these microRNA target TNF.")  # the relation after it
+    assert e is not None and e.edited.endswith("these TNF target microRNA.")
+    assert reverse_roles("MAIN RESULTS AND THE ROLE OF CHANCE The mean was 1.50.") is None  # a heading
 
 
 def test_apply_rules_is_deterministic_and_verified(sentences, pool):

@@ -19,11 +19,14 @@ import numpy as np
 from negforge.generators.verifiers import (
     DIRECTION_FLIPS,
     FUNCTION_WORDS,
+    NEGATION_CUES,
     SCI_VERBS,
     Token,
-    entity_shape,
+    is_content,
     is_number,
+    is_value_word,
     is_verb,
+    stem,
     tokenize,
     verify_edit,
     word_set,
@@ -71,31 +74,23 @@ _PREPOSITIONS = word_set(
 )
 # A verb form right after one of these is a noun or an adjective (the increase, a reduced level, of use).
 _NOT_SUBJECT = (FUNCTION_WORDS - {"that", "which", "who", "it", "we", "they", "he", "she"}) | _PREPOSITIONS
-_PAST_IRREGULAR = {"find": "found", "lead": "led", "bind": "bound", "drive": "drove", "show": "showed"}
-_DOUBLE = frozenset({"control", "occur", "confer", "target"})
+_PAST = {"find": "found", "lead": "led", "bind": "bound", "drive": "drove"}
+_DOUBLE = word_set("control occur confer")
 
 
-def _third(base: str) -> str:
-    if base.endswith(("s", "x", "ch", "sh", "z")):
-        return base + "es"
-    return base[:-1] + "ies" if base.endswith("y") and base[-2] not in "aeiou" else base + "s"
-
-
-def _past(base: str) -> str:
-    if base in _PAST_IRREGULAR:
-        return _PAST_IRREGULAR[base]
-    if base in _DOUBLE:
-        return base + base[-1] + "ed" if base != "target" else "targeted"
-    if base.endswith("e"):
-        return base + "d"
-    return base[:-1] + "ied" if base.endswith("y") and base[-2] not in "aeiou" else base + "ed"
+def _forms(base: str) -> tuple[str, str]:
+    """Third person and past of a regular verb (reduces, reduced; studies, studied; binds, bound)."""
+    if base.endswith("y") and base[-2] not in "aeiou":
+        return base[:-1] + "ies", base[:-1] + "ied"
+    third = base + "es" if base.endswith(("s", "x", "ch", "sh", "z")) else base + "s"
+    past = base + base[-1] + "ed" if base in _DOUBLE else base + "d" if base.endswith("e") else base + "ed"
+    return third, _PAST.get(base, past)
 
 
 _VERB_FORMS: dict[str, tuple[str, str]] = {}
 for _b in sorted(SCI_VERBS):
-    _VERB_FORMS.setdefault(_third(_b), (_b, "does"))
-    _VERB_FORMS.setdefault(_past(_b), (_b, "did"))
-    _VERB_FORMS.setdefault(_b, (_b, "do"))
+    for _form, _aux in zip((*_forms(_b), _b), ("does", "did", "do"), strict=True):
+        _VERB_FORMS.setdefault(_form, (_b, _aux))
 
 
 def _gap(text: str, a: Token, b: Token) -> str:
@@ -107,16 +102,22 @@ def negate(sentence: str) -> RuleEdit | None:
 
     Input: one sentence (or short span). Output: a RuleEdit of kind "negation", or None when no rule applies.
     An existing negation is removed first ("is not" -> "is", "does not X" -> "does X", "cannot" -> "can",
-    "doesn't" -> "does", "was never" -> "was"); otherwise the first auxiliary is negated ("is" -> "is not",
-    "can" -> "cannot", "has been" -> "has not been") or the first relation verb from the lexicon
-    ("increases" -> "does not increase", "reduced X" -> "did not reduce X", "statins reduce" -> "do not
-    reduce"). The first word of the sentence is never touched. Errors: none (non-matching text gives None).
+    "doesn't" -> "does", "was never" -> "was", "was no effect" -> "was an effect"); otherwise the first
+    auxiliary is negated ("is" -> "is not", "can" -> "cannot", "has been" -> "has not been") or the first
+    relation verb from the lexicon ("increases" -> "does not increase", "reduced X" -> "did not reduce X",
+    "statins reduce" -> "do not reduce"). The first word of the sentence is never touched. Errors: none (non-matching text gives None).
     """
     toks = tokenize(sentence)
     for i, t in enumerate(toks[1:], start=1):
         prev = toks[i - 1]
         if t.norm in ("not", "never") and (prev.norm in _AUX | _PERFECT or t.norm == "never"):
-            return _edit("negation", sentence, prev.end, t.end, "")
+            return _edit("negation", sentence, len(sentence[: t.start].rstrip(" ")), t.end, "")
+        if t.norm == "no" and prev.norm in _AUX | _PERFECT and i + 1 < len(toks):
+            # "was no difference" -> "was a difference", "were no changes" -> "were changes"
+            nxt = toks[i + 1]
+            plural = nxt.norm.endswith("s") and not nxt.norm.endswith("ss")
+            article = "" if plural else ("an " if nxt.norm[0] in "aeiou" else "a ")
+            return _edit("negation", sentence, t.start, nxt.start, article)
         if t.norm == "n't":
             return _edit(
                 "negation", sentence, prev.start, t.end, _like(_NT_BASE.get(prev.norm, prev.text), prev.text)
@@ -125,7 +126,7 @@ def negate(sentence: str) -> RuleEdit | None:
             return _edit("negation", sentence, t.start, t.end, _like("can", t.text))
     for i, t in enumerate(toks[1:], start=1):
         prev, nxt = toks[i - 1], (toks[i + 1] if i + 1 < len(toks) else None)
-        if nxt is None or nxt.norm in ("not", "n't", "never"):
+        if nxt is None or nxt.norm in NEGATION_CUES:
             continue
         if t.norm == "can":
             return _edit("negation", sentence, t.start, t.end, _like("cannot", t.text))
@@ -153,21 +154,19 @@ _FACTORS = (2.0, 0.5, 3.0, 1.5, 0.25, 4.0)
 
 def _new_number(text: str, rng: np.random.Generator, percent: bool) -> str | None:
     core, fold = (text[:-5], "-fold") if text.endswith("-fold") else (text, "")
-    thousands = bool(re.fullmatch(r"[+\-−]?\d{1,3}(,\d{3})+", core))
+    thousands = bool(re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", core))
     decimal_comma = "," in core and not thousands
-    plain = core.replace(",", "" if thousands else ".").replace("−", "-")
+    plain = core.replace(",", "" if thousands else ".")
+    if plain.count(".") > 1 or not plain[:1].isdigit():
+        return None  # 1.2.3, signed: not a plain value
     decimals = len(plain.split(".")[1]) if "." in plain else 0
     value = float(plain)
     if decimals == 0 and int(value) in _YEAR and not percent and not fold:
         return str(int(value) + int(rng.choice([-3, -2, -1, 1, 2, 3])))
     for f in rng.permutation(_FACTORS):
-        new = value * float(f)
-        out = f"{new:,.{decimals}f}" if thousands else f"{new:.{decimals}f}"
-        if (
-            out != f"{value:.{decimals}f}"
-            and float(out.replace(",", "")) != 0
-            and not (percent and new > 100)
-        ):
+        new = round(value * float(f), decimals)
+        if new != value and new != 0 and not (percent and new > 100):
+            out = f"{new:,.{decimals}f}" if thousands else f"{new:.{decimals}f}"
             return (out.replace(".", ",") if decimal_comma else out) + fold
     return None
 
@@ -202,11 +201,8 @@ def change_value(sentence: str, rng: np.random.Generator) -> RuleEdit | None:
             cands.append((t, "percent" if after[:1] in (["%"], ["percent"]) else "number"))
     for k in rng.permutation(len(cands)) if cands else ():
         t, how = cands[int(k)]
-        new = (
-            _like(DIRECTION_FLIPS[t.norm], t.text)
-            if how == "flip"
-            else _new_number(t.text, rng, how == "percent")
-        )
+        flip = _like(DIRECTION_FLIPS[t.norm], t.text) if how == "flip" else None
+        new = flip or _new_number(t.text, rng, how == "percent")
         if new is not None:
             return _edit("changed_value", sentence, t.start, t.end, new)
     return None
@@ -215,22 +211,79 @@ def change_value(sentence: str, rng: np.random.Generator) -> RuleEdit | None:
 # ---- entities --------------------------------------------------------------------------------------------
 
 
+# Statistics and numerals in capitals; headings (RESULTS) drop out of the pool as ordinary words.
+_NOT_ENTITIES = word_set("CI HR RR SD SE SEM IQR II III IV")
+
+
+def entity_shape(token: str) -> str | None:
+    """Shape class of an entity-looking token: symbol (IL-6, BRCA1, TNF-α), acronym (TNF, HIV, MSCs), mixed
+    (p53, mTOR), capitalised (Drosophila), or a biomedical suffix class (drug, disease, enzyme); else None.
+    Whether a capitalised word starts the sentence is the caller's concern."""
+    if len(token) > 3 and token[-1] == "s" and token[:-1].upper() == token[:-1]:
+        token = token[:-1]  # plural acronyms: MSCs, HSURs, APBs
+    letters = [c for c in token if c.isalpha()]
+    if not letters or len(token) < 2 or "/" in token or token in _NOT_ENTITIES:
+        return None
+    if not is_content(token.lower()) or is_value_word(token.lower()):
+        return None  # AT, NO, UP: read as words, they would change another requirement
+    ascii_upper = sum(c.isascii() and c.isupper() for c in letters)
+    ascii_lower = sum(c.isascii() and c.islower() for c in letters)
+    other = any(c.isdigit() or not c.isascii() for c in token if c.isalnum())
+    if ascii_lower == 0 and ascii_upper >= 1 and other:
+        return "symbol"
+    if ascii_lower == 0 and ascii_upper >= 2:
+        return "acronym"
+    if ascii_upper >= 1 and ascii_lower >= 1 and (other or not token[0].isupper()):
+        return "mixed"
+    if token[0].isupper() and ascii_upper == 1 and token[1:].replace("-", "").isalpha():
+        return "capitalised"
+    w = token.lower()
+    if not w.isalpha() or len(w) < 6 or w in _SUFFIX_EXCLUDE or not token.islower():
+        return None
+    return next((name for name, sufs in _SUFFIX_CLASSES if w.endswith(sufs)), None)
+
+
+_SUFFIX_CLASSES = (
+    ("drug", ("mab", "nib", "statin", "mycin", "cillin", "azole", "pril", "sartan", "olol", "formin",
+              "profen", "parin", "platin", "taxel", "vir")),
+    ("disease", ("itis", "emia", "aemia", "osis", "oma", "pathy")),
+    ("enzyme", ("kinase", "ase")),
+)  # fmt: skip
+_SUFFIX_EXCLUDE = word_set(
+    "increase decrease release disease phase database base case cease ease purchase diagnosis prognosis "
+    "diploma aroma coma stoma chase erase crease lease vase virus"
+)
+
+
+def _shout(t: Token) -> bool:
+    return t.text.isupper() and t.text.isalpha() and len(t.text) > 3
+
+
 def _shape_here(text: str, toks: list[Token], i: int) -> str | None:
-    """Entity shape of toks[i], ignoring capitalised words that start a sentence and capitalised common words."""
-    t = toks[i]
+    """Entity shape of toks[i]; None for words of a heading in capitals (MAIN RESULTS) and for capitalised
+    words that start a sentence or are common words."""
+    t, prev = toks[i], (toks[i - 1] if i else None)
     shape = entity_shape(t.text)
+    near = [toks[k] for k in (i - 1, i + 1) if 0 <= k < len(toks)]
+    if shape == "acronym" and t.text.isalpha() and any(_shout(n) for n in near):
+        return None
     if shape == "capitalised":
-        starts = i == 0 or re.search(r"[.!?:;\"(]", _gap(text, toks[i - 1], t))
-        if starts or t.norm in FUNCTION_WORDS or is_verb(t.norm) or len(t.text) < 3:
+        # After a full stop, a colon or a heading ("RESULTS High levels ...") a capital starts a sentence.
+        heading = prev is not None and _shout(prev)
+        starts = prev is None or heading or re.search(r"[.!?:;\"(]", _gap(text, prev, t))
+        if starts or t.norm in FUNCTION_WORDS or is_verb(t.norm) or is_value_word(t.norm) or len(t.text) < 3:
             return None
     return shape if shape is None or len(t.text) <= 30 else None
+
+
+_WORDLIKE = ("capitalised", "acronym")  # shapes an ordinary word takes in titles and headings
 
 
 def entity_pool(texts: Iterable[str], max_terms: int = 500) -> dict[str, list[str]]:
     """Candidate entity terms of a corpus, grouped by shape, for `swap_entity` (counterfactual augmentation).
 
     Input: corpus texts (titles, passages) and the number of terms kept per shape. Output: shape name
-    (symbol, acronym, mixed, capitalised, drug, disease, enzyme; see verifiers.entity_shape) -> terms, most
+    (symbol, acronym, mixed, capitalised, drug, disease, enzyme; see `entity_shape`) -> terms, most
     frequent first, ties alphabetical (deterministic). Sentence-initial capitalised words are not entities.
     Errors: ValueError when max_terms < 1.
     """
@@ -245,9 +298,10 @@ def entity_pool(texts: Iterable[str], max_terms: int = 500) -> dict[str, list[st
             if shape is not None:
                 counts.setdefault(shape, Counter())[t.text] += 1
     lower = Counter(t.norm for text in texts for t in tokenize(text) if t.text.islower())
-    cap = counts.get("capitalised", Counter())
-    for w in [w for w in cap if lower[w.lower()] >= cap[w]]:
-        del cap[w]  # Study, Health, Patients: ordinary words in a title
+    for shape in _WORDLIKE:
+        c = counts.get(shape, Counter())
+        for w in [w for w in c if lower[w.lower()] >= c[w]]:
+            del c[w]  # Study, Patients in a title, WORDS in a heading: ordinary words, not names
     ranked = {s: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:max_terms] for s, c in counts.items()}
     return {s: [w for w, _ in r] for s, r in ranked.items() if r}
 
@@ -276,12 +330,13 @@ def swap_entity(
     """
     pool = _as_pool(candidates)
     toks = tokenize(sentence)
-    present = {t.norm for t in toks}
+    present = {stem(t.norm) for t in toks}
     options: list[tuple[Token, list[str]]] = []
+    known = {w for shape in _WORDLIKE for w in pool.get(shape, ())}
     for i, t in enumerate(toks):
         shape = _shape_here(sentence, toks, i)
-        alts = [w for w in pool.get(shape, ()) if w.lower() not in present] if shape else []
-        if alts:
+        alts = [w for w in pool.get(shape, ()) if stem(w) not in present] if shape else []
+        if alts and (shape not in _WORDLIKE or t.text in known):  # a name the corpus knows
             options.append((t, alts))
     if not options:
         return None
@@ -289,21 +344,30 @@ def swap_entity(
     return _edit("entity_shift", sentence, t.start, t.end, alts[int(rng.integers(len(alts)))])
 
 
+_REPORTING = {
+    stem(v) for v in word_set("show suggest indicate demonstrate reveal confirm identify find report")
+}
+_CLAUSE_BREAKS = word_set("that which and or but whereas while although because")
+
+
 def reverse_roles(sentence: str, max_gap: int = 5) -> RuleEdit | None:
     """Swap two entities around a relation verb: "IL-6 induces TNF" -> "TNF induces IL-6" (CausalNeg
     `role_reversal`). Input: a sentence; max_gap bounds how many tokens apart the two entities may be. The
-    first pair of different entity-shaped tokens in one clause (no , ; : or brackets between) with a
-    relation verb from the lexicon between them is swapped. Output: a RuleEdit or None. Errors: none.
+    first pair of different entity-shaped tokens in one clause (no punctuation, "that" or "and" between)
+    where the first is directly followed by a lowercase relation verb (not a reporting verb such as show or
+    confirm) is swapped. Output: a RuleEdit or None. Errors: none.
     """
     toks = tokenize(sentence)
     ents = [i for i in range(len(toks)) if _shape_here(sentence, toks, i) and _head(sentence, toks, i)]
     for x, i in enumerate(ents):
-        if i + 1 >= len(toks) or not is_verb(toks[i + 1].norm):
-            continue  # the first entity must be the subject right before its verb
+        verb = toks[i + 1] if i + 1 < len(toks) else None
+        if verb is None or not is_verb(verb.norm) or not verb.text.islower() or stem(verb.norm) in _REPORTING:
+            continue  # the first entity must be the subject right before its relation verb
         for j in ents[x + 1 :]:
-            if j - i > max_gap or toks[i].norm == toks[j].norm:
+            if j < i + 2 or j - i > max_gap or toks[i].norm == toks[j].norm:
                 continue
-            if not re.search(r"[,;:()\[\]]", _gap(sentence, toks[i], toks[j])):
+            clause = not re.search(r"[,;:()\[\]]", _gap(sentence, toks[i], toks[j]))
+            if clause and not {t.norm for t in toks[i + 1 : j]} & _CLAUSE_BREAKS:
                 a, b = toks[i], toks[j]
                 return _edit(
                     "role_reversal", sentence, a.start, b.end, b.text + sentence[a.end : b.start] + a.text
@@ -336,18 +400,15 @@ def apply_rules(
     that fails is dropped, never returned). Same sentence, kinds, pool and seed give the same edits.
     Errors: none.
     """
+    ops = {
+        "negation": lambda: negate(sentence),
+        "changed_value": lambda: change_value(sentence, rng),
+        "entity_shift": lambda: None if entity_pool is None else swap_entity(sentence, entity_pool, rng),
+        "role_reversal": lambda: reverse_roles(sentence),
+    }
     out: list[RuleEdit] = []
     for kind in kinds:
-        if kind == "negation":
-            edit = negate(sentence)
-        elif kind == "changed_value":
-            edit = change_value(sentence, rng)
-        elif kind == "entity_shift" and entity_pool is not None:
-            edit = swap_entity(sentence, entity_pool, rng)
-        elif kind == "role_reversal":
-            edit = reverse_roles(sentence)
-        else:
-            continue
+        edit = ops[kind]() if kind in ops else None
         if edit is not None and verify_edit(edit.original, edit.edited, kind).verified:
             out.append(edit)
     return out

@@ -127,13 +127,6 @@ _ADJECTIVES = word_set(
     "dramatic modest slight"
 )
 _ADJ_SUFFIXES = tuple(word_set("al ive ous ful able ible ic ant ent ary ory ly ed ing"))
-# Capitals that are headings, statistics or plain words, not entities.
-_NOT_ENTITIES = word_set(
-    "BACKGROUND METHODS METHOD RESULTS CONCLUSIONS CONCLUSION OBJECTIVE OBJECTIVES DESIGN SETTING SETTINGS "
-    "PARTICIPANTS INTERVENTIONS INTERVENTION MEASUREMENTS MAIN OUTCOME OUTCOMES PURPOSE INTRODUCTION "
-    "FINDINGS INTERPRETATION CONTEXT AIM AIMS IMPORTANCE EXPOSURE SUMMARY ABSTRACT FUNDING STUDY PATIENTS "
-    "AND OR NOT THE OF IN CI HR RR SD SE SEM IQR II III IV"
-)
 
 
 def normalise(text: str) -> str:
@@ -199,8 +192,7 @@ def _regions(a: list[Token], b: list[Token]) -> list[tuple[list[Token], list[Tok
 
 def _pair_off(removed: list[str], added: list[str], same) -> tuple[list[str], list[str]]:
     """Drop pairs (r, a) with same(r, a) from both lists: moved words, inflections, equal numbers."""
-    rest = list(added)
-    left: list[str] = []
+    rest, left = list(added), []
     for r in removed:
         hit = next((i for i, a in enumerate(rest) if same(r, a)), None)
         if hit is None:
@@ -247,58 +239,18 @@ def _cue_delta(removed: list[str], added: list[str]) -> int:
     return sum(w in NEGATION_CUES for w in added) - sum(w in NEGATION_CUES for w in removed)
 
 
-def entity_shape(token: str) -> str | None:
-    """Shape class of an entity-looking token: symbol (IL-6, BRCA1, TNF-α), acronym (TNF, HIV, MSCs), mixed
-    (p53, mTOR), capitalised (Drosophila), or a biomedical suffix class (drug, disease, enzyme); else None.
-    Whether a capitalised word starts the sentence is the caller's concern."""
-    if len(token) > 3 and token[-1] == "s" and token[:-1].upper() == token[:-1]:
-        token = token[:-1]  # plural acronyms: MSCs, HSURs, APBs
-    letters = [c for c in token if c.isalpha()]
-    if not letters or len(token) < 2 or "/" in token or token in _NOT_ENTITIES:
-        return None
-    ascii_upper = sum(c.isascii() and c.isupper() for c in letters)
-    ascii_lower = sum(c.isascii() and c.islower() for c in letters)
-    other = any(c.isdigit() or not c.isascii() for c in token if c.isalnum())
-    if ascii_lower == 0 and ascii_upper >= 1 and other:
-        return "symbol"
-    if ascii_lower == 0 and ascii_upper >= 2:
-        return "acronym"
-    if ascii_upper >= 1 and ascii_lower >= 1 and (other or not token[0].isupper()):
-        return "mixed"
-    if token[0].isupper() and ascii_upper == 1 and token[1:].replace("-", "").isalpha():
-        return "capitalised"
-    return _suffix_class(token)
+def looks_like_entity(token: str) -> bool:
+    """A capital, or letters mixed with digits or Greek: IL-6, TNF, p53, mTOR, MSCs, Drosophila."""
+    has_alpha = any(c.isalpha() for c in token)
+    return has_alpha and any(c.isupper() or c.isdigit() or not c.isascii() for c in token)
 
 
-_SUFFIX_CLASSES = (
-    ("drug", ("mab", "nib", "statin", "mycin", "cillin", "azole", "pril", "sartan", "olol", "formin",
-              "profen", "parin", "platin", "taxel", "vir")),
-    ("disease", ("itis", "emia", "aemia", "osis", "oma", "pathy")),
-    ("enzyme", ("kinase", "ase")),
-)  # fmt: skip
-_SUFFIX_EXCLUDE = word_set(
-    "increase decrease release disease phase database base case cease ease purchase diagnosis prognosis "
-    "diploma aroma coma stoma chase erase crease lease vase virus"
-)
-
-
-def _suffix_class(token: str) -> str | None:
-    w = token.lower()
-    if not w.isalpha() or len(w) < 6 or w in _SUFFIX_EXCLUDE or not token.islower():
-        return None
-    return next((name for name, sufs in _SUFFIX_CLASSES if w.endswith(sufs)), None)
-
-
-def _entity_like(original_text: str) -> bool:
-    if entity_shape(original_text):
-        return True
-    w = original_text.lower()
-    return is_content(w) and not is_value_word(w) and not is_verb(w) and w not in _ADJECTIVES
-
-
-def _adjective_like(w: str) -> bool:
-    w = w.lower()
-    return w in _ADJECTIVES or w.endswith(_ADJ_SUFFIXES)
+def _entity_like(text: str) -> bool:
+    """A name-shaped token or a lowercase noun-ish word; never a value, direction or function word."""
+    w = text.lower()
+    if not is_content(w) or is_value_word(w):
+        return False
+    return looks_like_entity(text) or (not is_verb(w) and w not in _ADJECTIVES)
 
 
 def _verify_negation(regions, budget: int) -> Verdict:
@@ -314,11 +266,9 @@ def _verify_negation(regions, budget: int) -> Verdict:
     n = _other(removed, added, lambda w: w in morph_words)
     if n > budget:
         return Verdict(False, "edit_too_large", f"negation plus {n} other changed words")
-    added_c, removed_c = sorted((a_cues - r_cues).elements()), sorted((r_cues - a_cues).elements())
-    if added_c:
-        return Verdict(True, None, f"negation cue added: {' '.join(added_c)}")
-    if removed_c:
-        return Verdict(True, None, f"negation cue removed: {' '.join(removed_c)}")
+    if a_cues - r_cues or r_cues - a_cues:
+        how, cues = ("added", a_cues - r_cues) if a_cues - r_cues else ("removed", r_cues - a_cues)
+        return Verdict(True, None, f"negation cue {how}: {' '.join(sorted(cues.elements()))}")
     return Verdict(True, None, f"negative prefix: {morph[0][0]} -> {morph[0][1]}")
 
 
@@ -327,10 +277,7 @@ def _verify_changed_value(regions, budget: int) -> Verdict:
     r_vals = [w for w in removed if is_value_word(w)]
     a_vals = [w for w in added if is_value_word(w)]
     if not r_vals or not a_vals:
-        what = "removed" if r_vals else "added" if a_vals else "changed"
-        return Verdict(
-            False, "perturbation_not_verified", f"no value, unit or direction word {what} for another"
-        )
+        return Verdict(False, "perturbation_not_verified", "no value, unit or direction word replaced")
     if all(w in DIRECTION_POLARITY for w in r_vals + a_vals) and not _flipped(r_vals, a_vals):
         return Verdict(False, "perturbation_not_verified", "direction word replaced by a synonym")
     if _flipped(r_vals, a_vals) and _cue_delta(removed, added):
@@ -351,9 +298,11 @@ def _verify_entity_shift(regions, budget: int, max_span: int = 4) -> Verdict:
         a_ent = [t.text for t in add if t.norm in a_words and _entity_like(t.text)]
         if not r_ent or not a_ent:
             continue
-        shaped = any(entity_shape(w) for w in r_ent + a_ent)
-        if not shaped and all(_adjective_like(w) for w in r_ent + a_ent):
-            continue
+        words = [w.lower() for w in r_ent + a_ent if not looks_like_entity(w)]
+        if len(words) == len(r_ent + a_ent) and all(
+            w in _ADJECTIVES or w.endswith(_ADJ_SUFFIXES) for w in words
+        ):
+            continue  # important -> crucial: adjectives, not entities
         best = (rem, add, r_ent, a_ent)
         break
     if best is None:
@@ -368,13 +317,13 @@ def _verify_entity_shift(regions, budget: int, max_span: int = 4) -> Verdict:
 
 def _swap_window(a: list[str], b: list[str]) -> tuple[list[str], list[str]]:
     """Strip the common prefix and suffix of two token lists."""
-    i = 0
-    while i < min(len(a), len(b)) and a[i] == b[i]:
-        i += 1
-    j = 0
-    while j < min(len(a), len(b)) - i and a[-1 - j] == b[-1 - j]:
-        j += 1
+    n = min(len(a), len(b))
+    i = next((k for k in range(n) if a[k] != b[k]), n)
+    j = next((k for k in range(n - i) if a[-1 - k] != b[-1 - k]), n - i)
     return a[i : len(a) - j], b[i : len(b) - j]
+
+
+_sim = Indel.normalized_similarity
 
 
 def _verify_role_reversal(a: list[Token], b: list[Token], min_match: float = 0.75) -> Verdict:
@@ -392,16 +341,20 @@ def _verify_role_reversal(a: list[Token], b: list[Token], min_match: float = 0.7
             for k in range(1, len(wb) - len(mid)):
                 if wb[k : k + len(mid)] == mid:
                     # ... and the spans before and after it are the two arguments, swapped.
-                    sim = min(
-                        Indel.normalized_similarity(wb[:k], y),
-                        Indel.normalized_similarity(wb[k + len(mid) :], x),
-                    )
+                    sim = min(_sim(wb[:k], y), _sim(wb[k + len(mid) :], x))
                     if sim > best:
                         best, split = sim, (x, mid, y)
     if split is None or best < min_match:
         return Verdict(False, "perturbation_not_verified", "no two spans swapped around the same relation")
     x, mid, y = split
     return Verdict(True, None, f"roles swapped: [{' '.join(x)}] <-> [{' '.join(y)}] around [{' '.join(mid)}]")
+
+
+def _lower_first(toks: list[Token]) -> list[Token]:
+    """A capital that only starts the text says nothing about entities: "Important" is not a name."""
+    if toks and toks[0].text[1:].islower():
+        toks[0] = Token(toks[0].text.lower(), toks[0].start, toks[0].end)
+    return toks
 
 
 def similarity(original: str, edited: str, *, ordered: bool = True) -> float:
@@ -440,7 +393,7 @@ def verify_edit(
         raise TypeError("original and edited must be str")
     if not 0.0 <= min_similarity <= 1.0 or max_other_changes < 0:
         raise ValueError("min_similarity must lie in [0, 1] and max_other_changes be >= 0")
-    a, b = tokenize(original), tokenize(edited)
+    a, b = (_lower_first(tokenize(text)) for text in (original, edited))
     if [t.norm for t in a] == [t.norm for t in b]:
         return Verdict(False, "edit_too_small", "identical after normalisation")
     if kind not in VERIFIABLE_KINDS:
