@@ -13,6 +13,7 @@ import numpy as np
 
 from negforge.config import RunConfig
 from negforge.filters import FilterQuery, FilterStack, build_stack
+from negforge.generation_stage import attach_synthetic, generation_items, pregenerate
 from negforge.generators.stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner
@@ -121,53 +122,37 @@ def prepare_llm(cfg: RunConfig, timings: Timings) -> LLMStage | None:
         return start_llm(cfg)
 
 
-def _generate(ctx: MiningContext, llm: LLMStage, results: list) -> dict:
-    """Synthetic negatives for a shard's queries; rewrite mode starts from each query's hardest mined one."""
-    from negforge.generators.synthesize import GenItem
-
-    items = []
-    for r in results:
-        if not llm.synth.wants(r.query.id):
-            continue
-        r.llm_asked = True
-        base = r.window[0] if r.window else None
-        items.append(
-            GenItem(
-                r.query.id, r.query.text, ctx.corpus.texts[r.query.positive_rows[0]],
-                ctx.corpus.ids[base.candidate.row] if base else None, ctx.corpus.texts[base.candidate.row] if base else None,
-            )
-        )  # fmt: skip
+def _generate(ctx: MiningContext, llm: LLMStage, results: list, absorb: bool = True) -> dict:
+    """Synthetic negatives for a shard's queries (from the store when the generation stage ran first)."""
+    items = generation_items(ctx, llm, results)
     synth = llm.synth.fork()
     try:
         made = synth.generate_sync(items, llm.client)
     finally:
-        llm.synth.absorb(synth)
-    texts = [(r, g) for r in results for g in made.get(r.query.id, [])]
-    scores: list[float | None] = [None] * len(texts)
-    embs: list[np.ndarray | None] = [None] * len(texts)
-    if texts and ctx.dense is not None and ctx.query_emb is not None:
-        qpos = {q.id: i for i, q in enumerate(ctx.queries)}
-        embs = list(
-            ctx.dense.encoder().encode(
-                [g.text for _, g in texts], batch_size=ctx.cfg.sources.dense.batch_size
-            )
-        )
-        scores = [
-            float(e @ np.asarray(ctx.query_emb[qpos[r.query.id]]))
-            for e, (r, _) in zip(embs, texts, strict=True)
-        ]
-    for (r, g), sc, e in zip(texts, scores, embs, strict=True):
-        r.synthetic.append((g, sc, e))
+        if absorb:
+            llm.synth.absorb(synth)
+    attach_synthetic(ctx, results, made)
     return {"counts": dict(synth.stats.counts), "rejected": dict(synth.stats.rejected)}
 
 
 def mine_shard(
-    ctx: MiningContext, store: ShardStore, shard: int, qidx: list[int], llm: LLMStage | None = None
+    ctx: MiningContext,
+    store: ShardStore,
+    shard: int,
+    qidx: list[int],
+    llm: LLMStage | None = None,
+    generation: dict | None = None,
 ) -> dict:
-    """Mine one shard (and generate its synthetic negatives) and write it; returns its stats."""
+    """Mine one shard (and generate its synthetic negatives) and write it; returns its stats.
+
+    `generation`: the shard's counters from the run's generation stage (`pregenerate`), whose answers are
+    then read from the store; without it the shard generates on its own.
+    """
     t0 = time.perf_counter()
     results = mine_queries(ctx, qidx)
-    generation = _generate(ctx, llm, results) if llm is not None else None
+    if llm is not None:
+        own = _generate(ctx, llm, results, absorb=generation is None)
+        generation = generation or own
     verdicts = judge_and_mix(ctx.cfg, ctx, results, ctx.filters)
     table = rich_table(results, ctx.corpus, ctx.cfg.output.dropped_text)
     funnel: Counter = Counter()
@@ -255,15 +240,16 @@ def worker_config(cfg: RunConfig, llm: LLMStage | None) -> dict:
     return d
 
 
-def run_shard(config: dict, shard: int, qidx: list[int]) -> dict:
+def run_shard(config: dict, shard: int, qidx: list[int], generation: dict | None = None) -> dict:
     """One shard, addressed by config and query positions; safe to run on any worker that sees the run
-    folder and the cache. A shard already written is not redone."""
+    folder and the cache. A shard already written is not redone. `generation`: the shard's counters from
+    the driver's generation stage (its answers are in the store)."""
     cfg = RunConfig.model_validate(config)
     store = ShardStore(cfg.run_dir)
     if store.is_done(shard):
         return store.stats(shard)
     ctx, llm = worker_context(cfg)
-    return mine_shard(ctx, store, shard, qidx, llm)
+    return mine_shard(ctx, store, shard, qidx, llm, generation)
 
 
 def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
@@ -283,9 +269,14 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     llm = prepare_llm(cfg, timings) if todo else None
     try:
         with progress_bar("mine shards", len(todo)) as advance:
-            for i in todo:
-                mine_shard(ctx, store, i, shards[i], llm)
-                advance(1)
+            if llm is None:
+                for i in todo:
+                    mine_shard(ctx, store, i, shards[i])
+                    advance(1)
+            else:
+                for i, gen in pregenerate(ctx, llm, shards, todo):
+                    mine_shard(ctx, store, i, shards[i], llm, gen)
+                    advance(1)
     finally:
         if llm is not None:
             llm.close()

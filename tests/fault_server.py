@@ -59,6 +59,8 @@ class FaultyOpenAIServerDouble:
         self.requests: list[dict] = []
         self.modes: list[str] = []
         self.lock = threading.Lock()
+        self.active = 0  # requests being answered now
+        self.max_active = 0  # the most answered at once: how busy the client kept the server
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +71,16 @@ class FaultyOpenAIServerDouble:
                 self._send(200, b"{}" if self.path == "/health" else b"")
 
             def do_POST(self) -> None:
+                with double.lock:
+                    double.active += 1
+                    double.max_active = max(double.max_active, double.active)
+                try:
+                    self._post()
+                finally:
+                    with double.lock:
+                        double.active -= 1
+
+            def _post(self) -> None:
                 n = int(self.headers.get("Content-Length", 0))
                 payload = json.loads(self.rfile.read(n) or b"{}")
                 with double.lock:

@@ -89,3 +89,23 @@ def test_secret_key_never_reaches_outputs(make_config, monkeypatch):
     for path in res.run_dir.rglob("*"):
         if path.is_file():
             assert b"sk-very-secret-123" not in path.read_bytes(), path
+
+
+def test_one_queue_keeps_the_server_busy_across_shards(make_config):
+    """Shards of 2 queries, concurrency 6: a per-shard design never has more than 2 requests in flight; the
+    run-wide queue keeps 6 busy, and a re-ask goes out while the other items are still generating."""
+    with FaultyOpenAIServerDouble(script=["bad_content"], delay=0.4) as srv:
+        res = run(
+            make_config(
+                *llm_overrides(srv.base_url, "seed=21", "run_name=queue"),
+                "output.shard_size=2",
+                "sources.llm.concurrency=6",
+                "sources.llm.count=1",
+            )
+        )
+    assert srv.max_active == 6
+    gen = res.manifest["generation"]
+    assert gen["counts"]["requests"] == 13 and gen["counts"]["reasks"] == 1  # 12 queries, one re-asked
+    assert gen["this_run"]["sent_ok"] == 13
+    assert len(srv.requests) == 13  # the shard pass read every answer from the store: nothing sent twice
+    assert res.manifest["counts"]["selected"]["llm"] == 12

@@ -119,12 +119,17 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     runner = task_runner(cfg.execution)
     try:
         with runner, progress_bar("mine shards", len(todo)) as advance, ShardProgress(len(todo)) as artifact:
+            # with an LLM the driver owns the run's one generation queue: a shard task starts when all of
+            # its items are answered (then read from the store), while other shards are still generating
+            ready = (
+                pipeline.pregenerate(ctx, llm, shards, todo) if llm is not None else ((i, None) for i in todo)
+            )
             futures = [
                 runner.submit(
                     mine_shard.with_options(tags=_shard_tags(cfg)),
-                    {"config": shard_cfg, "shard": i, "qidx": shards[i]},
+                    {"config": shard_cfg, "shard": i, "qidx": shards[i], "generation": gen},
                 )
-                for i in todo
+                for i, gen in ready
             ]
             for fut in as_completed(futures):
                 fut.result()

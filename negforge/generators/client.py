@@ -66,51 +66,59 @@ class GeneratorClient:
         self.sem = asyncio.Semaphore(concurrency)
         self._next = itertools.cycle(range(len(self.clients)))
         self.stats = ClientStats()
+        self.in_flight = 0  # requests sent and not yet answered
 
     async def complete(self, req: ChatRequest) -> ChatResult:
         """One chat completion; tries each base URL once (each with its own retries) before giving up."""
         async with self.sem:
-            start = next(self._next)
-            last_error = "unknown"
-            for hop in range(len(self.clients)):
-                i = (start + hop) % len(self.clients)
-                if hop:
-                    self.stats.failovers += 1
-                self.stats.sent += 1
-                t0 = time.perf_counter()
-                try:
-                    kwargs: dict = {"model": self.model, "messages": req.messages, **req.params}
-                    if req.schema is not None:
-                        kwargs["response_format"] = {
-                            "type": "json_schema",
-                            "json_schema": {"name": "negatives", "schema": req.schema, "strict": True},
-                        }
-                    resp = await self.clients[i].chat.completions.create(**kwargs)
-                    usage = resp.usage
-                    self.stats.ok += 1
-                    return ChatResult(
-                        req.key,
-                        resp.choices[0].message.content if resp.choices else None,
-                        None if resp.choices else "no_choices",
-                        usage.prompt_tokens if usage else 0,
-                        usage.completion_tokens if usage else 0,
-                        time.perf_counter() - t0,
-                        self.urls[i],
-                        hop + 1,
-                    )
-                except openai.APITimeoutError:
-                    last_error = "timeout"
-                except openai.APIConnectionError:
-                    last_error = "connection"
-                except openai.RateLimitError:
-                    last_error = "http_429"
-                except openai.APIStatusError as e:
-                    last_error = f"http_{e.status_code}"
-                except (openai.APIResponseValidationError, ValueError):
-                    last_error = "malformed_response"
-                self.stats.errors[last_error] = self.stats.errors.get(last_error, 0) + 1
-            self.stats.failed += 1
-            return ChatResult(req.key, None, last_error, attempts=len(self.clients))
+            self.in_flight += 1
+            try:
+                return await self._complete(req)
+            finally:
+                self.in_flight -= 1
+
+    async def _complete(self, req: ChatRequest) -> ChatResult:
+        start = next(self._next)
+        last_error = "unknown"
+        for hop in range(len(self.clients)):
+            i = (start + hop) % len(self.clients)
+            if hop:
+                self.stats.failovers += 1
+            self.stats.sent += 1
+            t0 = time.perf_counter()
+            try:
+                kwargs: dict = {"model": self.model, "messages": req.messages, **req.params}
+                if req.schema is not None:
+                    kwargs["response_format"] = {
+                        "type": "json_schema",
+                        "json_schema": {"name": "negatives", "schema": req.schema, "strict": True},
+                    }
+                resp = await self.clients[i].chat.completions.create(**kwargs)
+                usage = resp.usage
+                self.stats.ok += 1
+                return ChatResult(
+                    req.key,
+                    resp.choices[0].message.content if resp.choices else None,
+                    None if resp.choices else "no_choices",
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                    time.perf_counter() - t0,
+                    self.urls[i],
+                    hop + 1,
+                )
+            except openai.APITimeoutError:
+                last_error = "timeout"
+            except openai.APIConnectionError:
+                last_error = "connection"
+            except openai.RateLimitError:
+                last_error = "http_429"
+            except openai.APIStatusError as e:
+                last_error = f"http_{e.status_code}"
+            except (openai.APIResponseValidationError, ValueError):
+                last_error = "malformed_response"
+            self.stats.errors[last_error] = self.stats.errors.get(last_error, 0) + 1
+        self.stats.failed += 1
+        return ChatResult(req.key, None, last_error, attempts=len(self.clients))
 
     async def run(
         self, requests: Iterable[ChatRequest], on_result: Callable[[ChatResult], Awaitable[None] | None]

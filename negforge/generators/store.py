@@ -32,6 +32,20 @@ class GenerationStore:
         self._fh = None
         self._lock = threading.Lock()  # shards may run on threads of one process
 
+    def refresh(self) -> int:
+        """Read records other processes appended since this store was opened; returns how many are new."""
+        before = len(self.records)
+        for f in sorted(self.dir.glob("part-*.jsonl")):
+            if f == self._path:
+                continue
+            for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.records.setdefault(rec["key"], rec)
+        return len(self.records) - before
+
     def __contains__(self, key: str) -> bool:
         return key in self.records
 

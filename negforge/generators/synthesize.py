@@ -217,23 +217,30 @@ class Synthesizer:
     async def generate(
         self, items: list[GenItem], client: GeneratorClient | None
     ) -> dict[str, list[SyntheticNegative]]:
-        """Synthetic negatives per query id. Raises GenerationFailed (after storing what finished) when a
-        request gets no answer at all, so the caller does not write a shard with holes in it."""
+        """Synthetic negatives per query id. Every item is one chain (ask, check, re-ask at once when nothing
+        valid came back), and all chains share the client's bounded concurrency, so the server always has
+        work while any item is unfinished: no rounds that wait for the slowest request. Raises
+        GenerationFailed (after storing what finished) when a request gets no answer at all, so the caller
+        does not write a shard with holes in it."""
         results: dict[str, list[SyntheticNegative]] = {it.query_id: [] for it in items}
-        tasks = [self.plan(it) for it in items]
         failed: Counter = Counter()
-        while tasks:
-            self.stats.counts["requests"] += len(tasks)
-            missing = [t for t in tasks if t.request.key not in self.store]
-            self.stats.counts["from_store"] += len(tasks) - len(missing)
-            if missing:
-                if client is None:
-                    raise GenerationFailed(
-                        f"{len(missing)} generation requests are not in the store and no LLM endpoint is set"
-                    )
-                by_key = {t.request.key: t for t in missing}
+        if any(self.plan(it).request.key not in self.store for it in items):
+            self.store.refresh()  # another process (the run's generation stage) may have answered since
 
-                def done(res: ChatResult, by_key: dict[str, GenTask] = by_key) -> None:
+        async def chain(item: GenItem) -> None:
+            for attempt in range(self.cfg.max_reasks + 1):
+                task = self.plan(item, attempt)
+                self.stats.counts["requests"] += 1
+                if attempt:
+                    self.stats.counts["reasks"] += 1
+                rec = self.store.get(task.request.key)
+                if rec is not None:
+                    self.stats.counts["from_store"] += 1
+                elif client is None:
+                    failed["no_endpoint"] += 1
+                    return
+                else:
+                    res = await client.complete(task.request)
                     if res.error:
                         failed[res.error] += 1
                         return
@@ -241,22 +248,20 @@ class Synthesizer:
                     self.stats.counts["prompt_tokens"] += res.prompt_tokens
                     self.stats.counts["completion_tokens"] += res.completion_tokens
                     self.stats.latencies.append(res.latency_s)
-                    self.store.append(self._record(by_key[res.key], res))
+                    rec = self._record(task, res)
+                    self.store.append(rec)
+                got = self._accept(task, rec)
+                if got:
+                    results[item.query_id] += got
+                    return
 
-                await client.run([t.request for t in missing], done)
-            retry = []
-            for t in tasks:
-                rec = self.store.get(t.request.key)
-                if rec is None:
-                    continue
-                got = self._accept(t, rec)
-                results[t.item.query_id] += got
-                if not got and t.attempt < self.cfg.max_reasks:
-                    self.stats.counts["reasks"] += 1
-                    retry.append(self.plan(t.item, t.attempt + 1))
-            tasks = retry
+        await asyncio.gather(*(chain(it) for it in items))
         if failed:
             self.stats.counts["failed_requests"] += sum(failed.values())
+            if set(failed) == {"no_endpoint"}:
+                raise GenerationFailed(
+                    f"{failed['no_endpoint']} generation requests are not in the store and no LLM endpoint is set"
+                )
             raise GenerationFailed(
                 f"{sum(failed.values())} LLM requests failed ({dict(failed)}); finished responses are stored, rerun to resume"
             )

@@ -1,0 +1,53 @@
+"""Generation as its own stage of the run: one event loop, one client, one bounded queue for every shard.
+
+Each shard's items are submitted as soon as the shard is mined; every item is a chain (ask, check, re-ask at
+once), and all chains share the client's `concurrency` per endpoint, so the server is kept busy until the
+last item is done instead of idling while a shard waits for its slowest request. Answers go to the
+generation store as they arrive, so a crash or a killed server loses nothing finished; a shard is handed on
+(judged, mixed, written) as soon as all of its items are complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+
+from negforge.generators.client import GeneratorClient
+from negforge.generators.stage import LLMStage
+from negforge.generators.synthesize import GenItem, Synthesizer, SyntheticNegative
+
+
+class RunGeneration:
+    """A background event loop with the run's one client; `submit` queues a shard's items on it."""
+
+    def __init__(self, llm: LLMStage) -> None:
+        self.llm = llm
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="negforge-llm-queue", daemon=True)
+        self.thread.start()
+        self.client: GeneratorClient = asyncio.run_coroutine_threadsafe(self._client(), self.loop).result()
+
+    async def _client(self) -> GeneratorClient:
+        return self.llm.client()  # created on the loop that uses it (its semaphore binds there)
+
+    def submit(self, items: list[GenItem]) -> tuple[Future[dict[str, list[SyntheticNegative]]], Synthesizer]:
+        """Queue one shard's items; returns a future of negatives per query id and the shard's counters."""
+        synth = self.llm.synth.fork()
+        return asyncio.run_coroutine_threadsafe(synth.generate(items, self.client), self.loop), synth
+
+    def in_flight(self) -> int:
+        """Requests the client is waiting on now (for progress and the throughput benchmark)."""
+        return self.client.in_flight
+
+    def close(self) -> None:
+        """Close the client and stop the loop (pending chains are cancelled; finished answers are stored)."""
+        if not self.loop.is_running():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout=30)
+        finally:
+            for task in asyncio.all_tasks(self.loop):
+                self.loop.call_soon_threadsafe(task.cancel)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
