@@ -138,6 +138,20 @@ class RandomConfig(_Strict):
     count: int = Field(1, ge=1)
 
 
+class RulesConfig(_Strict):
+    """Rule-based counterfactual edits (no LLM): negate, change a value or direction word, or swap an entity
+    for one of the same shape from the corpus, in the positive's sentence that matches the query best.
+    Every edit passes its verifier; provenance says `rules`. Needs the dense model to pick the sentence."""
+
+    enabled: bool = False
+    count: int = Field(1, ge=1, le=4, description="rule-based negatives per query (distinct perturbation kinds)")
+    kinds: list[Literal["negation", "changed_value", "entity_shift", "role_reversal"]] = Field(
+        default_factory=lambda: ["negation", "changed_value", "entity_shift"],
+        description="operators to try, in a seeded order per query",
+    )
+    entity_pool_docs: int = Field(2000, ge=1, description="corpus documents sampled for same-shape entity terms")
+
+
 class ServerConfig(_Strict):
     """The managed vLLM server, started when `sources.llm.base_urls` is empty."""
 
@@ -161,7 +175,12 @@ class LLMConfig(_Strict):
 
     enabled: bool = False
     count: int = Field(2, ge=1, le=11, description="synthetic negatives per query (one request each query)")
-    mode: Literal["rewrite", "from_positive", "mixed"] = "rewrite"
+    mode: Literal["rewrite", "from_positive", "edit", "mixed"] = Field(
+        "rewrite",
+        description="rewrite: rewrite the hardest mined negative; from_positive: write from the positive; "
+        "edit: rewrite one sentence of the positive (contradictions) or of the hardest mined negative "
+        "(not-answering) under one perturbation, verified and spliced back; mixed: rewrite or from_positive",
+    )
     fraction: float = Field(
         1.0, gt=0, le=1, description="share of queries (seeded choice) that get synthetic negatives"
     )
@@ -201,6 +220,7 @@ class SourcesConfig(_Strict):
     dense: DenseConfig = Field(default_factory=DenseConfig)
     random: RandomConfig = Field(default_factory=RandomConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
 
 
 class SimANSConfig(_Strict):
@@ -242,7 +262,7 @@ class SelectionConfig(_Strict):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
 
 
-SourceName = Literal["bm25", "dense", "given", "random", "llm"]
+SourceName = Literal["bm25", "dense", "given", "random", "llm", "rules"]
 
 
 class _FilterBase(_Strict):
@@ -396,12 +416,12 @@ class MixConfig(_Strict):
     together), plus sources.random.count and sources.llm.count.
     """
 
-    quotas: dict[Literal["bm25", "dense", "mined", "given", "random", "llm"], int] = Field(
+    quotas: dict[Literal["bm25", "dense", "mined", "given", "random", "llm", "rules"], int] = Field(
         default_factory=dict,
         description="negatives per query from each source; `given` = negatives that came with the input",
     )
-    fallback: list[Literal["bm25", "dense", "mined", "given", "random", "llm"]] = Field(
-        default_factory=lambda: ["given", "dense", "bm25", "llm", "random"]
+    fallback: list[Literal["bm25", "dense", "mined", "given", "random", "llm", "rules"]] = Field(
+        default_factory=lambda: ["given", "dense", "bm25", "llm", "rules", "random"]
     )
 
     @model_validator(mode="after")

@@ -46,17 +46,47 @@ class SyntheticNegative:
     completion_tokens: int
     latency_s: float
     request_key: str
+    source: str = "llm"  # "llm" (model text) or "rules" (rule-based counterfactual edit, no model)
+    span: str | None = None  # edit modes: the sentence of the base passage that was rewritten
+    replacement: str | None = None  # edit modes: what replaced it
+    verified: bool | None = None  # edit modes: the perturbation passed its verifier (None: no verifier)
+
+
+@dataclass
+class EditSpan:
+    """The sentence of a base passage to rewrite (edit mode): chosen by the bi-encoder as the one matching
+    the query best. `start`/`end` are character offsets into `base_text`."""
+
+    base_doc_id: str | None
+    base_text: str
+    start: int
+    end: int
+    kind: str  # "positive" (contradiction perturbations) or "negative" (not-answering ones)
+
+    @property
+    def sentence(self) -> str:
+        return self.base_text[self.start : self.end]
+
+    def splice(self, replacement: str) -> str:
+        """The base passage with the span replaced."""
+        return self.base_text[: self.start] + replacement.strip() + self.base_text[self.end :]
 
 
 @dataclass
 class GenItem:
-    """What one query contributes: its text, first positive, and the mined negative to rewrite (if any)."""
+    """What one query contributes: its text, first positive, and the mined negative to rewrite (if any).
+
+    Edit mode: `edit_positive` is the span of the positive to rewrite under a contradiction perturbation,
+    `edit_negative` the span of the hardest mined negative for a not-answering one (either may be None).
+    """
 
     query_id: str
     query: str
     positive: str
     base_doc_id: str | None = None
     base_text: str | None = None
+    edit_positive: EditSpan | None = None
+    edit_negative: EditSpan | None = None
 
 
 @dataclass
