@@ -144,12 +144,16 @@ class RulesConfig(_Strict):
     Every edit passes its verifier; provenance says `rules`. Needs the dense model to pick the sentence."""
 
     enabled: bool = False
-    count: int = Field(1, ge=1, le=4, description="rule-based negatives per query (distinct perturbation kinds)")
+    count: int = Field(
+        1, ge=1, le=4, description="rule-based negatives per query (distinct perturbation kinds)"
+    )
     kinds: list[Literal["negation", "changed_value", "entity_shift", "role_reversal"]] = Field(
         default_factory=lambda: ["negation", "changed_value", "entity_shift"],
         description="operators to try, in a seeded order per query",
     )
-    entity_pool_docs: int = Field(2000, ge=1, description="corpus documents sampled for same-shape entity terms")
+    entity_pool_docs: int = Field(
+        2000, ge=1, description="corpus documents sampled for same-shape entity terms"
+    )
 
 
 class ServerConfig(_Strict):
@@ -476,13 +480,27 @@ class OutputConfig(_Strict):
     shard_size: int = Field(64, ge=1)
 
 
-def default_filters(dense: bool) -> list:
+def default_filters(dense: bool, edit_sources: list[str] | None = None) -> list:
     """The safe default stack: exact/near duplicates, and (with a dense model) the embedding filter at
     max_positive_sim 0.6, which benchmarks/false_negative_leak.py measured as cutting SciFact's hidden-positive
-    leak most (70% -> 15%) while every query stays filled."""
-    out: list = [DuplicateFilterConfig()]
+    leak most (70% -> 15%) while every query stays filled.
+
+    `edit_sources` (rules, and llm in edit mode) make verified edits of the positive: close to it by design,
+    so the near-copy and similarity-to-positive checks are off for them (their verifier says they differ),
+    and two edits of one sentence are not near duplicates of each other (they differ where it matters).
+    """
+    edits = edit_sources or []
+    out: list = [
+        DuplicateFilterConfig(
+            per_source={s: {"against_positives": False, "near_threshold": None} for s in edits}
+        )
+    ]
     if dense:
-        out.append(EmbeddingFilterConfig(max_positive_sim=0.6))
+        out.append(
+            EmbeddingFilterConfig(
+                max_positive_sim=0.6, per_source={s: {"max_positive_sim": None} for s in edits}
+            )
+        )
     return out
 
 
@@ -514,12 +532,23 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _default_filters(self) -> RunConfig:
         if self.filters is None:
-            self.filters = default_filters(self.sources.dense.enabled)
+            edits = (["rules"] if self.sources.rules.enabled else []) + (
+                ["llm"] if self.sources.llm.enabled and self.sources.llm.mode == "edit" else []
+            )
+            self.filters = default_filters(self.sources.dense.enabled, edits)
         return self
 
     @model_validator(mode="after")
     def _coherent(self) -> RunConfig:
         s, sel = self.sources, self.selection
+        if s.rules.enabled and not s.dense.enabled:
+            raise ValueError(
+                "sources.rules needs sources.dense.enabled (it picks the sentence to edit with it)"
+            )
+        if s.llm.enabled and s.llm.mode == "edit" and not s.dense.enabled:
+            raise ValueError(
+                "sources.llm.mode=edit needs sources.dense.enabled (it picks the sentence to edit)"
+            )
         if not (s.bm25.enabled or s.dense.enabled or s.random.enabled or s.llm.enabled):
             raise ValueError("sources: enable at least one of bm25, dense, random, llm")
         if sel.score_by == "dense" and not s.dense.enabled:

@@ -9,19 +9,19 @@ from concurrent.futures import as_completed
 import numpy as np
 
 from negforge.generators.stage import LLMStage
-from negforge.generators.synthesize import GenItem, SyntheticNegative
+from negforge.generators.synthesize import EditSpan, GenItem, SyntheticNegative
 from negforge.mining.pool import MiningContext, QueryResult, mine_queries
 
 
 def generation_items(ctx: MiningContext, llm: LLMStage, results: list[QueryResult]) -> list[GenItem]:
     """One item per query that asks for synthetic negatives (seeded `fraction`); marks `llm_asked`.
 
-    Rewrite mode starts from each query's hardest mined negative (the first of its window).
+    Rewrite mode starts from each query's hardest mined negative (the first of its window); edit mode also
+    gets the sentence to rewrite in the positive and in that negative (the one closest to the query).
     """
+    asked = [r for r in results if llm.synth.wants(r.query.id)]
     items = []
-    for r in results:
-        if not llm.synth.wants(r.query.id):
-            continue
+    for r in asked:
         r.llm_asked = True
         base = r.window[0] if r.window else None
         items.append(
@@ -33,7 +33,62 @@ def generation_items(ctx: MiningContext, llm: LLMStage, results: list[QueryResul
                 ctx.corpus.texts[base.candidate.row] if base else None,
             )
         )
+    if llm.cfg.sources.llm.mode == "edit" and items:
+        pos = positive_spans(ctx, asked)
+        negs = _spans(
+            ctx, asked, [(it.base_doc_id, it.base_text) if it.base_text else None for it in items], "negative"
+        )
+        for it, p, n in zip(items, pos, negs, strict=True):
+            it.edit_positive, it.edit_negative = p, n
     return items
+
+
+def _spans(
+    ctx: MiningContext, results: list[QueryResult], passages: list[tuple[str | None, str] | None], kind: str
+) -> list[EditSpan | None]:
+    from negforge.generators.spans import choose_spans
+
+    if ctx.dense is None or ctx.query_emb is None:
+        return [None] * len(results)
+    qpos = {q.id: i for i, q in enumerate(ctx.queries)}
+    qemb = np.asarray(ctx.query_emb[[qpos[r.query.id] for r in results]])
+    return choose_spans(
+        ctx.dense.encoder(), qemb, passages, kind, batch_size=ctx.cfg.sources.dense.batch_size
+    )
+
+
+def positive_spans(ctx: MiningContext, results: list[QueryResult]) -> list[EditSpan | None]:
+    """The sentence of each query's first positive that matches the query best (edit bases)."""
+    rows = [r.query.positive_rows[0] for r in results]
+    return _spans(ctx, results, [(ctx.corpus.ids[i], ctx.corpus.texts[i]) for i in rows], "positive")
+
+
+def add_rule_negatives(ctx: MiningContext, results: list[QueryResult]) -> dict:
+    """The `rules` source for a shard: verified rule edits of each positive, attached like LLM passages.
+
+    Returns the shard's counters (edits made, queries without an applicable sentence or operator).
+    """
+    from negforge.generators.rule_source import rule_negatives
+    from negforge.generators.rules import entity_pool
+
+    cfg = ctx.cfg.sources.rules
+    if ctx.entity_pool is None:
+        rng = np.random.default_rng(ctx.cfg.seed)
+        n = len(ctx.corpus)
+        sample = rng.choice(n, size=min(n, cfg.entity_pool_docs), replace=False)
+        ctx.entity_pool = entity_pool([ctx.corpus.texts[i] for i in sorted(sample)])
+    spans = positive_spans(ctx, results)
+    made = rule_negatives([r.query.id for r in results], spans, cfg, ctx.cfg.seed, ctx.entity_pool)
+    attach_synthetic(ctx, results, made)
+    kinds: dict[str, int] = {}
+    for negs in made.values():
+        for g in negs:
+            kinds[g.perturbation] = kinds.get(g.perturbation, 0) + 1
+    return {
+        "made": sum(kinds.values()),
+        "by_kind": kinds,
+        "queries_without_edit": len(results) - len(made),
+    }
 
 
 def attach_synthetic(

@@ -21,7 +21,7 @@ from negforge.mining.selection import sample
 from negforge.records import Selected
 
 MINED = ("bm25", "dense")
-GROUP_ORDER = ("given", "mined", "dense", "bm25", "random", "llm")
+GROUP_ORDER = ("given", "mined", "dense", "bm25", "random", "rules", "llm")
 
 
 def _mined(ctx: MiningContext, s: Selected) -> FilterCandidate:
@@ -49,12 +49,13 @@ def _synthetic(g: Any, score: float | None, emb: np.ndarray | None) -> FilterCan
     }
     if emb is not None:
         meta["embedding"] = emb
+    source = getattr(g, "source", "llm")
     return FilterCandidate(
         qi=-1,
         text=g.text,
-        source="llm",
+        source=source,
         scores={} if score is None else {"dense": score},
-        sources=["llm"],
+        sources=[source],
         meta=meta,
     )
 
@@ -111,6 +112,8 @@ def synthetic_margin_reason(cfg: RunConfig, r: QueryResult, c: FilterCandidate) 
     score = c.scores.get("dense")
     if score is None or not pos:
         return None
+    if (c.meta.get("generation") or {}).get("verified"):
+        return None  # a verified edit of the positive is close to it by design and is not a positive
     weakest = min(pos)
     if sel.absolute_margin is not None and score > weakest - sel.absolute_margin:
         return "absolute_margin"
@@ -137,6 +140,8 @@ def quotas_for(cfg: RunConfig, r: QueryResult) -> tuple[dict[str, int], int]:
             q["random"] = src.random.count
         if src.llm.enabled:
             q["llm"] = src.llm.count
+        if src.rules.enabled:
+            q["rules"] = src.rules.count
     want = sum(v for k, v in q.items() if k != "llm" or r.llm_asked or cfg.mix.quotas)
     if "llm" in q and not r.llm_asked:
         q["llm"] = 0
@@ -157,6 +162,7 @@ def ntuple_width(cfg: RunConfig) -> int:
         (cfg.selection.num_negatives if cfg.score_by else 0)
         + (src.random.count if src.random.enabled else 0)
         + (src.llm.count if src.llm.enabled and src.llm.fraction >= 1 else 0)
+        + (src.rules.count if src.rules.enabled else 0)
     )
 
 

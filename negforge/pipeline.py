@@ -13,7 +13,7 @@ import numpy as np
 
 from negforge.config import RunConfig
 from negforge.filters import FilterQuery, FilterStack, build_stack
-from negforge.generation_stage import attach_synthetic, generation_items, pregenerate
+from negforge.generation_stage import add_rule_negatives, attach_synthetic, generation_items, pregenerate
 from negforge.generators.stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner
@@ -153,6 +153,7 @@ def mine_shard(
     if llm is not None:
         own = _generate(ctx, llm, results, absorb=generation is None)
         generation = generation or own
+    rules = add_rule_negatives(ctx, results) if ctx.cfg.sources.rules.enabled else None
     verdicts = judge_and_mix(ctx.cfg, ctx, results, ctx.filters)
     table = rich_table(results, ctx.corpus, ctx.cfg.output.dropped_text)
     funnel: Counter = Counter()
@@ -172,6 +173,7 @@ def mine_shard(
         "short_query_ids": [r.query.id for r in results if r.short],
         "short_reasons": {r.query.id: short_reason(r) for r in results if r.short},
         "generation": generation,
+        "rules": rules,
     }
     store.write(shard, table, stats)
     return stats

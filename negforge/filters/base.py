@@ -41,7 +41,11 @@ class FilterCandidate:
     @property
     def key(self) -> str:
         """How a verdict names this candidate (corpus id, or an llm tag)."""
-        return self.doc_id if self.doc_id is not None else f"llm:{self.meta.get('request_key', '')[:12]}"
+        return (
+            self.doc_id
+            if self.doc_id is not None
+            else f"{self.source}:{self.meta.get('request_key', '')[:12]}"
+        )
 
 
 @dataclass

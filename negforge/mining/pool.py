@@ -66,6 +66,7 @@ class MiningContext:
     notes: list[str] = field(default_factory=list)
     identity: IdentityIndex | None = None  # built on first use (the identity rule is always on)
     given_only: frozenset[int] = frozenset()  # corpus rows that are only some query's given negative
+    entity_pool: dict[str, list[str]] | None = None  # same-shape entity terms for rule edits (built lazily)
     _siblings: dict[int, frozenset[int]] | None = None
 
     def identity_index(self) -> IdentityIndex:

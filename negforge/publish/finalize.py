@@ -139,6 +139,8 @@ def finalize(
     short_ids: list[str] = []
     short_reasons: dict[str, str] = {}
     gen_counts: Counter = Counter()
+    rules_made: Counter = Counter()
+    rules_missing = 0
     gen_rejected: Counter = Counter()
     verdicts: Counter = Counter()
     entering: Counter = Counter()
@@ -157,6 +159,9 @@ def finalize(
         if s.get("generation"):
             gen_counts.update(s["generation"]["counts"])
             gen_rejected.update(s["generation"]["rejected"])
+        if s.get("rules"):
+            rules_made.update(s["rules"]["by_kind"])
+            rules_missing += s["rules"]["queries_without_edit"]
     manifest = {
         "negforge_version": __version__,
         "run_name": cfg.run_name,
@@ -192,6 +197,13 @@ def finalize(
             "counts": dict(gen_counts),
             "rejected": dict(gen_rejected),
             "this_run": llm.synth.stats.as_dict(),
+        },
+        "rules": None
+        if not cfg.sources.rules.enabled
+        else {
+            "made": sum(rules_made.values()),
+            "by_kind": dict(rules_made),
+            "queries_without_edit": rules_missing,
         },
         "curriculum": curriculum,
         "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),

@@ -36,6 +36,10 @@ GENERATION = pa.struct(
         ("completion_tokens", pa.int32()),
         ("latency_s", pa.float32()),
         ("request_key", pa.string()),
+        ("source", pa.string()),
+        ("span", pa.string()),
+        ("replacement", pa.string()),
+        ("verified", pa.bool_()),
     ]
 )
 FILTER_SCORES = pa.struct(
