@@ -130,7 +130,7 @@ def test_killed_server_loses_no_finished_generation(server, smollm2, tmp_path):
 def test_server_killed_mid_build_then_rerun_finishes_without_redoing_shards(
     server, smollm2, make_config, tmp_path
 ):
-    """Kill the vLLM server after the 2nd shard lands: the run fails loudly; the same config against a new
+    """Kill the vLLM server after a 2nd shard lands: the run fails loudly; the same config against a new
     server finishes, finished shards untouched, every query once, finished generations read from the store."""
     import threading
     import time
@@ -144,9 +144,9 @@ def test_server_killed_mid_build_then_rerun_finishes_without_redoing_shards(
     cfg = make_config(*common, f"sources.llm.base_urls=[{doomed.base_url}]")
     shards = cfg.run_dir / "shards"
 
-    def kill_after_second_shard():
+    def kill_after_second_shard():  # shards finish in the order their generations complete
         deadline = time.monotonic() + 600
-        while not (shards / "shard-00001.json").exists() and time.monotonic() < deadline:
+        while len(list(shards.glob("shard-*.json"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         doomed.kill()
 
@@ -159,7 +159,7 @@ def test_server_killed_mid_build_then_rerun_finishes_without_redoing_shards(
         killer.join(timeout=5)
         doomed.stop()
     done = sorted(p.name for p in shards.glob("shard-*.json"))
-    assert done[:2] == ["shard-00000.json", "shard-00001.json"] and len(done) < 4
+    assert 2 <= len(done) < 4
     mtimes = {p: p.stat().st_mtime_ns for p in shards.glob("shard-*")}
 
     again = run(make_config(*common, f"sources.llm.base_urls=[{server.base_url}]"))
