@@ -7,7 +7,7 @@ from pathlib import Path
 
 from negforge.records import Corpus, Query, SkipLog, TrainingInput
 from negforge.sources.corpus import read_corpus
-from negforge.sources.readers import BOM, InputError, iter_rows, open_bytes, require_file
+from negforge.sources.readers import InputError, iter_lines, iter_rows, require_file
 from negforge.sources.values import id_value, number_value, text_value
 
 QUERY_ID_KEYS = ("query-id", "query_id", "qid", "queryid", "topic")
@@ -104,19 +104,7 @@ def _text_qrels(p: Path, skips: SkipLog) -> tuple[QrelsLayout, list[tuple[str, d
     rows: list[tuple[str, dict[str, str]]] = []
     layout: QrelsLayout | None = None
     cols: list[str] = []
-    with open_bytes(p) as f:
-        data = f.read()
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
-        where = f"{p}:{lineno}"
-        if lineno == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM) :]
-        try:
-            line = raw.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as e:
-            skips.add("not_utf8", where, f"column {e.start + 1}: not UTF-8")
-            continue
-        if not line.strip():
-            continue
+    for where, line in iter_lines(p, skips):
         fields = line.split("\t") if "\t" in line else line.split()
         fields = [f.strip() for f in fields]
         if layout is None:

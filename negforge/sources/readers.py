@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,18 +135,12 @@ def _is_header(fields: list[str], header_keys: tuple[str, ...], headerless: tupl
     return any(f.strip().lower() in header_keys for f in fields)
 
 
-def _iter_delimited(
-    p: Path,
-    skips: SkipLog,
-    delimiter: str,
-    headerless: tuple[str, ...] | None = None,
-    header_keys: tuple[str, ...] = (),
-) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_lines(p: Path, skips: SkipLog) -> Iterator[tuple[str, str]]:
+    """(`file:line`, text) of each non-blank line: BOM dropped, CRLF stripped, gzip opened; a line that is not
+    UTF-8 is a counted skip naming its column."""
     with open_bytes(p) as f:
         data = f.read()
-    lines = data.split(b"\n")
-    header: list[str] | None = None
-    for lineno, raw in enumerate(lines, 1):
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
         where = f"{p}:{lineno}"
         if lineno == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
@@ -155,9 +149,20 @@ def _iter_delimited(
         except UnicodeDecodeError as e:
             skips.add("not_utf8", where, f"column {e.start + 1}: byte 0x{raw[e.start]:02x} is not UTF-8")
             continue
-        if not line.strip():
-            continue
-        fields = line.split(delimiter)  # literal fields: BEIR/MS MARCO TSVs do not quote
+        if line.strip():
+            yield where, line
+
+
+def _with_header(
+    rows: Iterable[tuple[str, list[str]]],
+    skips: SkipLog,
+    headerless: tuple[str, ...] | None,
+    header_keys: tuple[str, ...],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Field lists to dicts keyed by the header (the first row, or `headerless` when it names no known key);
+    a row with another field count is a counted skip."""
+    header: list[str] | None = None
+    for where, fields in rows:
         if header is None:
             if _is_header(fields, header_keys, headerless):
                 header = [h.strip() for h in fields]
@@ -167,6 +172,18 @@ def _iter_delimited(
             skips.add("bad_row", where, f"{len(fields)} fields, header has {len(header)}")
             continue
         yield where, dict(zip(header, fields, strict=True))
+
+
+def _iter_delimited(
+    p: Path,
+    skips: SkipLog,
+    delimiter: str,
+    headerless: tuple[str, ...] | None = None,
+    header_keys: tuple[str, ...] = (),
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    # literal fields: BEIR/MS MARCO TSVs do not quote
+    lines = ((where, line.split(delimiter)) for where, line in iter_lines(p, skips))
+    yield from _with_header(lines, skips, headerless, header_keys)
 
 
 def _iter_csv(
@@ -179,23 +196,17 @@ def _iter_csv(
         except UnicodeDecodeError as e:
             raise InputError(f"{p}: not UTF-8 (byte {e.start}); save it as UTF-8") from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: list[str] | None = None
-    start = 1
-    try:
+
+    def records() -> Iterator[tuple[str, list[str]]]:
+        start = 1
         for fields in reader:
             where = f"{p}:{start}"
             start = reader.line_num + 1
-            if not fields or not any(f.strip() for f in fields):
-                continue
-            if header is None:
-                if _is_header(fields, header_keys, headerless):
-                    header = [h.strip() for h in fields]
-                    continue
-                header = list(headerless or ())
-            if len(fields) != len(header):
-                skips.add("bad_row", where, f"{len(fields)} fields, header has {len(header)}")
-                continue
-            yield where, dict(zip(header, fields, strict=True))
+            if fields and any(f.strip() for f in fields):
+                yield where, fields
+
+    try:
+        yield from _with_header(records(), skips, headerless, header_keys)
     except csv.Error as e:
         raise InputError(f"{p}:{reader.line_num}: not valid CSV ({e})") from None
 
