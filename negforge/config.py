@@ -402,13 +402,37 @@ class AnswerLeakFilterConfig(_FilterBase):
     min_chars: int = Field(3, ge=1, description="shorter answers are too generic to match")
 
 
+class LLMJudgeFilterConfig(_FilterBase):
+    """The run's own LLM (sources.llm: model, base_urls or a managed server) asked "does this passage answer
+    the query?" as constrained JSON {"answer": "yes"|"no"}; p(yes) from the answer token's logprobs where
+    the server returns them, else 1 or 0 from the parsed answer. Candidates with p(yes) >= threshold are
+    dropped as likely false negatives (`llm_says_answers`); unparseable answers are kept and counted."""
+
+    type: Literal["llm_judge"] = "llm_judge"
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="reject when p(yes) (a probability in [0, 1]) is at least this"
+    )
+    logprobs: bool = Field(
+        True, description="ask for logprobs (top_logprobs) and take p(yes) from them when returned"
+    )
+    top_logprobs: int = Field(5, ge=1, le=20, description="alternatives per token asked for")
+    max_passage_chars: int = Field(
+        2000, ge=100, description="longer candidates are cut to this many characters in the prompt"
+    )
+    max_tokens: int = Field(24, ge=4, description='completion budget ({"answer": "yes"} is ~7 tokens)')
+    concurrency: int | None = Field(
+        None, ge=1, description="requests in flight; null = sources.llm.concurrency"
+    )
+
+
 FilterConfig = Annotated[
     SanityFilterConfig
     | DuplicateFilterConfig
     | EmbeddingFilterConfig
     | CrossEncoderFilterConfig
     | NLIFilterConfig
-    | AnswerLeakFilterConfig,
+    | AnswerLeakFilterConfig
+    | LLMJudgeFilterConfig,
     Field(discriminator="type"),
 ]
 
@@ -574,6 +598,12 @@ class RunConfig(_Strict):
         ):
             raise ValueError(f"curriculum.score={cur.score!r} needs a cross_encoder filter")
         return self
+
+    @property
+    def llm_needed(self) -> bool:
+        """Whether the run talks to the LLM: for synthetic negatives (sources.llm.enabled) or for an
+        llm_judge filter (which uses sources.llm's model and endpoints even when generation is off)."""
+        return self.sources.llm.enabled or any(f.type == "llm_judge" for f in self.filters or [])
 
     @property
     def score_by(self) -> str | None:

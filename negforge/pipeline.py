@@ -96,12 +96,14 @@ def prepare_filters(
     dense: DenseMiner | None,
     query_emb: np.ndarray | None,
     timings: Timings,
+    llm: LLMStage | None = None,
 ) -> FilterStack | None:
-    """Load every filter's model once; calibrate cross-encoder thresholds on a seeded sample of queries."""
+    """Load every filter's model once; calibrate cross-encoder thresholds on a seeded sample of queries.
+    `llm`: the run's started LLM, which llm_judge filters ask."""
     if not cfg.filters:
         return None
     with timings.stage("filters_setup"):
-        stack = build_stack(cfg.filters, dense, query_emb)
+        stack = build_stack(cfg.filters, dense, query_emb, llm)
         queries = [
             FilterQuery(q.id, q.text, [data.corpus.texts[p] for p in q.positive_rows], q.positive_rows)
             for q in data.queries
@@ -113,8 +115,9 @@ def prepare_filters(
 
 
 def prepare_llm(cfg: RunConfig, timings: Timings) -> LLMStage | None:
-    """Start the LLM source (and a managed vLLM server when no endpoint is configured)."""
-    if not cfg.sources.llm.enabled:
+    """Start the LLM source (and a managed vLLM server when no endpoint is configured): for synthetic
+    negatives, or for an llm_judge filter even when sources.llm.enabled is false (`cfg.llm_needed`)."""
+    if not cfg.llm_needed:
         return None
     from negforge.generators.stage import start_llm
 
@@ -220,9 +223,8 @@ def worker_context(cfg: RunConfig) -> tuple[MiningContext, LLMStage | None]:
         bm25 = prepare_bm25(cfg, data, timings)
         dense, qemb = prepare_dense(cfg, data, timings)
         ctx = make_context(cfg, data, bm25, dense, qemb, timings)
-        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
         llm = None
-        if cfg.sources.llm.enabled:
+        if cfg.llm_needed:  # generation, or an llm_judge filter (which needs the LLM before the filters)
             if not cfg.sources.llm.base_urls:
                 raise RuntimeError(
                     "shard worker without sources.llm.base_urls: the driver must start the server"
@@ -230,8 +232,10 @@ def worker_context(cfg: RunConfig) -> tuple[MiningContext, LLMStage | None]:
             from negforge.generators.stage import start_llm
 
             llm = start_llm(cfg)
-        _CONTEXTS[key] = (ctx, llm)
-        return ctx, llm
+        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm)
+        gen = llm if cfg.sources.llm.enabled else None  # generation only when sources.llm is on
+        _CONTEXTS[key] = (ctx, gen)
+        return ctx, gen
 
 
 def worker_config(cfg: RunConfig, llm: LLMStage | None) -> dict:
@@ -265,21 +269,23 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     ctx.notes += [f"{c}: every shard judged again" for c in changes]
-    ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
+    # the LLM starts before the filters: an llm_judge filter asks it (even with sources.llm.enabled off)
     llm = prepare_llm(cfg, timings) if todo else None
+    gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
+        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm)
         with progress_bar("mine shards", len(todo)) as advance:
-            if llm is None:
+            if gen_llm is None:
                 for i in todo:
                     mine_shard(ctx, store, i, shards[i])
                     advance(1)
             else:
-                for i, gen in pregenerate(ctx, llm, shards, todo):
-                    mine_shard(ctx, store, i, shards[i], llm, gen)
+                for i, gen in pregenerate(ctx, gen_llm, shards, todo):
+                    mine_shard(ctx, store, i, shards[i], gen_llm, gen)
                     advance(1)
     finally:
         if llm is not None:
             llm.close()
-    return finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), llm)
+    return finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), gen_llm)

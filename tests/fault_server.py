@@ -10,6 +10,7 @@ prompt with its words reversed (same length, not a copy).
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -47,6 +48,44 @@ def _ok_body(payload: dict) -> dict:
             "total_tokens": 0,
         },
     }
+
+
+# LLM judge replies: (content, the answer token's top alternatives as (token, probability)).
+_JUDGE = {
+    "yes": ('{"answer": "yes"}', [("yes", 0.7), ("no", 0.2), ("Yes", 0.05), ("maybe", 0.05)]),
+    "no": ('{"answer": "no"}', [("no", 0.9), ("yes", 0.06), ("No", 0.02), ("maybe", 0.02)]),
+}
+
+
+def judge_body(payload: dict, mode: str) -> dict:
+    """An llm_judge reply: `judge_yes`/`judge_no` answer {"answer": ...} with OpenAI-format logprobs when the
+    request asks for them (at the answer token, p(yes) over the top 5 alternatives is 0.75 / 0.95 ≈ 0.789
+    resp. 0.06 / 0.98 ≈ 0.061; "maybe" counts for neither);
+    `judge_yes_nolp`/`judge_no_nolp` answer the same without logprobs (a server that ignores the field)."""
+    content, alts = _JUDGE[mode.split("_")[1]]
+    body = _ok_body(payload)
+    choice = body["choices"][0]
+    choice["message"]["content"] = content
+    body["usage"]["completion_tokens"] = 6
+    if payload.get("logprobs") and not mode.endswith("_nolp"):
+        k = int(payload.get("top_logprobs") or 1)
+        answer = json.loads(content)["answer"]
+
+        def entry(tok: str, lp: float, top: list[tuple[str, float]]) -> dict:
+            return {
+                "token": tok, "logprob": lp, "bytes": list(tok.encode()),
+                "top_logprobs": [{"token": t, "logprob": x, "bytes": list(t.encode())} for t, x in top[:k]],
+            }  # fmt: skip
+
+        toks = ['{"', "answer", '":', ' "', answer, '"}']
+        top_answer = [(t, math.log(p)) for t, p in alts]
+        choice["logprobs"] = {
+            "content": [
+                entry(t, top_answer[0][1], top_answer) if t == answer else entry(t, 0.0, [(t, 0.0)])
+                for t in toks
+            ]
+        }
+    return body
 
 
 class FaultyOpenAIServerDouble:
@@ -127,6 +166,8 @@ class FaultyOpenAIServerDouble:
                 elif mode == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
+                elif mode.startswith("judge_"):
+                    self._send(200, json.dumps(judge_body(payload, mode)).encode())
                 else:
                     raise AssertionError(f"unknown mode {mode}")
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from negforge.config import FilterConfig
+    from negforge.generators.stage import LLMStage
     from negforge.mining.dense import DenseMiner
 
 __all__ = [
@@ -36,9 +37,13 @@ __all__ = [
 
 
 def build_filter(
-    fc: FilterConfig, dense: DenseMiner | None = None, query_emb: np.ndarray | None = None
+    fc: FilterConfig,
+    dense: DenseMiner | None = None,
+    query_emb: np.ndarray | None = None,
+    llm: LLMStage | None = None,
 ) -> Filter:
-    """One configured filter; models load here, once per run."""
+    """One configured filter; models load here, once per run. `llm`: the run's started LLM, which the
+    llm_judge filter asks (without it the judge can describe itself but not judge)."""
     if fc.type == "sanity":
         from negforge.filters.sanity import SanityFilter
 
@@ -65,21 +70,29 @@ def build_filter(
         from negforge.filters.answer_leak import AnswerLeakFilter
 
         return AnswerLeakFilter(fc)
+    if fc.type == "llm_judge":
+        from negforge.filters.llm_judge import JudgeEndpoint, LLMJudgeFilter
+
+        return LLMJudgeFilter(fc, JudgeEndpoint.from_stage(llm) if llm is not None else None)
     raise ValueError(f"unknown filter type {fc.type!r}")
 
 
 def build_stack(
-    configs: list[FilterConfig], dense: DenseMiner | None = None, query_emb: np.ndarray | None = None
+    configs: list[FilterConfig],
+    dense: DenseMiner | None = None,
+    query_emb: np.ndarray | None = None,
+    llm: LLMStage | None = None,
 ) -> FilterStack:
-    """The configured stack; a filter with `sources` or `per_source` settings becomes a `SourceScopedFilter`."""
+    """The configured stack; a filter with `sources` or `per_source` settings becomes a `SourceScopedFilter`.
+    `llm`: the run's started LLM, for llm_judge filters."""
     from negforge.filters.scoped import SourceScopedFilter
 
     out: list[Filter] = []
     for fc in configs:
-        base = build_filter(fc, dense, query_emb)
+        base = build_filter(fc, dense, query_emb, llm)
         if fc.sources is None and not fc.per_source:
             out.append(base)
             continue
-        variants = {src: build_filter(fc.for_source(src), dense, query_emb) for src in fc.per_source}
+        variants = {src: build_filter(fc.for_source(src), dense, query_emb, llm) for src in fc.per_source}
         out.append(SourceScopedFilter(base, variants, fc.sources))
     return FilterStack(out)

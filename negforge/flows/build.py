@@ -104,25 +104,34 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     dense, qemb = prepare_dense(cfg, data, timings)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     ctx.notes += [f"{c}: every shard judged again" for c in changes]
-    ctx.filters = prepare_filters(cfg, data, dense, qemb, timings)
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
     log.info(
         "%d queries in %d shards; %d already done", len(data.queries), len(shards), len(shards) - len(todo)
     )
+    # the LLM starts before the filters: an llm_judge filter asks it (even with sources.llm.enabled off)
     llm = prepare_llm(cfg, timings) if todo else None
+    gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
+    try:
+        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm)
+    except BaseException:
+        if llm is not None:
+            llm.close()
+        raise
     limits = ensure_concurrency_limits(cfg)
     if limits:
         log.info("concurrency limits: %s", limits)
-    pipeline.register_context(cfg, ctx, llm)
-    shard_cfg = pipeline.worker_config(cfg, llm)
+    pipeline.register_context(cfg, ctx, gen_llm)
+    shard_cfg = pipeline.worker_config(cfg, llm)  # workers' judges reach the same endpoints
     runner = task_runner(cfg.execution)
     try:
         with runner, progress_bar("mine shards", len(todo)) as advance, ShardProgress(len(todo)) as artifact:
             # with an LLM the driver owns the run's one generation queue: a shard task starts when all of
             # its items are answered (then read from the store), while other shards are still generating
             ready = (
-                pipeline.pregenerate(ctx, llm, shards, todo) if llm is not None else ((i, None) for i in todo)
+                pipeline.pregenerate(ctx, gen_llm, shards, todo)
+                if gen_llm is not None
+                else ((i, None) for i in todo)
             )
             futures = [
                 runner.submit(
@@ -139,7 +148,7 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
         pipeline.forget_context(cfg)
         if llm is not None:
             llm.close()
-    result = finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), llm)
+    result = finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), gen_llm)
     publish_run_artifacts(result.manifest, Path(result.run_dir))
     log.info("dataset written to %s", result.dataset_dir)
     return result.manifest

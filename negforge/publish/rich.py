@@ -58,6 +58,7 @@ FILTER_SCORES = pa.struct(
         ("nli_entailment", pa.float32()),
         ("nli_contradiction", pa.float32()),
         ("leak_span", pa.string()),
+        ("judge_p_yes", pa.float32()),
     ]
 )
 FILTER_SCORE_KEYS = tuple(f.name for f in FILTER_SCORES)
