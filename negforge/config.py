@@ -555,11 +555,22 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _default_filters(self) -> RunConfig:
+        edits = (["rules"] if self.sources.rules.enabled else []) + (
+            ["llm"] if self.sources.llm.enabled and self.sources.llm.mode == "edit" else []
+        )
         if self.filters is None:
-            edits = (["rules"] if self.sources.rules.enabled else []) + (
-                ["llm"] if self.sources.llm.enabled and self.sources.llm.mode == "edit" else []
-            )
             self.filters = default_filters(self.sources.dense.enabled, edits)
+            return self
+        # explicit stacks get the same edit-source defaults unless per_source names that source itself
+        relax = {
+            "duplicate": {"against_positives": False, "near_threshold": None},
+            "embedding": {"max_positive_sim": None},
+        }
+        for f in self.filters:
+            if f.type in relax:
+                missing = {src: dict(relax[f.type]) for src in edits if src not in f.per_source}
+                if missing:
+                    f.per_source = {**f.per_source, **missing}
         return self
 
     @model_validator(mode="after")

@@ -53,17 +53,18 @@ def test_synthetic_negatives_carry_provenance_and_stay_out_of_trainer_columns(ma
 
 
 def test_a_run_that_loses_its_server_resumes_without_loss_or_duplicates(make_config):
-    # 12 queries in shards of 4: the double answers 6 requests, then fails every one.
+    # 12 queries in shards of 4: the double answers 6 requests, then fails every one. Concurrency 1 keeps the
+    # run-wide queue in submission order, so the 6 answers are shard 0's four and two of shard 1's.
     with FaultyOpenAIServerDouble(["ok"] * 6, default="503") as srv:
         cfg = make_config(
-            *llm_overrides(srv.base_url, "seed=7")
+            *llm_overrides(srv.base_url, "seed=7", "sources.llm.concurrency=1")
         )  # own seed: the session's store has seed 13's
         with pytest.raises(GenerationFailed, match="rerun to resume"):
             run(cfg)
     shards = cfg.run_dir / "shards"
     assert sorted(p.name for p in shards.glob("shard-*.json")) == ["shard-00000.json"]
     with FaultyOpenAIServerDouble() as srv2:
-        res = run(make_config(*llm_overrides(srv2.base_url, "seed=7")))
+        res = run(make_config(*llm_overrides(srv2.base_url, "seed=7", "sources.llm.concurrency=1")))
     assert len(srv2.requests) == 6  # 4 went into shard 0, 2 more were stored before the failure
     assert res.manifest["shards"] == {"total": 3, "reused": 1, "written": 2}
     rows = load_from_disk(str(res.dataset_dir))["rich"]
