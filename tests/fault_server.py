@@ -4,7 +4,10 @@ prose, dropped connections). Real generation
 is tested against a real vLLM server; this double exists because a real server cannot be made to fail on cue.
 
 Its "ok" answers are schema-valid and pass negforge's checks: each passage is the <passage> text of the
-prompt with its words reversed (same length, not a copy).
+prompt with its words reversed (same length, not a copy). An edit request (a <sentence> in the prompt) gets
+{"reasoning", "sentence"} instead: in "ok" mode the sentence's words reversed (a rewrite, not an edit), in
+"negate_edit" the sentence negated (" not" after the first is/are/was, else "It is not true that ..."),
+in "copy_edit" the sentence unchanged.
 """
 
 from __future__ import annotations
@@ -17,9 +20,30 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+_SENTENCE = re.compile(r"<sentence>(.*?)</sentence>", re.S)
 
-def _ok_body(payload: dict) -> dict:
+
+def negate(sentence: str) -> str:
+    """The sentence with " not" after its first " is "/" are "/" was ", else prefixed "It is not true that"."""
+    m = re.search(r" (is|are|was) ", sentence)
+    if m:
+        return sentence[: m.end() - 1] + " not" + sentence[m.end() - 1 :]
+    return "It is not true that " + sentence[:1].lower() + sentence[1:]
+
+
+def _edit_content(sentence: str, mode: str) -> str:
+    if mode == "negate_edit":
+        new = negate(sentence)
+    elif mode == "copy_edit":
+        new = sentence
+    else:
+        new = " ".join(reversed(sentence.split()))
+    return json.dumps({"reasoning": f"{mode} of the sentence", "sentence": new})
+
+
+def _ok_body(payload: dict, mode: str = "ok") -> dict:
     user = payload["messages"][-1]["content"]
+    edit = _SENTENCE.search(user)
     passages = re.findall(r"<passage[^>]*>(.*?)</passage>", user, flags=re.S)
     source = passages[-1] if passages else "alpha beta gamma delta"
     order = re.search(r"order of perturbations: ([a-z_, ]+)", user)
@@ -33,7 +57,7 @@ def _ok_body(payload: dict) -> dict:
         }
         for i, n in enumerate(names)
     ]
-    content = json.dumps({"negatives": items})
+    content = _edit_content(edit.group(1), mode) if edit else json.dumps({"negatives": items})
     return {
         "id": "cmpl-double",
         "object": "chat.completion",
@@ -128,8 +152,8 @@ class FaultyOpenAIServerDouble:
                     double.modes.append(mode)
                 if double.delay:
                     time.sleep(double.delay)
-                if mode == "ok":
-                    self._send(200, json.dumps(_ok_body(payload)).encode())
+                if mode in ("ok", "negate_edit", "copy_edit"):
+                    self._send(200, json.dumps(_ok_body(payload, mode)).encode())
                 elif mode in ("500", "503"):
                     self._send(int(mode), b'{"error": {"message": "boom"}}')
                 elif mode == "429":
@@ -157,10 +181,13 @@ class FaultyOpenAIServerDouble:
                 elif mode == "refusal":
                     body = _ok_body(payload)
                     items = json.loads(body["choices"][0]["message"]["content"])
-                    for it in items["negatives"]:
-                        it["passage"] = (
-                            "I'm sorry, but as an AI language model I cannot write that passage for you today."
-                        )
+                    sorry = (
+                        "I'm sorry, but as an AI language model I cannot write that passage for you today."
+                    )
+                    for it in items.get("negatives", []):
+                        it["passage"] = sorry
+                    if "sentence" in items:
+                        items["sentence"] = sorry
                     body["choices"][0]["message"]["content"] = json.dumps(items)
                     self._send(200, json.dumps(body).encode())
                 elif mode == "drop":
@@ -180,6 +207,7 @@ class FaultyOpenAIServerDouble:
                 self.end_headers()
                 self.wfile.write(body)
 
+        ThreadingHTTPServer.request_queue_size = 128  # the run-wide queue opens many connections at once
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

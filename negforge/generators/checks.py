@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from rapidfuzz import fuzz
@@ -55,12 +56,25 @@ class ParsedResponse:
     recovered: bool = False
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ParsedReply(Generic[M]):
+    """What `parse_reply` made of one model reply: the validated `value` (None when `problem` is set), the
+    rejection reason (`empty_response`, `bad_json`, `schema`) or None, and whether it was `recovered`."""
+
+    value: M | None = None
+    problem: str | None = None
+    recovered: bool = False
+
+
 _DECODER = json.JSONDecoder()
 # Only finds where fenced blocks sit; the JSON inside is still decoded by the json module.
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
 
 
-def _scan_objects(text: str) -> tuple[GeneratedNegatives | None, bool]:
+def _scan_objects(text: str, model: type[M]) -> tuple[M | None, bool]:
     """First JSON object in `text` (trying every `{`) that validates, and whether any object decoded."""
     decoded_any = False
     start = text.find("{")
@@ -72,39 +86,72 @@ def _scan_objects(text: str) -> tuple[GeneratedNegatives | None, bool]:
         if isinstance(data, dict):
             decoded_any = True
             try:
-                return GeneratedNegatives.model_validate(data), True
+                return model.model_validate(data), True
             except ValidationError:
                 pass
         start = text.find("{", start + 1)
     return None, decoded_any
 
 
-def parse_response(text: str | None) -> ParsedResponse:
-    """Validated items of a model reply, or the reason it is unusable (empty_response, bad_json, schema).
+def parse_reply(text: str | None, model: type[M]) -> ParsedReply[M]:
+    """A model reply validated as the pydantic `model`, or the reason it is unusable.
 
     A reply that is plain JSON is validated as it is. Otherwise the JSON is recovered: the contents of
     Markdown code fences first, then the whole text, each scanned for the first `{` that decodes to an
-    object matching the schema; such a reply has `recovered=True`. Nothing that decodes to an object is
-    `schema`; nothing that decodes at all is `bad_json`.
+    object matching `model`; such a reply has `recovered=True`. Nothing that decodes to an object is
+    `schema`; nothing that decodes at all is `bad_json`; blank text is `empty_response`.
     """
     if not text or not text.strip():
-        return ParsedResponse(problem="empty_response")
+        return ParsedReply(problem="empty_response")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         pass
     else:
         try:
-            return ParsedResponse(items=GeneratedNegatives.model_validate(data).negatives)
+            return ParsedReply(value=model.model_validate(data))
         except ValidationError:
-            return ParsedResponse(problem="schema")
+            return ParsedReply(problem="schema")
     decoded_any = False
     for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
-        found, decoded = _scan_objects(part)
+        found, decoded = _scan_objects(part, model)
         if found is not None:
-            return ParsedResponse(items=found.negatives, recovered=True)
+            return ParsedReply(value=found, recovered=True)
         decoded_any = decoded_any or decoded
-    return ParsedResponse(problem="schema" if decoded_any else "bad_json")
+    return ParsedReply(problem="schema" if decoded_any else "bad_json")
+
+
+def parse_response(text: str | None) -> ParsedResponse:
+    """Validated items of a model reply, or the reason it is unusable (empty_response, bad_json, schema).
+
+    `parse_reply` with the SyNeg schema ({"negatives": [...]}): plain JSON is validated as it is, JSON in
+    a code fence or prose is recovered (`recovered=True`).
+    """
+    got = parse_reply(text, GeneratedNegatives)
+    items = got.value.negatives if got.value is not None else []
+    return ParsedResponse(items=items, problem=got.problem, recovered=got.recovered)
+
+
+class EditReply(BaseModel):
+    """Edit mode's reply: why the edit applies the perturbation, and the rewritten sentence."""
+
+    reasoning: str = ""
+    sentence: str
+
+
+def edit_response_schema(max_chars: int, reasoning_chars: int = 150) -> dict:
+    """JSON schema sent as response_format in edit mode: {"sentence": str, "reasoning": str}, the sentence
+    first (a small model that reasons first drifts away from the sentence) and both bounded (`max_chars`
+    for the sentence, about three times the original) so a small model cannot ramble."""
+    return {
+        "type": "object",
+        "properties": {
+            "sentence": {"type": "string", "minLength": 1, "maxLength": max_chars},
+            "reasoning": {"type": "string", "maxLength": reasoning_chars},
+        },
+        "required": ["sentence", "reasoning"],
+        "additionalProperties": False,
+    }
 
 
 _META = re.compile(
@@ -146,4 +193,26 @@ def passage_problem(
         return "copy_of_query"
     if base is not None and text == base.strip():
         return "unchanged_base"
+    return None
+
+
+def sentence_problem(sentence: str, *, query: str, original: str, copy_threshold: float) -> str | None:
+    """Why an edited sentence (edit mode) cannot be used, before its perturbation is verified, or None:
+    `empty_sentence`, `refusal`, `meta_text` (a preamble such as "Here is"), `copy_of_query` (the sentence
+    is the query, or contains it nearly verbatim where the `original` sentence did not: spliced into a
+    negative, a copied claim would answer the query)."""
+    text = sentence.strip()
+    if not text:
+        return "empty_sentence"
+    if _REFUSAL.search(text):
+        return "refusal"
+    if _META.search(text):
+        return "meta_text"
+    q, low = query.strip().lower(), text.lower()
+    if fuzz.ratio(low, q) >= copy_threshold:
+        return "copy_of_query"
+    if len(q.split()) >= 4 and fuzz.partial_ratio(q, low) >= copy_threshold > fuzz.partial_ratio(
+        q, original.lower()
+    ):
+        return "copy_of_query"
     return None

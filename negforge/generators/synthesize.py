@@ -1,5 +1,7 @@
 """SyNeg-style synthetic negatives: plan one request per query (all of its negatives together, so the
 instruction prefix is shared), send them through the client, check every item, re-ask on empty results.
+Edit mode (negforge.generators.edit_mode) plans `count` one-sentence requests per query instead, one
+perturbation each, and verifies every edit.
 
 A request's key covers the model fingerprint, template name and hash, the rendered prompt, the sampling
 parameters and the seed; finished responses live in the GenerationStore, so reruns send only missing keys.
@@ -8,122 +10,48 @@ parameters and the seed; finished responses live in the GenerationStore, so reru
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from negforge.config import LLMConfig
 from negforge.generators.checks import parse_response, passage_problem, response_schema
 from negforge.generators.client import ChatRequest, ChatResult, GeneratorClient
+from negforge.generators.edit_mode import accept_edit, edit_kinds, plan_edit
+from negforge.generators.records import (
+    EditSpan,
+    GenItem,
+    GenStats,
+    GenTask,
+    SyntheticNegative,
+    derive_seed,
+    request_key,
+    tokens_per_valid,
+)
 from negforge.generators.store import GenerationStore
 from negforge.prompts import attributes, load_template, perturbations
+
+__all__ = [
+    "EditSpan",
+    "GenItem",
+    "GenStats",
+    "GenTask",
+    "GenerationFailed",
+    "Synthesizer",
+    "SyntheticNegative",
+    "tokens_per_valid",
+]
 
 
 class GenerationFailed(RuntimeError):
     """Requests could not be answered (server down, timeouts); finished ones are stored for the rerun."""
 
 
-@dataclass
-class SyntheticNegative:
-    text: str
-    perturbation: str
-    perturbation_kind: str
-    reasoning: str
-    attributes: dict[str, str]
-    mode: str
-    base_doc_id: str | None
-    seed: int
-    template: str
-    template_version: str
-    template_sha: str
-    model: str
-    model_fingerprint: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    request_key: str
-    source: str = "llm"  # "llm" (model text) or "rules" (rule-based counterfactual edit, no model)
-    span: str | None = None  # edit modes: the sentence of the base passage that was rewritten
-    replacement: str | None = None  # edit modes: what replaced it
-    verified: bool | None = None  # edit modes: the perturbation passed its verifier (None: no verifier)
-
-
-@dataclass
-class EditSpan:
-    """The sentence of a base passage to rewrite (edit mode): chosen by the bi-encoder as the one matching
-    the query best. `start`/`end` are character offsets into `base_text`."""
-
-    base_doc_id: str | None
-    base_text: str
-    start: int
-    end: int
-    kind: str  # "positive" (contradiction perturbations) or "negative" (not-answering ones)
-
-    @property
-    def sentence(self) -> str:
-        return self.base_text[self.start : self.end]
-
-    def splice(self, replacement: str) -> str:
-        """The base passage with the span replaced."""
-        return self.base_text[: self.start] + replacement.strip() + self.base_text[self.end :]
-
-
-@dataclass
-class GenItem:
-    """What one query contributes: its text, first positive, and the mined negative to rewrite (if any).
-
-    Edit mode: `edit_positive` is the span of the positive to rewrite under a contradiction perturbation,
-    `edit_negative` the span of the hardest mined negative for a not-answering one (either may be None).
-    """
-
-    query_id: str
-    query: str
-    positive: str
-    base_doc_id: str | None = None
-    base_text: str | None = None
-    edit_positive: EditSpan | None = None
-    edit_negative: EditSpan | None = None
-
-
-@dataclass
-class GenTask:
-    item: GenItem
-    mode: str
-    perturbations: list[str]
-    attrs: dict[str, str]
-    attempt: int
-    seed: int
-    request: ChatRequest
-
-
-@dataclass
-class GenStats:
-    counts: Counter = field(default_factory=Counter)
-    rejected: Counter = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        lat = np.array(self.latencies) if self.latencies else np.zeros(0)
-        return {
-            **dict(self.counts),
-            "rejected": dict(self.rejected),
-            "latency_s": {
-                "mean": round(float(lat.mean()), 3) if len(lat) else None,
-                "p50": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
-                "p95": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
-            },
-        }
-
-
 _STATS_LOCK = threading.Lock()
 
 
-def _seed(*parts: object) -> int:
-    return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+_seed = derive_seed
 
 
 class Synthesizer:
@@ -156,8 +84,19 @@ class Synthesizer:
             self.cfg.fraction >= 1 or _seed(self.seed, query_id, "fraction") / 0x7FFFFFFF < self.cfg.fraction
         )
 
-    def plan(self, item: GenItem, attempt: int = 0) -> GenTask:
+    def slots(self, item: GenItem) -> int:
+        """Requests per item: `count` one-perturbation requests in edit mode (when the item has an edit
+        span), else one request that asks for all `count` negatives."""
+        return self.cfg.count if self.cfg.mode == "edit" and edit_kinds(item) else 1
+
+    def plan(self, item: GenItem, attempt: int = 0, slot: int = 0) -> GenTask:
+        """The request of (item, attempt[, slot]) and what it asks for; deterministic, so its key finds a
+        stored answer. Edit mode without any edit span falls back to from_positive."""
         mode = self.cfg.mode
+        if mode == "edit":
+            if edit_kinds(item):
+                return plan_edit(self, item, attempt, slot)
+            mode = "from_positive"
         if mode == "mixed":
             mode = "rewrite" if _seed(self.seed, item.query_id, "mode") % 2 else "from_positive"
         if mode == "rewrite" and not item.base_text:
@@ -181,18 +120,7 @@ class Synthesizer:
         }
         if self.cfg.send_seed:
             params["seed"] = seed
-        blob = json.dumps(
-            {
-                "model": self.model_fingerprint,
-                "template": [tpl.name, tpl.sha],
-                "messages": messages,
-                "params": params,
-                "seed": seed,
-                "schema": schema,
-            },
-            sort_keys=True,
-        )
-        key = hashlib.sha256(blob.encode()).hexdigest()[:32]
+        key = request_key(self.model_fingerprint, (tpl.name, tpl.sha), messages, params, seed, schema)
         return GenTask(item, mode, chosen, attrs, attempt, seed, ChatRequest(key, messages, params, schema))
 
     def _record(self, task: GenTask, res: ChatResult) -> dict:
@@ -206,6 +134,8 @@ class Synthesizer:
         }
 
     def _accept(self, task: GenTask, rec: dict) -> list[SyntheticNegative]:
+        if task.mode == "edit":
+            return accept_edit(self, task, rec)
         parsed = parse_response(rec.get("text"))
         if parsed.problem:
             self.stats.rejected[f"response_{parsed.problem}"] += 1
@@ -247,25 +177,29 @@ class Synthesizer:
     async def generate(
         self, items: list[GenItem], client: GeneratorClient | None
     ) -> dict[str, list[SyntheticNegative]]:
-        """Synthetic negatives per query id. Every item is one chain (ask, check, re-ask at once when nothing
-        valid came back), and all chains share the client's bounded concurrency, so the server always has
-        work while any item is unfinished: no rounds that wait for the slowest request. Raises
-        GenerationFailed (after storing what finished) when a request gets no answer at all, so the caller
-        does not write a shard with holes in it."""
-        results: dict[str, list[SyntheticNegative]] = {it.query_id: [] for it in items}
+        """Synthetic negatives per query id. Every request slot of an item (one; edit mode: `count`) is one
+        chain (ask, check, re-ask at once when nothing valid came back), and all chains share the client's
+        bounded concurrency, so the server always has work while any item is unfinished: no rounds that wait
+        for the slowest request. An item's negatives come in slot order (deterministic), an edit equal to an
+        earlier slot's dropped (`duplicate_in_query`). Raises GenerationFailed (after storing what
+        finished) when a request gets no answer at all, so the caller does not write a shard with holes."""
+        slots = [(it, s) for it in items for s in range(self.slots(it))]
+        got_by_slot: dict[tuple[str, int], list[SyntheticNegative]] = {}
         failed: Counter = Counter()
-        if any(self.plan(it).request.key not in self.store for it in items):
+        if any(self.plan(it, 0, s).request.key not in self.store for it, s in slots):
             self.store.refresh()  # another process (the run's generation stage) may have answered since
 
-        async def chain(item: GenItem) -> None:
+        async def chain(item: GenItem, slot: int) -> None:
             for attempt in range(self.cfg.max_reasks + 1):
-                task = self.plan(item, attempt)
+                task = self.plan(item, attempt, slot)
                 self.stats.counts["requests"] += 1
                 if attempt:
                     self.stats.counts["reasks"] += 1
                 rec = self.store.get(task.request.key)
                 if rec is not None:
                     self.stats.counts["from_store"] += 1
+                    self.stats.counts["from_store_prompt_tokens"] += rec.get("prompt_tokens", 0)
+                    self.stats.counts["from_store_completion_tokens"] += rec.get("completion_tokens", 0)
                 elif client is None:
                     failed["no_endpoint"] += 1
                     return
@@ -282,10 +216,10 @@ class Synthesizer:
                     self.store.append(rec)
                 got = self._accept(task, rec)
                 if got:
-                    results[item.query_id] += got
+                    got_by_slot[(item.query_id, slot)] = got
                     return
 
-        await asyncio.gather(*(chain(it) for it in items))
+        await asyncio.gather(*(chain(it, s) for it, s in slots))
         if failed:
             self.stats.counts["failed_requests"] += sum(failed.values())
             if set(failed) == {"no_endpoint"}:
@@ -295,6 +229,13 @@ class Synthesizer:
             raise GenerationFailed(
                 f"{sum(failed.values())} LLM requests failed ({dict(failed)}); finished responses are stored, rerun to resume"
             )
+        results: dict[str, list[SyntheticNegative]] = {it.query_id: [] for it in items}
+        for it, s in slots:
+            for neg in got_by_slot.get((it.query_id, s), []):
+                if any(neg.text == o.text for o in results[it.query_id]):
+                    self.stats.rejected["duplicate_in_query"] += 1
+                    continue
+                results[it.query_id].append(neg)
         for negs in results.values():
             self.stats.counts["valid"] += len(negs)
         return results

@@ -1,10 +1,17 @@
 """Prompt templates as versioned files: a system block (fixed, first, so vLLM's prefix cache hits) and a
-per-item user block. A template's sha covers both files and the perturbation and attribute menus, so any edit
-changes the generation cache key."""
+per-item user block. A template's sha covers both files and the menus it reads (perturbations and attributes;
+edit mode: perturbations and their one-sentence edit instructions), so any edit changes the generation cache
+key.
+
+Two families: the full SyNeg templates (`from_positive`, `rewrite`: whole passages, several perturbations and
+an attribute menu per request) and the compact edit template (`edit`: one sentence, one perturbation, a
+system block small enough for a 135M model).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -17,7 +24,10 @@ HERE = Path(__file__).resolve().parent
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(HERE)), undefined=jinja2.StrictUndefined, keep_trailing_newline=False
 )
-MODES = {"from_positive": "syneg_from_positive", "rewrite": "syneg_rewrite"}
+MODES = {"from_positive": "syneg_from_positive", "rewrite": "syneg_rewrite", "edit": "syneg_edit"}
+# The menus each template reads (part of its sha); the passage templates read both default menus.
+_MENUS = {"syneg_edit": ("perturbations.yaml", "perturbations_edit.yaml")}
+_DEFAULT_MENUS = ("perturbations.yaml", "attributes.yaml")
 
 
 @cache
@@ -28,6 +38,13 @@ def perturbations() -> dict[str, dict]:
 @cache
 def attributes() -> dict[str, list[str]]:
     return yaml.safe_load((HERE / "attributes.yaml").read_text(encoding="utf-8"))
+
+
+@cache
+def edit_perturbations() -> dict[str, dict[str, str]]:
+    """Edit mode's instructions per perturbation name: `edit` (how to change one sentence) and a worked
+    example (`query`, `before` -> `after`, `why`)."""
+    return yaml.safe_load((HERE / "perturbations_edit.yaml").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -56,10 +73,39 @@ class PromptTemplate:
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user.strip()}]
 
+    def render_edit(self, *, perturbation: str, query: str, sentence: str) -> list[dict[str, str]]:
+        """Edit mode's chat messages: the fixed system block first; then the perturbation's worked example
+        as a user turn and its answer (small models copy the shape of an example far better than they follow
+        a description); then the real user turn, its per-item data last. The template gets `perturbation`,
+        `kind` (contradicting / not_answering), `edit` (its perturbations_edit.yaml entry), `query` and
+        `sentence`; the compact one shows no query (SmolLM2 copied it into the edit)."""
+        system = _env.get_template(f"{self.name}.j2").render().strip()
+        ex = edit_perturbations()[perturbation]
+        kind = perturbations()[perturbation]["kind"]
+        tpl = _env.get_template(f"{self.name}.user.j2")
+
+        def user(q: str, s: str) -> dict[str, str]:
+            text = tpl.render(
+                perturbation=perturbation, kind=kind, edit=ex, query=_as_data(q), sentence=_as_data(s)
+            )
+            return {"role": "user", "content": text.strip()}
+
+        answer = json.dumps({"sentence": ex["after"], "reasoning": ex["why"]})
+        return [
+            {"role": "system", "content": system},
+            user(ex["query"], ex["before"]),
+            {"role": "assistant", "content": answer},
+            user(query, sentence),
+        ]
+
+    def system_block(self) -> str:
+        """The fixed instruction block as sent (for prompt budgets)."""
+        return _env.get_template(f"{self.name}.j2").render(perturbations=perturbations()).strip()
+
 
 def _as_data(text: str) -> str:
     """Corpus text is data: strip anything that would close or open our delimiters."""
-    return re.sub(r"</?\s*(query|passage)[^>]*>", " ", text, flags=re.IGNORECASE)
+    return re.sub(r"</?\s*(query|passage|sentence)[^>]*>", " ", text, flags=re.IGNORECASE)
 
 
 @cache
@@ -70,8 +116,7 @@ def load_template(mode: str) -> PromptTemplate:
     files = [
         HERE / f"{name}.j2",
         HERE / f"{name}.user.j2",
-        HERE / "perturbations.yaml",
-        HERE / "attributes.yaml",
+        *(HERE / m for m in _MENUS.get(name, _DEFAULT_MENUS)),
     ]
     h = hashlib.sha256()
     for f in files:

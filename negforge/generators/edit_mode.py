@@ -1,0 +1,231 @@
+"""Span edit mode (`mode: edit`): ask the model to rewrite ONE sentence of a base passage under ONE
+perturbation, verify that the perturbation happened, and splice the sentence back.
+
+The base is the query's positive for contradicting perturbations (`GenItem.edit_positive`) and its hardest
+mined negative for not-answering ones (`GenItem.edit_negative`); the sentence is the one the bi-encoder found
+closest to the query. The negative keeps the base's length, style and every other sentence, so it is hard by
+construction; `verify_edit` rejects near-copies and meaning-keeping paraphrases (CausalNeg: one perturbation
+per negative, the worst false negative is a copy of the positive labelled negative).
+
+A query gets `count` requests (slots), each with one perturbation drawn, seeded, from the kinds whose span
+exists; a re-ask keeps the slot's perturbation and draws a new seed. Prompts are the compact `syneg_edit`
+templates (system block first and fixed, then the perturbation's worked example as a chat turn, per-item text
+last, for vLLM's prefix cache). Neither the query nor the surrounding passage is sent: measured with
+SmolLM2-135M, both were copied into the edit instead of editing (and a copied claim in a negative answers the
+query); the `copy_of_query` check stays for templates that show it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from negforge.generators.checks import EditReply, edit_response_schema, parse_reply, sentence_problem
+from negforge.generators.client import ChatRequest
+from negforge.generators.records import (
+    EditSpan,
+    GenItem,
+    GenTask,
+    SyntheticNegative,
+    derive_seed,
+    request_key,
+)
+from negforge.generators.verifiers import (
+    DIRECTION_POLARITY,
+    VERIFIABLE_KINDS,
+    Verdict,
+    is_content,
+    similarity,
+    stem,
+    tokenize,
+    verify_edit,
+)
+from negforge.prompts import load_template, perturbations
+
+if TYPE_CHECKING:
+    from negforge.generators.synthesize import Synthesizer
+
+CONTRADICTING = "contradicting"
+REASONING_CHARS = 150
+# Bounds for kinds without a verifier (verify_edit already rejects unchanged copies for every kind):
+MIN_CONTRADICTION_SIMILARITY = 0.5  # reversed_cause rewrites the same claim: most words stay ...
+MIN_ORDERED_SIMILARITY = 0.3  # ... and a cause-effect swap keeps much of the order (a scramble does not)
+LENGTH_RATIO = (0.4, 2.5)  # not-answering kinds may reword, but stay one sentence of about the same size
+MAX_NOT_ANSWERING_SIMILARITY = 0.9  # ... and must change more than spacing, case or a word or two
+
+
+def span_for(item: GenItem, perturbation: str) -> EditSpan | None:
+    """The span a perturbation edits: the positive's for contradicting kinds, the mined negative's else."""
+    kind = perturbations()[perturbation]["kind"]
+    return item.edit_positive if kind == CONTRADICTING else item.edit_negative
+
+
+def edit_kinds(item: GenItem) -> list[str]:
+    """Perturbation names (menu order) whose base span exists for `item`; empty when it has no span."""
+    return [name for name in perturbations() if span_for(item, name) is not None]
+
+
+def choose_perturbation(run_seed: int, item: GenItem, slot: int) -> str:
+    """The perturbation of request `slot` of an item: a seeded permutation of `edit_kinds(item)`, so the
+    item's first slots get different kinds; the same for every attempt (a re-ask redraws only the seed).
+    Raises ValueError when the item has no edit span."""
+    kinds = edit_kinds(item)
+    if not kinds:
+        raise ValueError(f"query {item.query_id} has no edit span")
+    order = np.random.default_rng(derive_seed(run_seed, item.query_id, "edit-kinds")).permutation(len(kinds))
+    return kinds[int(order[slot % len(kinds)])]
+
+
+def edit_max_tokens(sentence: str, cap: int) -> int:
+    """Completion budget of an edit request: the reasoning and sentence limits of the schema at two
+    characters a token (scientific text tokenises densely), plus JSON overhead; at most `cap`."""
+    return min(cap, 48 + (REASONING_CHARS + 3 * len(sentence)) // 2)
+
+
+def plan_edit(synth: Synthesizer, item: GenItem, attempt: int, slot: int) -> GenTask:
+    """The edit request of (item, slot, attempt): one perturbation with its worked example, the sentence
+    (the compact template shows no query); a json_schema response {"sentence", "reasoning"}, the
+    sentence bounded to about three times the original.
+    The key follows the store's scheme (model fingerprint, template name+sha, messages, params, seed, schema)."""
+    cfg = synth.cfg
+    kind = choose_perturbation(synth.seed, item, slot)
+    span = span_for(item, kind)
+    assert span is not None
+    seed = derive_seed(synth.seed, item.query_id, "edit", slot, attempt)
+    tpl = load_template("edit")
+    messages = tpl.render_edit(perturbation=kind, query=item.query, sentence=span.sentence)
+    schema = edit_response_schema(max(60, 3 * len(span.sentence)), REASONING_CHARS)
+    params: dict = {
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_tokens": edit_max_tokens(span.sentence, cfg.max_tokens),
+    }
+    if cfg.send_seed:
+        params["seed"] = seed
+    key = request_key(synth.model_fingerprint, (tpl.name, tpl.sha), messages, params, seed, schema)
+    return GenTask(
+        item,
+        "edit",
+        [kind],
+        {},
+        attempt,
+        seed,
+        ChatRequest(key, messages, params, schema),
+        span=span,
+        slot=slot,
+    )
+
+
+_LABEL = re.compile(r"^\s*(?:the\s+)?(?:new|edited|rewritten|negated)?\s*sentence\s*:\s*", re.I)
+_QUOTES = ('"', "'", "“", "”", "‘", "’")
+
+
+def clean_sentence(text: str, original: str) -> str:
+    """The model's sentence made spliceable: one line, no "Sentence:" label or wrapping quotes, and the
+    original's final punctuation kept when the model dropped it."""
+    s = " ".join(text.split())
+    s = _LABEL.sub("", s).strip()
+    if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
+        s = s[1:-1].strip()
+    end = original.rstrip()[-1:]
+    if s and end in ".!?" and s[-1] not in ".!?":
+        s += end
+    return s
+
+
+# reversed_cause ("reverse the direction of cause and effect, or the sign of the effect") is verified as a
+# role reversal around the same relation, or a value change that flips a direction word (increases ->
+# decreases): accepting it unverified let SmolLM2's meaning-keeping paraphrases of the positive through.
+EDIT_VERIFIABLE = VERIFIABLE_KINDS | {"reversed_cause"}
+
+
+def _direction_flipped(original: str, edited: str) -> bool:
+    a = Counter(t.norm for t in tokenize(original))
+    b = Counter(t.norm for t in tokenize(edited))
+    removed = {DIRECTION_POLARITY[w] for w in a - b if w in DIRECTION_POLARITY}
+    added = {DIRECTION_POLARITY[w] for w in b - a if w in DIRECTION_POLARITY}
+    return bool(removed and added and removed != added)
+
+
+def verify_span_edit(original: str, edited: str, perturbation: str) -> Verdict:
+    """`verify_edit` for the kinds it knows; reversed_cause as role_reversal, or changed_value with a
+    direction word flipped. Other kinds: verify_edit's answer (only an unchanged copy fails)."""
+    if perturbation != "reversed_cause":
+        return verify_edit(original, edited, perturbation)
+    swap = verify_edit(original, edited, "role_reversal")
+    if swap.verified or swap.reason == "edit_too_small":
+        return swap
+    value = verify_edit(original, edited, "changed_value")
+    if value.verified and _direction_flipped(original, edited):
+        return value
+    if value.verified:
+        return Verdict(False, "perturbation_not_verified", "a value changed but no direction word flipped")
+    large = next((v for v in (value, swap) if v.reason == "edit_too_large"), None)
+    return large or Verdict(False, "perturbation_not_verified", "no cause-effect swap and no direction flip")
+
+
+def bounds_problem(original: str, edited: str, perturbation: str) -> str | None:
+    """For kinds without a verifier: `edit_too_large` when a contradiction rewrote or scrambled the claim
+    (token overlap below MIN_CONTRADICTION_SIMILARITY, or in order below MIN_ORDERED_SIMILARITY) or a
+    not-answering edit left LENGTH_RATIO; `edit_too_small` when a not-answering edit kept the sentence
+    (token similarity above MAX_NOT_ANSWERING_SIMILARITY) or only dropped or moved words (no new content
+    word: a trimmed copy still says what the base said); else None."""
+    if perturbations()[perturbation]["kind"] == CONTRADICTING:
+        kept = similarity(original, edited, ordered=False)
+        in_order = similarity(original, edited, ordered=True)
+        ok = kept >= MIN_CONTRADICTION_SIMILARITY and in_order >= MIN_ORDERED_SIMILARITY
+        return None if ok else "edit_too_large"
+    ratio = len(edited.split()) / max(1, len(original.split()))
+    if not LENGTH_RATIO[0] <= ratio <= LENGTH_RATIO[1]:
+        return "edit_too_large"
+    if similarity(original, edited) > MAX_NOT_ANSWERING_SIMILARITY:
+        return "edit_too_small"
+    before = {stem(t.norm) for t in tokenize(original)}
+    added = [t.norm for t in tokenize(edited) if stem(t.norm) not in before and is_content(t.norm)]
+    return None if added else "edit_too_small"
+
+
+def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticNegative]:
+    """The verified negative of one edit answer, or [] with the reason counted in `synth.stats.rejected`:
+    response problems (`response_bad_json`...), sentence problems (`refusal`, `meta_text`, `copy_of_query`,
+    `empty_sentence`), then `verify_span_edit`'s (`edit_too_small`, `edit_too_large`,
+    `perturbation_not_verified`), then, for kinds without a verifier, `bounds_problem`'s."""
+    stats = synth.stats
+    parsed = parse_reply(rec.get("text"), EditReply)
+    if parsed.value is None:
+        stats.rejected[f"response_{parsed.problem}"] += 1
+        return []
+    if parsed.recovered:
+        stats.counts["recovered"] += 1
+    span, kind = task.span, task.perturbations[0]
+    assert span is not None
+    original = span.sentence
+    new = clean_sentence(parsed.value.sentence, original)
+    why = sentence_problem(
+        new, query=task.item.query, original=original, copy_threshold=synth.cfg.copy_threshold
+    )
+    if why is None:
+        verdict = verify_span_edit(original, new, kind)
+        why = verdict.reason if not verdict.verified else None
+        if why is None and kind not in EDIT_VERIFIABLE:
+            why = bounds_problem(original, new, kind)
+    if why:
+        stats.rejected[why] += 1
+        return []
+    verified = True if kind in EDIT_VERIFIABLE else None
+    stats.counts["verified" if verified else "unverifiable_kind"] += 1
+    tpl = load_template("edit")
+    return [
+        SyntheticNegative(
+            text=span.splice(new), perturbation=kind, perturbation_kind=perturbations()[kind]["kind"],
+            reasoning=parsed.value.reasoning.strip(), attributes={}, mode="edit", base_doc_id=span.base_doc_id,
+            seed=task.seed, template=tpl.name, template_version=tpl.version, template_sha=tpl.sha,
+            model=synth.served_model, model_fingerprint=synth.model_fingerprint,
+            prompt_tokens=rec.get("prompt_tokens", 0), completion_tokens=rec.get("completion_tokens", 0),
+            latency_s=rec.get("latency_s", 0.0), request_key=task.request.key, source="llm", span=original,
+            replacement=new, verified=verified,
+        )
+    ]  # fmt: skip
