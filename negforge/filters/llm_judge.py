@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from pydantic import BaseModel, field_validator
 
 from negforge.config import LLMConfig, LLMJudgeFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
+from negforge.generators.checks import parse_reply
 from negforge.generators.client import ChatRequest, ChatResult, GeneratorClient
 from negforge.generators.store import GenerationStore
 
@@ -134,48 +136,29 @@ def judge_request_key(
 
 # --- parsing the reply and reading p(yes) ------------------------------------------------------------------
 
-_DECODER = json.JSONDecoder()
-_FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
 _ANSWER_AT = re.compile(r'"answer"\s*:\s*"\s*(yes|no)\b', re.I)
 
 
-def _answer_of(data: Any) -> str | None:
-    if isinstance(data, dict) and isinstance(data.get("answer"), str):
-        a = data["answer"].strip().strip(".!").lower()
-        if a in ("yes", "no"):
-            return a
-    return None
+class JudgeAnswer(BaseModel):
+    """The judge's reply: {"answer": "yes"|"no"} (case, spaces and final punctuation ignored)."""
+
+    answer: str
+
+    @field_validator("answer")
+    @classmethod
+    def _yes_no(cls, v: str) -> str:
+        a = v.strip().strip(".!").lower()
+        if a not in ("yes", "no"):
+            raise ValueError("answer must be yes or no")
+        return a
 
 
 def parse_answer(text: str | None) -> tuple[str | None, str | None, bool]:
-    """(answer, problem, recovered) of one judge reply: answer is "yes" or "no" (case and surrounding
-    space ignored), or None with the problem (`empty_response`, `bad_json`, `schema`). Plain JSON is
-    validated as it is; otherwise, like negforge.generators.checks, the first JSON object with a valid
-    answer is dug out of code fences, then of the whole text (`recovered=True`)."""
-    if not text or not text.strip():
-        return None, "empty_response", False
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    else:
-        a = _answer_of(data)
-        return (a, None, False) if a else (None, "schema", False)
-    decoded_any = False
-    for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
-        start = part.find("{")
-        while start != -1:
-            try:
-                data, _ = _DECODER.raw_decode(part, start)
-            except json.JSONDecodeError:
-                data = None
-            if isinstance(data, dict):
-                decoded_any = True
-                a = _answer_of(data)
-                if a:
-                    return a, None, True
-            start = part.find("{", start + 1)
-    return None, ("schema" if decoded_any else "bad_json"), False
+    """(answer, problem, recovered) of one judge reply: answer is "yes" or "no", or None with the problem
+    (`empty_response`, `bad_json`, `schema`). Parsed by `negforge.generators.checks.parse_reply`: plain JSON
+    as it is, else the first valid object dug out of code fences or prose (`recovered=True`)."""
+    r = parse_reply(text, JudgeAnswer)
+    return (r.value.answer if r.value is not None else None), r.problem, r.recovered
 
 
 def compact_logprobs(logprobs: Any) -> list | None:
