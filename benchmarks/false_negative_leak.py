@@ -289,6 +289,7 @@ class Cand:
     sim_q: float
     sim_qp: float
     ce: float
+    judge: float = math.nan  # llm_judge p(yes), filled from the judge run (--llm-judge)
 
 
 def replay_table(rows: list[dict]) -> tuple[dict[str, tuple[float, float, list[Cand]]], list[float]]:
@@ -299,19 +300,19 @@ def replay_table(rows: list[dict]) -> tuple[dict[str, tuple[float, float, list[C
     for r in rows:
         cands = []
         for c, verdict in [(n, None) for n in r["negatives"]] + [(d, d["filter"]) for d in r["dropped"]]:
-            fs = c["filter_scores"]
+            fs = c["filter_scores"] or {}
             cands.append(
                 Cand(
                     c["doc_id"],
                     c["scores"]["hybrid"],
                     verdict not in ("sanity", "duplicate"),
-                    fs["sim_positive"],
-                    fs["sim_query"],
-                    fs["sim_query_positive"],
-                    fs["ce_score"],
+                    fs.get("sim_positive", math.nan),
+                    fs.get("sim_query", math.nan),
+                    fs.get("sim_query_positive", math.nan),
+                    fs.get("ce_score", math.nan),
                 )
             )
-            if fs["ce_positive"] is not None:
+            if fs.get("ce_positive") is not None:
                 ce_pos.append((r["query_id"], fs["ce_positive"]))
         cands.sort(key=lambda c: -c.hybrid)
         pos_by_q = dict(ce_pos)
@@ -333,6 +334,9 @@ def survives(c: Cand, pos_h: float, s: dict, ce_thr: float | None, ce_pos: float
     if ps is not None and c.sim_pos >= ps:
         return False
     if s.get("tri") and (c.sim_pos > TRI_MAX_POS or c.sim_q < TRI_MIN_RATIO * c.sim_qp):
+        return False
+    jt = s.get("judge")
+    if jt is not None and not math.isnan(c.judge) and c.judge >= jt:
         return False
     rule = s.get("ce")
     if rule is not None:
@@ -449,7 +453,145 @@ def describe(s: dict) -> str:
         parts.append(f"embedding.trisampler (pos<={TRI_MAX_POS}, q>={TRI_MIN_RATIO}*q_pos)")
     if s.get("ce") is not None:
         parts.append(f"cross_encoder.{s['ce'][0]}={s['ce'][1]}")
+    if s.get("judge") is not None:
+        parts.append(f"llm_judge.threshold={s['judge']}")
     return ", ".join(parts) or "(nothing)"
+
+
+# ------------------------------------------------------------------------------------- LLM judge
+
+JUDGE_THRESHOLDS = [0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 1.0]
+
+
+def judge_scores(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """p(yes) of every judged candidate of an llm_judge run: (query id, doc id) -> judge_p_yes."""
+    out = {}
+    for r in rows:
+        for c in list(r["negatives"]) + list(r["dropped"]):
+            p = (c.get("filter_scores") or {}).get("judge_p_yes")
+            if p is not None:
+                out[(r["query_id"], c["doc_id"])] = float(p)
+    return out
+
+
+def judge_separation(p: dict[tuple[str, str], float], hidden: dict[str, list[str]]) -> dict:
+    """Mean p(yes) of hidden positives vs other candidates, and the AUC of p(yes) as a hidden-positive
+    detector (0.5 = no better than chance)."""
+    import numpy as np
+
+    pos = [v for (q, d), v in p.items() if d in set(hidden.get(q, []))]
+    neg = [v for (q, d), v in p.items() if d not in set(hidden.get(q, []))]
+    if not pos or not neg:
+        return {"pos": len(pos), "neg": len(neg), "mean_pos": math.nan, "mean_neg": math.nan, "auc": math.nan}
+    a, b = np.asarray(pos), np.asarray(neg)
+    auc = float(
+        ((a[:, None] > b[None, :]).sum() + 0.5 * (a[:, None] == b[None, :]).sum()) / (a.size * b.size)
+    )
+    return {
+        "pos": a.size,
+        "neg": b.size,
+        "mean_pos": float(a.mean()),
+        "mean_neg": float(b.mean()),
+        "auc": auc,
+    }
+
+
+def judge_overrides(vllm_python: Path) -> list[str]:
+    """The run's LLM for the judge: SmolLM2 on a managed local vLLM server (generation itself off)."""
+    return [
+        "sources.llm.model=smollm2",
+        f"sources.llm.server.python={vllm_python}",
+        "sources.llm.concurrency=8",
+    ]
+
+
+def judge_rows(
+    out: Path, data: Data, splits: dict, results: dict, tab: dict, ce_pos_all, vllm_python: Path
+) -> dict:
+    """The llm_judge rows: one real run at the default threshold 0.5 (its p(yes) of every window candidate
+    recorded), then the threshold chosen on dev by replaying those p(yes) over `tab`. Adds both rows to
+    `results`; returns the p(yes) separation of hidden positives vs other candidates."""
+    log("run llm-judge-default: llm_judge (threshold 0.5, SmolLM2-135M on a managed CPU vLLM)")
+    rows, manifest, secs = run_negforge(
+        out,
+        data.beir_dir,
+        "llm-judge-default",
+        judge_overrides(vllm_python),
+        [{"type": "llm_judge", "threshold": 0.5}],
+    )
+    results["llm-judge-default"] = {
+        "setting": "llm_judge.threshold=0.5 (default), SmolLM2-135M",
+        "seconds": secs,
+        **{k: metrics(rows, data.hidden, q) for k, q in splits.items()},
+        "verdicts": manifest["filters"]["verdicts"],
+    }
+    m = results["llm-judge-default"]["all"]
+    log(f"  leak {pct(m['leak'])} ({m['leaked']}/{m['hidden']}), filled {pct(m['filled'])}, {secs:.0f} s")
+    if tab is None:  # --judge-only: the judge run's own candidate lists
+        tab, ce_pos_all = replay_table(rows)
+    jp = judge_scores(rows)
+    for q, (_, _, cands) in tab.items():
+        for c in cands:
+            c.judge = jp.get((q, c.doc_id), math.nan)
+    info = judge_separation(jp, data.hidden)
+    log(
+        f"  p(yes): hidden positives {info['mean_pos']:.3f} (n={info['pos']}), other candidates "
+        f"{info['mean_neg']:.3f} (n={info['neg']}), AUC {info['auc']:.3f}"
+    )
+    s_j, lk, fl = choose(tab, ce_pos_all, data.hidden, data.dev, [{"judge": t} for t in JUDGE_THRESHOLDS])
+    log(f"tuned on dev llm_judge only: {describe(s_j)} -> dev leak {pct(lk)}, fill {pct(fl)}")
+    tuned = {"setting": describe(s_j) + " [replayed from the judge run's p(yes)]", "seconds": 0.0}
+    for k, q in splits.items():
+        leak, fill, alive = replay(tab, ce_pos_all, data.hidden, q, s_j)
+        ref = results["llm-judge-default"][k]
+        tuned[k] = {**ref, "leaked": round(leak * ref["hidden"]), "leak": leak, "filled": fill,
+                    "negs": math.nan, "survivors": alive}  # fmt: skip
+    results["llm-judge-tuned"] = tuned
+    return info
+
+
+def judge_only(out: Path, data: Data, splits: dict, vllm_python: Path, t_start: float) -> int:
+    """--judge-only: the no-filter row and the llm_judge rows, printed per split."""
+    log("run no-filters")
+    rows, _manifest, secs = run_negforge(out, data.beir_dir, "no-filters", [], [])
+    results = {
+        "no-filters": {
+            "setting": "(nothing)",
+            "seconds": secs,
+            **{k: metrics(rows, data.hidden, q) for k, q in splits.items()},
+        }
+    }
+    info = judge_rows(out, data, splits, results, None, None, vllm_python)
+    labels = [("no filters", "no-filters"), ("llm_judge 0.5 (SmolLM2)", "llm-judge-default"),
+              ("llm_judge tuned (replay)", "llm-judge-tuned")]  # fmt: skip
+    print()
+    for split in ("test", "dev", "all"):
+        b = results["no-filters"][split]
+        body = []
+        for label, key in labels:
+            m = results[key][split]
+            cut = 1 - m["leak"] / b["leak"] if b["leak"] else float("nan")
+            body.append([label, f"{m['leaked']}/{m['hidden']}", pct(m["leak"]), pct(cut), pct(m["filled"])])
+        print(table(["row", "leaked", "leak", "leak cut vs none", "filled"], body,
+                    f"[{split}] {b['queries']} queries, {b['hidden']} hidden positives"))  # fmt: skip
+        print()
+    print(table(["row", "setting (chosen on dev)", "run s"],
+                [[lb, results[k]["setting"], f"{results[k]['seconds']:.0f}"] for lb, k in labels], "Settings"))  # fmt: skip
+    print()
+    print(
+        table(
+            ["candidates", "n", "mean p(yes)"],
+            [
+                ["hidden positives", info["pos"], f"{info['mean_pos']:.3f}"],
+                ["other candidates", info["neg"], f"{info['mean_neg']:.3f}"],
+                ["AUC (hidden positive vs other)", "", f"{info['auc']:.3f}"],
+            ],
+            "llm_judge p(yes) on every judged window candidate (SmolLM2-135M, logprobs)",
+        )
+    )
+    print(f"Total {time.perf_counter() - t_start:.0f} s")
+    (out / "judge_results.json").write_text(json.dumps({"results": results, "llm_judge": info}, indent=2))
+    return 0
 
 
 # ------------------------------------------------------------------------------------- throughput
@@ -525,6 +667,15 @@ def main() -> int:
         "--untrained-stack", action="store_true", help="also run the full stack with the untrained CE"
     )
     ap.add_argument("--reuse-ce", action="store_true", help="reuse a trained cross-encoder found under --out")
+    ap.add_argument(
+        "--llm-judge",
+        action="store_true",
+        help="add the llm_judge rows: SmolLM2 on a managed CPU vLLM judges every window candidate (~1,500 "
+        "requests for all queries), the default threshold run for real and the threshold tuned on dev by replay",
+    )
+    ap.add_argument(
+        "--vllm-python", type=Path, default=Path(__file__).resolve().parents[1] / ".venv-vllm/bin/python"
+    )
     args = ap.parse_args()
     t_start = time.perf_counter()
     out = args.out
@@ -539,6 +690,9 @@ def main() -> int:
     )
     qall = sorted(data.hidden)
     splits = {"dev": data.dev, "test": data.test, "all": qall}
+
+    if args.judge_only:
+        return judge_only(out, data, splits, args.vllm_python, t_start)
 
     # models
     fresh = build_fresh_ce(out / "models" / "ce-fresh-head")
@@ -630,6 +784,9 @@ def main() -> int:
     real("ce-untrained-only", chosen["cross-encoder only"][0], ce_model=fresh)
     if args.untrained_stack:
         real("full-stack-untrained-ce", chosen["full stack"][0], ce_model=fresh)
+    judge_info = None
+    if args.llm_judge:
+        judge_info = judge_rows(out, data, splits, results, tab, ce_pos_all, args.vllm_python)
 
     # 4. throughput
     log("cross-encoder throughput: batched vs per-query loop (trained CE, batch 32, max_length 256)")
@@ -648,6 +805,8 @@ def main() -> int:
         ("margin + embedding", "margin-embedding"),
         ("full stack (fine-tuned CE)", "full-stack"),
         ("full stack (untrained CE)", "full-stack-untrained-ce"),
+        ("llm_judge 0.5 (SmolLM2)", "llm-judge-default"),
+        ("llm_judge tuned (replay)", "llm-judge-tuned"),
     ]
     order = [(label, key) for label, key in order if key in results]
     base = results["no-filters"]
@@ -762,10 +921,27 @@ def main() -> int:
         )
     )
     print()
+    if judge_info is not None:
+        print(
+            table(
+                ["candidates", "n", "mean p(yes)"],
+                [
+                    ["hidden positives", judge_info["pos"], f"{judge_info['mean_pos']:.3f}"],
+                    ["other candidates", judge_info["neg"], f"{judge_info['mean_neg']:.3f}"],
+                    ["AUC (hidden positive vs other)", "", f"{judge_info['auc']:.3f}"],
+                ],
+                "llm_judge p(yes) on every judged window candidate (SmolLM2-135M, logprobs)",
+            )
+        )
+        print()
     print("Not measured: the NLI filter (no NLI model offline); embedding.query_percentile (not tuned).")
     print(f"Total {time.perf_counter() - t_start:.0f} s")
     (out / "results.json").write_text(
-        json.dumps({"results": results, "throughput": tp, "training": train_info}, indent=2, default=str)
+        json.dumps(
+            {"results": results, "throughput": tp, "training": train_info, "llm_judge": judge_info},
+            indent=2,
+            default=str,
+        )
     )
     return 0
 

@@ -40,14 +40,23 @@ class RunGeneration:
         """Requests the client is waiting on now (for progress and the throughput benchmark)."""
         return self.client.in_flight
 
+    async def _shutdown(self) -> None:
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not me]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)  # chains end before their loop does
+        await self.client.close()
+
     def close(self) -> None:
-        """Close the client and stop the loop (pending chains are cancelled; finished answers are stored)."""
+        """Cancel pending chains, wait for them to end, close the client and stop the loop (finished answers
+        are already stored)."""
         if not self.loop.is_running():
             return
         try:
-            asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=30)
         finally:
-            for task in asyncio.all_tasks(self.loop):
-                self.loop.call_soon_threadsafe(task.cancel)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=30)
+            if not self.thread.is_alive():
+                self.loop.close()
