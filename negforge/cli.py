@@ -167,6 +167,79 @@ def _report(manifest: dict) -> None:
 
 
 @app.command()
+def adapt(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    run_name: Annotated[str | None, typer.Option(help="Name of the run folder under output.dir.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start the build again when its folder holds a run with another config.")
+    ] = False,
+    train: Annotated[bool, typer.Option(help="Train (and evaluate) after building the dataset.")] = True,
+    engine: Annotated[
+        Engine, typer.Option(help="prefect: the adapt flow (local ephemeral server); local: plain Python.")
+    ] = Engine.local,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress: bars on a terminal, a line per stage otherwise.")
+    ] = True,
+) -> None:
+    """Domain adaptation from a corpus alone (data.format: corpus): an adapted retriever out.
+
+    The run's LLM writes queries for a seeded sample of passages (adapt.generate: InPars generic few-shot,
+    or Promptagator with your examples); a query is kept only when adapt.consistency's retriever finds its
+    passage in the top k; the kept pairs are mined and filtered like any negforge run, a model is trained,
+    and (with adapt.eval.path) evaluated beside zero-shot. Every stage resumes: LLM answers are stored,
+    finished shards and an unchanged checkpoint are reused. Writes runs/<run_name>-adapt/ (adapt.json,
+    queries.jsonl with every written query and its status, generated/ as BEIR, checkpoint/) and runs/<run_name>/.
+    """
+    from negforge import progress as prog
+    from negforge.adapt.pipeline import AdaptError
+    from negforge.adapt.querygen import QueryGenFailed
+
+    cfg = _load(config, set_, run_name)
+    prog.set_enabled(progress)
+    try:
+        if engine is Engine.prefect:
+            from negforge.flows.environment import configure_prefect
+
+            configure_prefect(logging_level="WARNING")
+            from negforge.flows.adapt import adapt_flow
+
+            manifest = adapt_flow(cfg.model_dump(mode="json"), overwrite=overwrite, train=train)
+        else:
+            from negforge.adapt.pipeline import adapt as adapt_local
+
+            manifest = adapt_local(cfg, overwrite=overwrite, train=train).manifest
+    except (*_user_errors(), QueryGenFailed, AdaptError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    _adapt_report(manifest, cfg)
+
+
+def _adapt_report(m: dict, cfg: RunConfig) -> None:
+    from negforge.adapt.pipeline import adapt_dir
+
+    t = Table(title="adapt stages")
+    for c in ("stage", "seconds", "counts"):
+        t.add_column(c)
+    for st in m["stages"]:
+        rest = ", ".join(f"{k}={v}" for k, v in st.items() if k not in ("stage", "seconds"))
+        t.add_row(st["stage"], f"{st['seconds']:.1f}", rest)
+    out.print(t)
+    g, c = m.get("generation", {}), m.get("consistency", {})
+    out.print(f"queries written: {g.get('requests')} (by status: {g.get('by_status')})")
+    if c.get("pass_rate") is not None:
+        out.print(
+            f"round-trip ({c['retriever']}, top {c['k']}): pass rate {c['pass_rate']:.1%} of {c['judged']}"
+        )
+    for r in m.get("evaluation", []):
+        delta = f" ({r['delta_ndcg@10']:+.4f})" if "delta_ndcg@10" in r else ""
+        out.print(
+            f"{r['row']}: nDCG@10 {r['ndcg@10']:.4f}{delta}, MRR@10 {r['mrr@10']:.4f}, R@100 {r['recall@100']:.4f}"
+        )
+    out.print(f"[bold]adapt manifest:[/bold] {adapt_dir(cfg) / 'adapt.json'}")
+
+
+@app.command()
 def serve(
     model: Annotated[
         str,

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from negforge.adapt.config import AdaptConfig
+
 
 class ConfigError(ValueError):
     """A config problem, phrased for the person who wrote the YAML."""
@@ -50,9 +52,13 @@ class DataConfig(_Strict):
     qrels: separate qrels, queries and corpus files (JSONL, TSV or Parquet).
     pairs: a JSONL/Parquet file of (query, positive) rows, plus an optional corpus file.
     hf:    a Hugging Face dataset by name or local path with (query, positive) columns.
+    corpus: a corpus alone (a corpus file, a BEIR folder's corpus.jsonl, or a Hugging Face dataset with
+           _id/title/text): `negforge adapt` writes the queries (domain adaptation).
     """
 
-    format: Literal["beir", "qrels", "pairs", "hf"] = Field("beir", description="beir, qrels, pairs or hf")
+    format: Literal["beir", "qrels", "pairs", "hf", "corpus"] = Field(
+        "beir", description="beir, qrels, pairs, hf, or corpus (negforge adapt)"
+    )
     path: str | None = Field(
         None, description="BEIR folder, pairs file or dataset; relative paths are relative to the config file"
     )
@@ -90,6 +96,7 @@ class DataConfig(_Strict):
             "qrels": ["qrels", "queries", "corpus"],
             "pairs": ["path"],
             "hf": ["path"],
+            "corpus": ["path"],
         }[self.format]
         missing = [k for k in need if getattr(self, k) in (None, "")]
         if missing:
@@ -552,6 +559,9 @@ class RunConfig(_Strict):
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    adapt: AdaptConfig = Field(
+        default_factory=AdaptConfig, description="negforge adapt: queries written for a corpus alone"
+    )
 
     @model_validator(mode="after")
     def _default_filters(self) -> RunConfig:
@@ -637,6 +647,7 @@ class RunConfig(_Strict):
         data = self.model_dump(mode="json")
         data.pop("run_name")
         data.pop("execution")  # where shards run does not change them
+        data.pop("adapt")  # adapt's queries are the run's data (its identity); training does not change rows
         data["output"] = {k: v for k, v in data["output"].items() if k not in ("dir",)}
         # where and how fast the LLM is reached does not change the rows: a rerun against a restarted
         # server on another port must resume, not conflict
@@ -760,6 +771,13 @@ def load_config(
 
 
 def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    adapt = raw.get("adapt")
+    if isinstance(adapt, dict):
+        for section, key in (("generate", "fewshot"), ("eval", "path")):
+            sub = adapt.get(section)
+            v = sub.get(key) if isinstance(sub, dict) else None
+            if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+                sub[key] = str((base / v).resolve())
     for f in raw.get("filters") or []:
         v = f.get("answers") if isinstance(f, dict) else None
         if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():

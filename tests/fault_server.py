@@ -7,7 +7,8 @@ Its "ok" answers are schema-valid and pass negforge's checks: each passage is th
 prompt with its words reversed (same length, not a copy). An edit request (a <sentence> in the prompt) gets
 {"reasoning", "sentence"} instead: in "ok" mode the sentence's words reversed (a rewrite, not an edit), in
 "negate_edit" the sentence negated (" not" after the first is/are/was, else "It is not true that ..."),
-in "copy_edit" the sentence unchanged.
+in "copy_edit" the sentence unchanged. A query-writing request (a <document> in the prompt) gets
+{"query": words 2-7 of the document}; "copy_query" the whole document, "empty_query" an empty query.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _SENTENCE = re.compile(r"<sentence>(.*?)</sentence>", re.S)
+_DOCUMENT = re.compile(r"<document>(.*?)</document>", re.S)
 
 
 def negate(sentence: str) -> str:
@@ -41,9 +43,20 @@ def _edit_content(sentence: str, mode: str) -> str:
     return json.dumps({"reasoning": f"{mode} of the sentence", "sentence": new})
 
 
+def _query_content(document: str, mode: str) -> str:
+    """A query-writing reply: words 2-7 of the document (a keyword query, not a copy); `copy_query` the
+    whole document; `empty_query` an empty query."""
+    words = document.split()
+    q = {"copy_query": document, "empty_query": ""}.get(mode, " ".join(words[1:7]))
+    return json.dumps({"query": q})
+
+
 def _ok_body(payload: dict, mode: str = "ok") -> dict:
     user = payload["messages"][-1]["content"]
     edit = _SENTENCE.search(user)
+    doc = _DOCUMENT.search(user)
+    if doc:
+        return _wrap(payload, user, _query_content(doc.group(1), mode))
     passages = re.findall(r"<passage[^>]*>(.*?)</passage>", user, flags=re.S)
     source = passages[-1] if passages else "alpha beta gamma delta"
     order = re.search(r"order of perturbations: ([a-z_, ]+)", user)
@@ -58,7 +71,12 @@ def _ok_body(payload: dict, mode: str = "ok") -> dict:
         for i, n in enumerate(names)
     ]
     content = _edit_content(edit.group(1), mode) if edit else json.dumps({"negatives": items})
-    return {
+    return _wrap(payload, user, content)
+
+
+def _wrap(payload: dict, user: str, content: str) -> dict:
+    """A chat completion around `content`; token logprobs (-0.25 per whitespace piece) when asked for."""
+    body = {
         "id": "cmpl-double",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -72,6 +90,14 @@ def _ok_body(payload: dict, mode: str = "ok") -> dict:
             "total_tokens": 0,
         },
     }
+    if payload.get("logprobs"):
+        pieces = re.findall(r"\S+\s*", content)
+        body["choices"][0]["logprobs"] = {
+            "content": [
+                {"token": t, "logprob": -0.25, "bytes": list(t.encode()), "top_logprobs": []} for t in pieces
+            ]
+        }
+    return body
 
 
 # LLM judge replies: (content, the answer token's top alternatives as (token, probability)).
@@ -90,6 +116,7 @@ def judge_body(payload: dict, mode: str) -> dict:
     body = _ok_body(payload)
     choice = body["choices"][0]
     choice["message"]["content"] = content
+    choice.pop("logprobs", None)  # only the judge's own logprobs below
     body["usage"]["completion_tokens"] = 6
     if payload.get("logprobs") and not mode.endswith("_nolp"):
         k = int(payload.get("top_logprobs") or 1)
@@ -152,7 +179,7 @@ class FaultyOpenAIServerDouble:
                     double.modes.append(mode)
                 if double.delay:
                     time.sleep(double.delay)
-                if mode in ("ok", "negate_edit", "copy_edit"):
+                if mode in ("ok", "negate_edit", "copy_edit", "copy_query", "empty_query"):
                     self._send(200, json.dumps(_ok_body(payload, mode)).encode())
                 elif mode in ("500", "503"):
                     self._send(int(mode), b'{"error": {"message": "boom"}}')

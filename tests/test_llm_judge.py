@@ -15,14 +15,14 @@ from negforge.filters import CandidateBatch, FilterCandidate, FilterQuery, build
 from negforge.filters.llm_judge import (
     ANSWER_SCHEMA,
     REASON,
-    JudgeEndpoint,
     JudgeFailed,
     LLMJudgeFilter,
-    compact_logprobs,
     load_judge_template,
     p_yes_from_logprobs,
     parse_answer,
 )
+from negforge.generators.client import compact_logprobs
+from negforge.generators.stage import LLMEndpoint
 from negforge.generators.store import GenerationStore
 from negforge.pipeline import run
 from tests.fault_server import FaultyOpenAIServerDouble
@@ -47,9 +47,9 @@ def cands() -> list[FilterCandidate]:
     return [FilterCandidate(qi=qi, text=t, source=s, sources=[s]) for qi, s, t in texts]
 
 
-def endpoint(url: str, store_dir, **llm) -> JudgeEndpoint:
+def endpoint(url: str, store_dir, **llm) -> LLMEndpoint:
     cfg = LLMConfig(max_retries=0, timeout=10, **llm)
-    return JudgeEndpoint([url], "double", "name:double", GenerationStore(store_dir), cfg)
+    return LLMEndpoint([url], "double", "name:double", GenerationStore(store_dir), cfg)
 
 
 def judge(url: str, store_dir, **settings) -> LLMJudgeFilter:
@@ -327,7 +327,7 @@ def test_real_smollm2_on_vllm_gives_every_candidate_a_p_yes(cache_dir, tmp_path)
     srv = start_server(model, tmp_path / "vllm.log")
     try:
         llm = LLMConfig(concurrency=8, timeout=600, max_retries=1)
-        ep = JudgeEndpoint(
+        ep = LLMEndpoint(
             [srv.base_url], SERVED, model_fingerprint(model), GenerationStore(tmp_path / "s"), llm
         )
         f = LLMJudgeFilter(LLMJudgeFilterConfig(), ep)

@@ -71,9 +71,10 @@ def build_filter(
 
         return AnswerLeakFilter(fc)
     if fc.type == "llm_judge":
-        from negforge.filters.llm_judge import JudgeEndpoint, LLMJudgeFilter
+        from negforge.filters.llm_judge import LLMJudgeFilter
+        from negforge.generators.stage import LLMEndpoint
 
-        return LLMJudgeFilter(fc, JudgeEndpoint.from_stage(llm) if llm is not None else None)
+        return LLMJudgeFilter(fc, LLMEndpoint.from_stage(llm) if llm is not None else None)
     raise ValueError(f"unknown filter type {fc.type!r}")
 
 

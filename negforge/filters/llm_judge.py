@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import hashlib
 import json
 import math
@@ -31,19 +30,16 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from pydantic import BaseModel, field_validator
 
-from negforge.config import LLMConfig, LLMJudgeFilterConfig
+from negforge.config import LLMJudgeFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
 from negforge.generators.checks import parse_reply
-from negforge.generators.client import ChatRequest, ChatResult, GeneratorClient
-from negforge.generators.store import GenerationStore
-
-if TYPE_CHECKING:
-    from negforge.generators.stage import LLMStage
+from negforge.generators.client import ChatRequest, GeneratorClient
+from negforge.generators.stage import LLMEndpoint
 
 SCALE = (
     "judge_p_yes: probability in [0, 1] that the passage answers the query; judge_source=logprobs: yes mass "
@@ -161,28 +157,6 @@ def parse_answer(text: str | None) -> tuple[str | None, str | None, bool]:
     return (r.value.answer if r.value is not None else None), r.problem, r.recovered
 
 
-def compact_logprobs(logprobs: Any) -> list | None:
-    """A chat completion choice's `logprobs` as [[token, logprob, [[alt, logprob], ...]], ...] (what the
-    store keeps), or None when the server returned none."""
-    if logprobs is None:
-        return None
-    content = getattr(logprobs, "content", None)
-    if content is None and isinstance(logprobs, dict):
-        content = logprobs.get("content")
-    if not content:
-        return None
-    out = []
-    for t in content:
-        get = t.get if isinstance(t, dict) else (lambda k, _t=t: getattr(_t, k, None))
-        tops = get("top_logprobs") or []
-        alts = []
-        for a in tops:
-            ag = a.get if isinstance(a, dict) else (lambda k, _a=a: getattr(_a, k, None))
-            alts.append([ag("token"), float(ag("logprob"))])
-        out.append([get("token"), float(get("logprob")), alts])
-    return out
-
-
 def _word(token: str) -> str:
     """A token as an answer word: surrounding space, quotes and colons off, lower case."""
     return token.strip().strip("\"':").strip().lower()
@@ -219,70 +193,7 @@ def p_yes_from_logprobs(tokens: list | None) -> float | None:
     return yes / (yes + no)
 
 
-# --- the client: GeneratorClient (bounded concurrency, retries, failover) that also keeps logprobs --------
-
-_CAPTURE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("negforge_judge_capture", default=None)
-
-
-class LogprobClient(GeneratorClient):
-    """A GeneratorClient whose results also carry the answer's logprobs (compact, see `compact_logprobs`).
-
-    ChatResult has no logprobs field, so each endpoint's `create` is wrapped to put the raw choice's logprobs
-    into a per-request holder (a context variable: every `complete` runs in its own task context).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for c in self.clients:
-            completions = c.chat.completions
-            completions.create = self._capturing(completions.create)  # type: ignore[method-assign]
-
-    @staticmethod
-    def _capturing(create):
-        async def wrapped(**kwargs: Any):
-            resp = await create(**kwargs)
-            holder = _CAPTURE.get()
-            if holder is not None and getattr(resp, "choices", None):
-                holder["logprobs"] = compact_logprobs(resp.choices[0].logprobs)
-            return resp
-
-        return wrapped
-
-    async def complete_with_logprobs(self, req: ChatRequest) -> tuple[ChatResult, list | None]:
-        """One chat completion and its compact logprobs (None when the server sent none)."""
-        holder: dict = {}
-        token = _CAPTURE.set(holder)
-        try:
-            res = await self.complete(req)
-        finally:
-            _CAPTURE.reset(token)
-        return res, holder.get("logprobs")
-
-
 # --- the filter --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class JudgeEndpoint:
-    """What the judge needs of the run's LLM: endpoints, served name, model fingerprint (for keys), the
-    generation store, and sources.llm (timeout, retries, key variable, default concurrency)."""
-
-    base_urls: list[str]
-    served_model: str
-    model_fingerprint: str
-    store: GenerationStore
-    llm: LLMConfig
-
-    @classmethod
-    def from_stage(cls, stage: LLMStage) -> JudgeEndpoint:
-        """The endpoint of a started LLM stage (its server, served name, fingerprint and store)."""
-        return cls(
-            list(stage.base_urls),
-            stage.served_model,
-            stage.synth.model_fingerprint,
-            stage.synth.store,
-            stage.cfg.sources.llm,
-        )
 
 
 def _run_sync(make_coro):
@@ -298,7 +209,7 @@ def _run_sync(make_coro):
 class LLMJudgeFilter:
     """Drops candidates the run's LLM says answer their query (p_yes >= threshold); see the module doc."""
 
-    def __init__(self, cfg: LLMJudgeFilterConfig, endpoint: JudgeEndpoint | None) -> None:
+    def __init__(self, cfg: LLMJudgeFilterConfig, endpoint: LLMEndpoint | None) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type
         self.endpoint = endpoint  # None: built without a started LLM (nothing left to judge in this run)
@@ -338,14 +249,10 @@ class LLMJudgeFilter:
         )
         return ChatRequest(key, messages, params, ANSWER_SCHEMA)
 
-    def client(self) -> LogprobClient:
+    def client(self) -> GeneratorClient:
         """A client for the run's endpoints (created inside the event loop that uses it)."""
-        ep = self.endpoint
-        assert ep is not None
-        return LogprobClient(
-            ep.base_urls, ep.served_model, concurrency=self.cfg.concurrency or ep.llm.concurrency,
-            timeout=ep.llm.timeout, max_retries=ep.llm.max_retries, api_key_env=ep.llm.api_key_env,
-        )  # fmt: skip
+        assert self.endpoint is not None
+        return self.endpoint.client(self.cfg.concurrency)
 
     async def _ask(self, requests: dict[str, tuple[ChatRequest, str]], counts: Counter) -> Counter:
         """Send every request (bounded concurrency), storing each answer as it arrives; returns failures."""
@@ -355,7 +262,7 @@ class LLMJudgeFilter:
         client = self.client()
 
         async def one(req: ChatRequest, query_id: str) -> None:
-            res, logprobs = await client.complete_with_logprobs(req)
+            res = await client.complete(req)
             if res.error:
                 failed[res.error] += 1
                 return
@@ -365,7 +272,7 @@ class LLMJudgeFilter:
             ep.store.append(
                 {
                     "key": req.key, "kind": "llm_judge", "query_id": query_id, "text": res.text,
-                    "logprobs": logprobs, "prompt_tokens": res.prompt_tokens,
+                    "logprobs": res.logprobs, "prompt_tokens": res.prompt_tokens,
                     "completion_tokens": res.completion_tokens, "latency_s": round(res.latency_s, 4),
                 }
             )  # fmt: skip

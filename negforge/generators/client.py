@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 
@@ -32,6 +33,9 @@ class ChatResult:
     latency_s: float = 0.0
     base_url: str | None = None
     attempts: int = 0
+    # compact per-token logprobs [[token, logprob, [[alt, logprob], ...]], ...] when the request asked for
+    # them (params logprobs=True) and the server sent them; None otherwise
+    logprobs: list | None = None
 
 
 @dataclass
@@ -105,6 +109,9 @@ class GeneratorClient:
                     time.perf_counter() - t0,
                     self.urls[i],
                     hop + 1,
+                    compact_logprobs(resp.choices[0].logprobs)
+                    if resp.choices and req.params.get("logprobs")
+                    else None,
                 )
             except openai.APITimeoutError:
                 last_error = "timeout"
@@ -134,3 +141,25 @@ class GeneratorClient:
     async def close(self) -> None:
         for c in self.clients:
             await c.close()
+
+
+def compact_logprobs(logprobs: Any) -> list | None:
+    """A chat completion choice's `logprobs` as [[token, logprob, [[alt, logprob], ...]], ...] (what the
+    store keeps), or None when the server returned none."""
+    if logprobs is None:
+        return None
+    content = getattr(logprobs, "content", None)
+    if content is None and isinstance(logprobs, dict):
+        content = logprobs.get("content")
+    if not content:
+        return None
+    out = []
+    for t in content:
+        get = t.get if isinstance(t, dict) else (lambda k, _t=t: getattr(_t, k, None))
+        tops = get("top_logprobs") or []
+        alts = []
+        for a in tops:
+            ag = a.get if isinstance(a, dict) else (lambda k, _a=a: getattr(_a, k, None))
+            alts.append([ag("token"), float(ag("logprob"))])
+        out.append([get("token"), float(get("logprob")), alts])
+    return out

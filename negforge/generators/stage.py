@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from negforge.config import RunConfig
+from negforge.config import LLMConfig, RunConfig
 from negforge.generators.client import GeneratorClient
 from negforge.generators.server import VLLMServer
 from negforge.generators.store import GenerationStore
@@ -48,6 +48,37 @@ class LLMStage:
             "server_log": str(self.server.log_path) if self.server else None,
             "endpoints": len(self.base_urls),
         }
+
+
+@dataclass
+class LLMEndpoint:
+    """What a stage that asks the run's LLM needs (the llm_judge filter, adapt's query writer): endpoints,
+    served name, model fingerprint (for request keys), the generation store, and sources.llm (timeout,
+    retries, key variable, default concurrency)."""
+
+    base_urls: list[str]
+    served_model: str
+    model_fingerprint: str
+    store: GenerationStore
+    llm: LLMConfig
+
+    @classmethod
+    def from_stage(cls, stage: LLMStage) -> LLMEndpoint:
+        """The endpoint of a started LLM stage (its server, served name, fingerprint and store)."""
+        return cls(
+            list(stage.base_urls),
+            stage.served_model,
+            stage.synth.model_fingerprint,
+            stage.synth.store,
+            stage.cfg.sources.llm,
+        )
+
+    def client(self, concurrency: int | None = None) -> GeneratorClient:
+        """A client for these endpoints (create it inside the event loop that uses it)."""
+        return GeneratorClient(
+            self.base_urls, self.served_model, concurrency=concurrency or self.llm.concurrency,
+            timeout=self.llm.timeout, max_retries=self.llm.max_retries, api_key_env=self.llm.api_key_env,
+        )  # fmt: skip
 
 
 def resolve_llm_model(name: str, cache: Path) -> Path | None:

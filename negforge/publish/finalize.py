@@ -24,7 +24,13 @@ from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.report import write_report
 from negforge.publish.rich import RICH_SCHEMA
 from negforge.publish.summary import score_summary
-from negforge.publish.trainer import labeled_list_table, labeled_pair_table, ntuple_table, triplet_table
+from negforge.publish.trainer import (
+    CE_LABEL,
+    labeled_list_table,
+    labeled_pair_table,
+    ntuple_table,
+    triplet_table,
+)
 from negforge.records import TrainingInput
 from negforge.shards import ShardStore
 from negforge.timing import Timings
@@ -49,6 +55,14 @@ class RunResult:
     manifest_path: Path
     manifest: dict
     summary: list[dict]
+
+
+def label_key_of(cfg: RunConfig, score_key: str | None) -> str | None:
+    """What trainer configs' `label` (output.scores) is the margin of: the cross-encoder's scores when a
+    cross_encoder filter is in the stack (GPL's MarginMSE labels, Wang et al. 2022), else `score_key`."""
+    if any(f.type == "cross_encoder" for f in cfg.filters or []):
+        return CE_LABEL
+    return score_key
 
 
 def _versions() -> dict[str, str]:
@@ -107,6 +121,7 @@ def finalize(
             )
         rows = rich.to_pylist()
         score_key = cfg.score_by or ("dense" if cfg.sources.dense.enabled else None)
+        label_key = label_key_of(cfg, score_key)
         n_neg = ntuple_width(cfg)
         tables: dict[str, pa.Table] = {}
         dropped = 0
@@ -118,9 +133,9 @@ def finalize(
         if "rich" in fmts:
             tables["rich"] = rich
         if "triplet" in fmts:
-            tables["triplet"] = triplet_table(rows, score_key, cfg.output.scores)
+            tables["triplet"] = triplet_table(rows, label_key, cfg.output.scores)
         if "n-tuple" in fmts:
-            tables["n-tuple"], dropped = ntuple_table(rows, n_neg, score_key, cfg.output.scores)
+            tables["n-tuple"], dropped = ntuple_table(rows, n_neg, label_key, cfg.output.scores)
         if "labeled-pair" in fmts:
             tables["labeled-pair"] = labeled_pair_table(rows)
         if "labeled-list" in fmts:
@@ -128,7 +143,7 @@ def finalize(
         if curriculum is not None:
             for b in cfg.curriculum.buckets:
                 bucket_rows = rows_in_bucket(rows, b)
-                tables[f"curriculum-{b}"] = triplet_table(bucket_rows, score_key, cfg.output.scores)
+                tables[f"curriculum-{b}"] = triplet_table(bucket_rows, label_key, cfg.output.scores)
         dataset_dir = cfg.run_dir / "dataset"
         parquet = _save_dataset(tables, dataset_dir)
     summary = score_summary(rows, score_key)
@@ -218,6 +233,7 @@ def finalize(
         "shards": {"total": len(shards), "reused": reused, "written": len(shards) - reused},
         "timings": timings.stages,
         "score_by": score_key,
+        "label_by": label_key_of(cfg, score_key) if cfg.output.scores else None,
         "score_summary": summary,
         "outputs": {"dataset": str(dataset_dir), "parquet": parquet},
     }

@@ -10,25 +10,50 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+CE_LABEL = "cross_encoder"  # label key: GPL margins from the cross-encoder filter's recorded scores
+
 
 def _score(scores: dict | None, key: str | None) -> float | None:
     return None if scores is None or key is None else scores.get(key)
 
 
+def _neg_label(neg: dict, key: str | None) -> float | None:
+    if key == CE_LABEL:
+        return (neg.get("filter_scores") or {}).get("ce_score")
+    return _score(neg["scores"], key)
+
+
+def _pos_labels(row: dict, key: str | None) -> list | None:
+    """Positives' label scores; for CE_LABEL the recorded CE(q, positive) when the query has exactly one
+    positive (the filter records the weakest positive's score only), else None (no label: the row is left
+    out of MarginMSE training by `prepare_stage`)."""
+    if key == CE_LABEL:
+        if len(row["positives"]) != 1:
+            return None
+        for n in row["negatives"]:
+            v = (n.get("filter_scores") or {}).get("ce_positive")
+            if v is not None:
+                return [v]
+        return None
+    return (row["positive_scores"] or {}).get(key) if key else None
+
+
 def triplet_table(rows: Iterable[dict], score_key: str | None, with_label: bool) -> pa.Table:
-    """(anchor, positive, negative) for every positive × negative of every query."""
+    """(anchor, positive, negative) for every positive × negative of every query; with `label` =
+    score(q, pos) − score(q, neg) under `score_key` (a retriever score, or CE_LABEL: GPL's cross-encoder
+    margins, Wang et al. 2022) when `with_label`."""
     cols: dict[str, list] = {"anchor": [], "positive": [], "negative": []}
     if with_label:
         cols["label"] = []
     for row in rows:
-        pos_scores = (row["positive_scores"] or {}).get(score_key) if score_key else None
+        pos_scores = _pos_labels(row, score_key)
         for pi, pos in enumerate(row["positives"]):
             for neg in row["negatives"]:
                 cols["anchor"].append(row["query"])
                 cols["positive"].append(pos)
                 cols["negative"].append(neg["text"])
                 if with_label:
-                    p, n = (pos_scores[pi] if pos_scores else None), _score(neg["scores"], score_key)
+                    p, n = (pos_scores[pi] if pos_scores else None), _neg_label(neg, score_key)
                     cols["label"].append(None if p is None or n is None else float(p - n))
     return _typed(cols)
 
@@ -60,7 +85,7 @@ def ntuple_table(
         if len(negs) < n:
             dropped += len(row["positives"])
             continue
-        pos_scores = (row["positive_scores"] or {}).get(score_key) if score_key else None
+        pos_scores = _pos_labels(row, score_key)
         for pi, pos in enumerate(row["positives"]):
             cols["anchor"].append(row["query"])
             cols["positive"].append(pos)
@@ -70,7 +95,7 @@ def ntuple_table(
                 cols["label"].append(
                     [
                         pos_scores[pi] if pos_scores else None,
-                        *[_score(x["scores"], score_key) for x in negs[:n]],
+                        *[_neg_label(x, score_key) for x in negs[:n]],
                     ]
                 )
     return _typed(cols), dropped

@@ -18,6 +18,11 @@ def load_input(cfg: DataConfig) -> TrainingInput:
 
     Raises InputError (file, line or row, column named) for input that cannot be read as meant.
     """
+    if cfg.format == "corpus":
+        raise InputError(
+            f"data.format=corpus ({cfg.path}) has a corpus but no queries: run `negforge adapt CONFIG` to write "
+            "queries for it (domain adaptation), or give queries and qrels (format beir, qrels, pairs or hf)"
+        )
     if cfg.format == "beir":
         out = load_beir(cfg.path, cfg.split, join_title=cfg.join_title, min_relevance=cfg.min_relevance)
     elif cfg.format == "qrels":

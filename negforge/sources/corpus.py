@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from negforge.records import Corpus, SkipLog
@@ -36,13 +37,21 @@ def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) ->
         if not any(k in cols for k in ID_KEYS):
             raise InputError(f"{path}: no id column (one of {', '.join(ID_KEYS)}); found {', '.join(cols)}")
         require_columns(path, ["text"], cols)
+    rows = iter_rows(
+        path, skips, what="corpus file", headerless=("_id", "text"), header_keys=(*ID_KEYS, "text")
+    )
+    return corpus_from_rows(rows, skips, str(path), join_title=join_title)
+
+
+def corpus_from_rows(
+    rows: Iterable[tuple[str, dict]], skips: SkipLog, origin: str, *, join_title: bool = True
+) -> Corpus:
+    """Documents from (where, row) pairs (a file's rows, or a dataset's as `name:row N`); the rules of
+    `read_corpus`. Raises InputError when no row is usable or a cell has the wrong type."""
     ids: list[str] = []
     texts: list[str] = []
     titles: list[str] = []
     seen: dict[str, str] = {}
-    rows = iter_rows(
-        path, skips, what="corpus file", headerless=("_id", "text"), header_keys=(*ID_KEYS, "text")
-    )
     for where, row in rows:
         key, raw_id = _pick(row, ID_KEYS)
         did = id_value(raw_id, where, key) if key is not None else None
@@ -66,5 +75,5 @@ def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) ->
         texts.append(text)
         titles.append(title if join_title else "")
     if not ids:
-        raise InputError(f"{path}: no usable documents (see skips: {skips.counts()})")
+        raise InputError(f"{origin}: no usable documents (see skips: {skips.counts()})")
     return Corpus(ids=ids, texts=texts, titles=titles)

@@ -1,0 +1,293 @@
+"""Queries written by the run's LLM for corpus passages: InPars-style generic few-shot (Bonifacio et al.
+2022, "InPars: Data Augmentation for Information Retrieval using Large Language Models") or Promptagator-
+style task-specific few-shot (Dai et al. 2022, "Promptagator: Few-shot Dense Retrieval From 8 Examples").
+
+One request per (passage, j < per_passage); the reply is JSON {"query": "..."} (json_schema asked, and
+recovered from fences or prose when a server ignores it). Every answer is appended to the run's generation
+store as it arrives under a key of (model fingerprint, template name and sha, messages, parameters), so a
+rerun sends only what is missing. Each query gets a status: `kept`, or the reason it was rejected
+(`empty_response`, `bad_json`, `schema`, `too_short`, `too_long`, `copy_of_passage`, `copy_of_example`,
+`duplicate`), and provenance (template, model, source passage, mean token log-probability when the server
+returns logprobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from pydantic import BaseModel, field_validator
+
+from negforge.adapt.config import QueryGenConfig
+from negforge.adapt.inputs import FewShotExample, read_fewshot
+from negforge.generators.checks import parse_reply
+from negforge.generators.client import ChatRequest
+from negforge.generators.stage import LLMEndpoint
+from negforge.progress import progress_bar
+from negforge.records import Corpus
+from negforge.text_identity import norm_text
+
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+BUILTIN_EXAMPLES = PROMPTS_DIR / "querygen_examples.jsonl"
+QUERY_SCHEMA: dict = {
+    "type": "object",
+    "properties": {"query": {"type": "string"}},
+    "required": ["query"],
+    "additionalProperties": False,
+}
+STATUSES = (
+    "kept", "empty_response", "bad_json", "schema", "too_short", "too_long", "copy_of_passage",
+    "copy_of_example", "duplicate",
+)  # fmt: skip
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), undefined=jinja2.StrictUndefined, autoescape=False
+)
+
+
+class QueryGenFailed(RuntimeError):
+    """Some query requests got no answer at all (server down, timeouts); the answers that came are stored
+    and a rerun sends only the rest."""
+
+
+class QueryReply(BaseModel):
+    query: str
+
+    @field_validator("query")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+
+@dataclass(frozen=True)
+class QueryTemplate:
+    """A query-writing template (system + user files under negforge/prompts) with version and content sha."""
+
+    name: str
+    version: str
+    sha: str
+
+    def render(self, document: str, examples: list[FewShotExample], task: str, max_chars: int) -> list[dict]:
+        """Chat messages: the fixed system block, each example as a user turn and its JSON answer (small
+        models copy an example's shape far better than they follow a description), then the document."""
+        system = _env.get_template(f"{self.name}.j2").render(task=task).strip()
+        user = _env.get_template(f"{self.name}.user.j2")
+
+        def turn(doc: str) -> dict:
+            return {"role": "user", "content": user.render(document=_as_data(doc[:max_chars])).strip()}
+
+        msgs = [{"role": "system", "content": system}]
+        for ex in examples:
+            msgs += [turn(ex.passage), {"role": "assistant", "content": json.dumps({"query": ex.query})}]
+        return [*msgs, turn(document)]
+
+
+@cache
+def load_query_template(kind: str) -> QueryTemplate:
+    """`inpars` or `promptagator`: the template, its version (first line's `version:`) and sha of both files."""
+    name = f"querygen_{kind}"
+    files = [PROMPTS_DIR / f"{name}.j2", PROMPTS_DIR / f"{name}.user.j2"]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    m = re.search(r"version:\s*(\S+)", files[0].read_text(encoding="utf-8").splitlines()[0])
+    return QueryTemplate(name, m.group(1) if m else "0", h.hexdigest()[:12])
+
+
+def _as_data(text: str) -> str:
+    return re.sub(r"</?\s*document[^>]*>", " ", text, flags=re.IGNORECASE)
+
+
+@dataclass
+class GeneratedQuery:
+    """One written query and its provenance. `status` is `kept` or the rejection reason (see module doc);
+    `mean_logprob` is the mean log-probability (nats per token, <= 0) of the query's tokens, None when
+    the server returned no logprobs."""
+
+    id: str
+    text: str | None
+    passage_id: str
+    passage_row: int
+    template: str
+    template_sha: str
+    model: str
+    status: str
+    request_key: str
+    mean_logprob: float | None = None
+    consistency_rank: int | None = None  # the passage's rank for this query (None: beyond the depth)
+
+    def provenance(self) -> dict:
+        return {
+            "template": self.template, "template_sha": self.template_sha, "model": self.model,
+            "passage_id": self.passage_id, "mean_logprob": self.mean_logprob,
+            "consistency_rank": self.consistency_rank,
+        }  # fmt: skip
+
+
+@dataclass
+class QueryGenResult:
+    """Every written query (kept and rejected) in request order, counts by status, and token totals."""
+
+    queries: list[GeneratedQuery]
+    counts: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    from_store: int = 0
+
+    def kept(self) -> list[GeneratedQuery]:
+        return [q for q in self.queries if q.status == "kept"]
+
+
+def examples_for(cfg: QueryGenConfig) -> list[FewShotExample]:
+    """The few-shot pool: the user's file (adapt.generate.fewshot) or the built-in generic examples."""
+    return read_fewshot(cfg.fewshot or BUILTIN_EXAMPLES)
+
+
+def request_key(fingerprint: str, template: QueryTemplate, messages: list, params: dict) -> str:
+    """Store key of one query request: any change of model, template, prompt or parameters asks again."""
+    blob = json.dumps(
+        {"kind": "querygen", "model": fingerprint, "template": [template.name, template.sha],
+         "messages": messages, "params": params, "schema": QUERY_SCHEMA},
+        sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def mean_query_logprob(tokens: list | None, query: str) -> float | None:
+    """Mean logprob of the completion tokens that spell `query` (JSON scaffolding left out); all tokens when
+    the query cannot be located; None without logprobs."""
+    if not tokens:
+        return None
+    joined = "".join(t[0] or "" for t in tokens)
+    at = joined.find(query) if query else -1
+    picked, off = [], 0
+    for t in tokens:
+        n = len(t[0] or "")
+        if (at < 0 or (off < at + len(query) and off + n > at)) and math.isfinite(t[1]):
+            picked.append(t[1])
+        off += n
+    return round(sum(picked) / len(picked), 5) if picked else None
+
+
+def check_query(text: str, passage: str, examples: set[str], seen: set[str], cfg: QueryGenConfig) -> str:
+    """`kept` or the rejection reason of one parsed query (see the module doc); `seen` holds the normalised
+    texts of queries kept so far (a duplicate is a normalised repeat of any of them)."""
+    words = text.split()
+    if len(words) < cfg.min_words:
+        return "too_short"
+    if len(words) > cfg.max_words:
+        return "too_long"
+    n = norm_text(text)
+    if not n:
+        return "too_short"
+    np_ = norm_text(passage)
+    if n == np_ or (len(n.split()) >= cfg.copy_min_words and f" {n} " in f" {np_} "):
+        return "copy_of_passage"
+    if n in examples:
+        return "copy_of_example"
+    if n in seen:
+        return "duplicate"
+    return "kept"
+
+
+def generate_queries(
+    corpus: Corpus,
+    rows: list[int],
+    cfg: QueryGenConfig,
+    endpoint: LLMEndpoint,
+    *,
+    seed: int,
+    examples: list[FewShotExample] | None = None,
+) -> QueryGenResult:
+    """Write `cfg.per_passage` queries for each corpus row in `rows` (see the module doc).
+
+    Few-shot examples (`cfg.max_examples` of them, a seeded choice per request) come from `examples` or
+    `examples_for(cfg)`; an example whose passage is the target passage itself is never shown. Raises
+    QueryGenFailed after every request has been tried when some got no answer (answers are stored)."""
+    import numpy as np
+
+    tpl = load_query_template(cfg.template)
+    pool = examples if examples is not None else examples_for(cfg)
+    ex_norm = {norm_text(e.query) for e in pool}
+    params: dict = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+    if cfg.logprobs:
+        params["logprobs"] = True
+    plan: list[tuple[str, int, ChatRequest]] = []
+    for row in rows:
+        for j in range(cfg.per_passage):
+            rng = np.random.default_rng([seed, row, j])
+            usable = [e for e in pool if norm_text(e.passage) != norm_text(corpus.texts[row])]
+            pick = rng.permutation(len(usable))[: cfg.max_examples]
+            msgs = tpl.render(
+                corpus.texts[row],
+                [usable[i] for i in sorted(pick)],
+                cfg.task_description,
+                cfg.max_passage_chars,
+            )
+            # the sample index is part of the key (and the seed, sent only where servers take it)
+            key = request_key(endpoint.model_fingerprint, tpl, msgs, {**params, "sample": j})
+            plan.append((corpus.ids[row], row, ChatRequest(key, msgs, params, QUERY_SCHEMA)))
+
+    result = QueryGenResult([])
+    failed: Counter = Counter()
+    todo = [p for p in plan if p[2].key not in endpoint.store]
+    result.from_store = len(plan) - len(todo)
+
+    async def ask() -> None:
+        client = endpoint.client()
+        try:
+            with progress_bar("write queries", len(todo)) as advance:
+
+                async def one(pid: str, req: ChatRequest) -> None:
+                    res = await client.complete(req)
+                    advance(1)
+                    if res.error:
+                        failed[res.error] += 1
+                        return
+                    endpoint.store.append(
+                        {"key": req.key, "kind": "querygen", "passage_id": pid, "text": res.text,
+                         "logprobs": [t[:2] for t in res.logprobs] if res.logprobs else None,
+                         "prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens}
+                    )  # fmt: skip
+
+                await asyncio.gather(*(one(pid, req) for pid, _, req in todo))
+        finally:
+            await client.close()
+
+    if todo:
+        asyncio.run(ask())
+    if failed:
+        raise QueryGenFailed(
+            f"{sum(failed.values())} of {len(plan)} query requests got no answer ({dict(failed)}); the "
+            f"{len(plan) - sum(failed.values())} answers are stored: rerun to send only the rest"
+        )
+    seen: set[str] = set()
+    per_row: Counter = Counter()
+    for pid, row, req in plan:
+        rec = endpoint.store.get(req.key) or {}
+        result.prompt_tokens += int(rec.get("prompt_tokens") or 0)
+        result.completion_tokens += int(rec.get("completion_tokens") or 0)
+        parsed = parse_reply(rec.get("text"), QueryReply)
+        text = parsed.value.query if parsed.value is not None else None
+        status = parsed.problem or ("empty_response" if not text else None)
+        if status is None:
+            status = check_query(text, corpus.texts[row], ex_norm, seen, cfg)
+        if status == "kept":
+            seen.add(norm_text(text))
+        qid = f"gq-{pid}-{per_row[pid]}"
+        per_row[pid] += 1
+        result.queries.append(
+            GeneratedQuery(
+                qid, text, pid, row, tpl.name, tpl.sha, endpoint.served_model, status, req.key,
+                mean_query_logprob(rec.get("logprobs"), text or ""),
+            )
+        )  # fmt: skip
+        result.counts[status] += 1
+    return result
