@@ -114,27 +114,41 @@ def attach_synthetic(
 
 
 def pregenerate(
-    ctx: MiningContext, llm: LLMStage, shards: list[list[int]], todo: list[int]
+    ctx: MiningContext, llm: LLMStage, shards: list[list[int]], todo: list[int], lookahead: int | None = None
 ) -> Iterator[tuple[int, dict]]:
-    """The run's generation stage: every todo shard is mined for its items, which all go into one queue.
+    """The run's generation stage: todo shards are mined for their items, which all go into one queue.
 
-    Yields (shard, its generation counters) as each shard's items complete, so the caller judges and
-    writes that shard (its responses are then all in the store) while the others are still generating.
-    Raises GenerationFailed (finished answers stored) when a request gets no answer.
+    Shards are mined and queued ahead of the answers, but at most `lookahead` items (default: 8 × the
+    client's concurrency, at least 64) wait in the queue at once, so a 100,000-query run neither mines every
+    shard before the first answer nor holds every item in memory; the server still never runs dry while a
+    shard is being mined. Yields (shard, its generation counters) as each shard's items complete, so the
+    caller judges and writes that shard (its responses are then all in the store) while the others are still
+    generating. Raises GenerationFailed (finished answers stored) when a request gets no answer.
     """
     from negforge.generators.run_queue import RunGeneration
 
+    bound = lookahead or max(64, 8 * llm.cfg.sources.llm.concurrency)
     queue = RunGeneration(llm)
+    pending: dict = {}
+    queued = 0
+
+    def finish(fut) -> tuple[int, dict]:
+        nonlocal queued
+        i, synth, n = pending.pop(fut)
+        queued -= n
+        fut.result()
+        llm.synth.absorb(synth)
+        return i, {"counts": dict(synth.stats.counts), "rejected": dict(synth.stats.rejected)}
+
     try:
-        pending = {}
         for i in todo:
             items = generation_items(ctx, llm, mine_queries(ctx, shards[i]))
             fut, synth = queue.submit(items)
-            pending[fut] = (i, synth)
-        for fut in as_completed(pending):
-            i, synth = pending[fut]
-            fut.result()
-            llm.synth.absorb(synth)
-            yield i, {"counts": dict(synth.stats.counts), "rejected": dict(synth.stats.rejected)}
+            pending[fut] = (i, synth, len(items))
+            queued += len(items)
+            while queued > bound and len(pending) > 1:
+                yield finish(next(as_completed(list(pending))))
+        for fut in as_completed(list(pending)):
+            yield finish(fut)
     finally:
         queue.close()

@@ -110,3 +110,46 @@ def test_one_queue_keeps_the_server_busy_across_shards(make_config):
     assert gen["this_run"]["sent_ok"] == 13
     assert len(srv.requests) == 13  # the shard pass read every answer from the store: nothing sent twice
     assert res.manifest["counts"]["selected"]["llm"] == 12
+
+
+@pytest.mark.parametrize(("lookahead", "mined_at_first_answer"), [(2, 2), (None, 6)])
+def test_generation_lookahead_bounds_how_far_mining_runs_ahead(make_config, monkeypatch, lookahead,
+                                                               mined_at_first_answer):  # fmt: skip
+    """Six shards of 2 items: with lookahead 2, the second shard is mined while the first generates and the
+    first is handed on before any more are mined; unbounded (default 64 items here), all six are queued
+    first. Every shard comes out exactly once either way."""
+    import negforge.generation_stage as stage
+    from negforge.pipeline import load_data, make_context, prepare_bm25, prepare_dense, prepare_llm
+    from negforge.shards import plan_shards
+    from negforge.timing import Timings
+
+    mined: list[int] = []
+    real_mine = stage.mine_queries
+
+    def spy_mine(ctx, qidx):  # a spy, not a stub: the real mining, counted
+        mined.append(qidx[0])
+        return real_mine(ctx, qidx)
+
+    monkeypatch.setattr(stage, "mine_queries", spy_mine)
+    with FaultyOpenAIServerDouble(delay=0.2) as srv:
+        cfg = make_config(
+            *llm_overrides(
+                srv.base_url, "sources.llm.count=1", "sources.llm.concurrency=1", "sources.llm.max_reasks=0"
+            )
+        )
+        t = Timings()
+        data = load_data(cfg, t)
+        dense, qemb = prepare_dense(cfg, data, t)
+        ctx = make_context(cfg, data, prepare_bm25(cfg, data, t), dense, qemb, t)
+        llm = prepare_llm(cfg, t)
+        shards = plan_shards(len(data.queries), 2)
+        try:
+            out, at_first = [], None
+            for i, gen in stage.pregenerate(ctx, llm, shards, list(range(6)), lookahead=lookahead):
+                at_first = len(mined) if at_first is None else at_first
+                out.append(i)
+                assert gen["counts"]["requests"] == 2
+        finally:
+            llm.close()
+    assert at_first == mined_at_first_answer
+    assert sorted(out) == list(range(6)) and len(mined) == 6

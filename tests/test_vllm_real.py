@@ -1,6 +1,7 @@
 """Against a real vLLM server (CPU build, own venv) serving the offline SmolLM2: structured output holds
 up, corpus text cannot hijack the format, a build gets synthetic negatives, a killed server loses nothing."""
 
+import json
 import os
 from pathlib import Path
 
@@ -176,3 +177,32 @@ def test_server_killed_mid_build_then_rerun_finishes_without_redoing_shards(
     clean = run(make_config(*common[:-1], "run_name=clean", f"sources.llm.base_urls=[{server.base_url}]"))
     assert clean.manifest["generation"]["this_run"].get("from_store", 0) == 8
     assert load_from_disk(str(clean.dataset_dir))["rich"].to_list() == rows
+
+
+def test_adapt_writes_queries_with_smollm2_and_keeps_round_trip_consistent_ones(server, smollm2, make_config):
+    """Domain adaptation's query writer against SmolLM2: every request answered and stored with logprobs,
+    every query has a status, the kept ones found their passage in BM25's top 10 and became the build's
+    positives; a second run sends nothing."""
+    from negforge.adapt.pipeline import adapt, adapt_dir
+    from negforge.adapt.querygen import STATUSES
+
+    cfg = make_config(
+        "data.format=corpus", "run_name=adapt-real", f"sources.llm.model={smollm2}",
+        f"sources.llm.base_urls=[{server.base_url}]", "adapt.generate.passages=8",
+        "adapt.consistency.k=10", "selection.num_negatives=2",
+    )  # fmt: skip
+    res = adapt(cfg, train=False)
+    g, c = res.manifest["generation"], res.manifest["consistency"]
+    assert g["requests"] == 8 and g["from_store"] == 0 and g["completion_tokens"] > 0
+    written = [json.loads(x) for x in (adapt_dir(cfg) / "queries.jsonl").read_text().splitlines()]
+    assert len(written) == 8
+    assert all(w["status"] in (*STATUSES, "not_found_in_top_k") for w in written)
+    parsed = [w for w in written if w["text"]]
+    assert parsed and all(w["mean_logprob"] is not None and w["mean_logprob"] <= 0 for w in parsed)
+    kept = [w for w in written if w["status"] == "kept"]
+    assert kept and all(1 <= w["consistency_rank"] <= 10 for w in kept)
+    assert c["counts"]["kept"] == len(kept)
+    rich = load_from_disk(str(res.run_dir / "dataset"))["rich"].to_list()
+    assert sorted(r["query_id"] for r in rich) == sorted(w["id"] for w in kept)
+    again = adapt(cfg, train=False)
+    assert again.manifest["generation"]["from_store"] == 8
