@@ -428,7 +428,10 @@ class LLMJudgeFilterConfig(_FilterBase):
     )
     max_tokens: int = Field(24, ge=4, description='completion budget ({"answer": "yes"} is ~7 tokens)')
     concurrency: int | None = Field(
-        None, ge=1, description="requests in flight; null = sources.llm.concurrency"
+        None,
+        ge=1,
+        description="requests in flight; null = sources.llm.concurrency (while generation runs, judge requests "
+        "share the generation queue and its bound instead)",
     )
 
 

@@ -347,3 +347,25 @@ def test_real_smollm2_on_vllm_gives_every_candidate_a_p_yes(cache_dir, tmp_path)
         print("answers:", dict(f.counts))
     finally:
         srv.stop()
+
+
+def test_with_generation_on_the_judge_shares_the_run_queue_and_its_bound(make_config):
+    """Generation and judging at once: judge requests go through the run-wide queue's client, so the server
+    never sees more than sources.llm.concurrency requests at a time (a client of the judge's own would add
+    its own 2 while later shards are still generating)."""
+    with FaultyOpenAIServerDouble(delay=0.3) as srv:
+        res = run(
+            make_config(
+                "run_name=shared", f"sources.llm.base_urls=[{srv.base_url}]", "sources.llm.model=double",
+                "sources.llm.enabled=true", "sources.llm.count=1", "sources.llm.max_reasks=0",
+                "sources.llm.max_retries=0", "sources.llm.concurrency=2", "selection.relative_margin=null",
+                "selection.depth=5", "output.shard_size=2", "filters=[{type: llm_judge}]",
+            )
+        )  # fmt: skip
+    stack = {f["name"]: f for f in res.manifest["filters"]["stack"]}
+    counts = stack["llm_judge"]["counts"]
+    judge_requests = [
+        r for r in srv.requests if "Does the passage answer the query?" in r["messages"][-1]["content"]
+    ]
+    assert judge_requests and counts["via_run_queue"] == len(judge_requests)
+    assert srv.max_active == 2

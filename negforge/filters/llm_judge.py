@@ -10,8 +10,10 @@ server claims (servers may ignore response_format; JSON is recovered from code f
 that cannot be parsed keeps its candidate, marked `judge_unparsed` in its scores and counted in the
 filter's `counts` (manifest: filters.stack), never silently.
 
-Requests of a whole batch (every query of a shard) are sent concurrently through one GeneratorClient
-(bounded by `concurrency`, default sources.llm.concurrency) and each answer is stored in the run's
+Requests of a whole batch (every query of a shard) are sent concurrently: while the run's generation stage is
+running, through its run-wide queue's client (one concurrency bound for generation and judging together,
+counted as `via_run_queue`), otherwise through a GeneratorClient of their own (bounded by `concurrency`,
+default sources.llm.concurrency) and each answer is stored in the run's
 GenerationStore under its request key (model fingerprint, template name and sha, messages, parameters,
 schema) as it arrives, so a rerun sends nothing already answered. When a request gets no answer at all the
 batch raises `JudgeFailed` (the shard is not written with unjudged candidates; rerun to resume).
@@ -254,12 +256,18 @@ class LLMJudgeFilter:
         assert self.endpoint is not None
         return self.endpoint.client(self.cfg.concurrency)
 
-    async def _ask(self, requests: dict[str, tuple[ChatRequest, str]], counts: Counter) -> Counter:
-        """Send every request (bounded concurrency), storing each answer as it arrives; returns failures."""
+    async def _ask(
+        self,
+        requests: dict[str, tuple[ChatRequest, str]],
+        counts: Counter,
+        shared: GeneratorClient | None = None,
+    ) -> Counter:
+        """Send every request (bounded concurrency), storing each answer as it arrives; returns failures.
+        `shared`: the run-wide queue's client (not closed here), else an own client for this batch."""
         ep = self.endpoint
         assert ep is not None
         failed: Counter = Counter()
-        client = self.client()
+        client = shared or self.client()
 
         async def one(req: ChatRequest, query_id: str) -> None:
             res = await client.complete(req)
@@ -280,7 +288,8 @@ class LLMJudgeFilter:
         try:
             await asyncio.gather(*(one(r, q) for r, q in requests.values()))
         finally:
-            await client.close()
+            if shared is None:
+                await client.close()
         return failed
 
     def verdict(self, rec: dict, counts: Counter) -> Verdict:
@@ -324,7 +333,13 @@ class LLMJudgeFilter:
             missing = {k: v for k, v in missing.items() if k not in ep.store}
         counts["judged"] += len(keys)  # candidates; identical (query, passage) pairs are asked once
         counts["from_store"] += len(set(keys)) - len(missing)
-        failed = _run_sync(lambda: self._ask(missing, counts)) if missing else Counter()
+        failed: Counter = Counter()
+        queue = ep.shared_queue()
+        if missing and queue is not None:  # generation is running: its queue's client bounds both
+            counts["via_run_queue"] += len(missing)
+            failed = queue.run(lambda client: self._ask(missing, counts, client))
+        elif missing:
+            failed = _run_sync(lambda: self._ask(missing, counts))
         if failed:
             with self._lock:
                 self.counts.update(counts)

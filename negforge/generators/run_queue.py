@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from negforge.generators.client import GeneratorClient
 from negforge.generators.stage import LLMStage
 from negforge.generators.synthesize import GenItem, Synthesizer, SyntheticNegative
+
+T = TypeVar("T")
 
 
 class RunGeneration:
@@ -27,6 +31,7 @@ class RunGeneration:
         self.thread = threading.Thread(target=self.loop.run_forever, name="negforge-llm-queue", daemon=True)
         self.thread.start()
         self.client: GeneratorClient = asyncio.run_coroutine_threadsafe(self._client(), self.loop).result()
+        llm.queue = self  # other askers of this LLM (the llm_judge filter) share the client while it runs
 
     async def _client(self) -> GeneratorClient:
         return self.llm.client()  # created on the loop that uses it (its semaphore binds there)
@@ -35,6 +40,11 @@ class RunGeneration:
         """Queue one shard's items; returns a future of negatives per query id and the shard's counters."""
         synth = self.llm.synth.fork()
         return asyncio.run_coroutine_threadsafe(synth.generate(items, self.client), self.loop), synth
+
+    def run(self, make_coro: Callable[[GeneratorClient], Coroutine[Any, Any, T]]) -> T:
+        """Run `make_coro(client)` on the queue's loop with its client (same concurrency bound as the
+        generation chains) and wait for its result; called from other threads (the shard that filters)."""
+        return asyncio.run_coroutine_threadsafe(make_coro(self.client), self.loop).result()
 
     def in_flight(self) -> int:
         """Requests the client is waiting on now (for progress and the throughput benchmark)."""
@@ -51,6 +61,8 @@ class RunGeneration:
     def close(self) -> None:
         """Cancel pending chains, wait for them to end, close the client and stop the loop (finished answers
         are already stored)."""
+        if self.llm.queue is self:
+            self.llm.queue = None
         if not self.loop.is_running():
             return
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from negforge.config import LLMConfig, RunConfig
 from negforge.generators.client import GeneratorClient
@@ -22,6 +23,9 @@ class LLMStage:
     model_path: str | None
     server: VLLMServer | None
     cfg: RunConfig
+    # the run-wide generation queue while the generation stage runs (negforge.generators.run_queue): other
+    # askers of this LLM (the llm_judge filter) send through its client, so one semaphore bounds them all
+    queue: Any = None
 
     def client(self) -> GeneratorClient:
         llm = self.cfg.sources.llm
@@ -61,6 +65,7 @@ class LLMEndpoint:
     model_fingerprint: str
     store: GenerationStore
     llm: LLMConfig
+    stage: LLMStage | None = None  # the started stage, whose run-wide queue (when running) is shared
 
     @classmethod
     def from_stage(cls, stage: LLMStage) -> LLMEndpoint:
@@ -71,7 +76,12 @@ class LLMEndpoint:
             stage.synth.model_fingerprint,
             stage.synth.store,
             stage.cfg.sources.llm,
+            stage,
         )
+
+    def shared_queue(self) -> Any:
+        """The run-wide generation queue when one is running in this process, else None."""
+        return self.stage.queue if self.stage is not None else None
 
     def client(self, concurrency: int | None = None) -> GeneratorClient:
         """A client for these endpoints (create it inside the event loop that uses it)."""
