@@ -269,6 +269,7 @@ def train_ce(data: Data, fresh: Path, dst: Path, out: Path, steps: int, seed: in
 # survivors of the rank window by hybrid score. The chosen settings are then run for real.
 
 MARGINS = [None, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
+NO_MARGIN = "selection.relative_margin=null"  # rows without a margin say so (negforge's default is 0.05)
 POS_SIMS = [None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5]
 TRI = [False, True]
 CE_RULES: list[tuple[str, float] | None] = [
@@ -417,9 +418,8 @@ def grid(**axes) -> list[dict]:
 
 def to_negforge(s: dict, ce_model: Path | None) -> tuple[list[str], list[dict]]:
     """A replayed setting as negforge overrides and filters (stack order: sanity, duplicate, embedding, CE)."""
-    overrides = []
-    if s.get("margin") is not None:
-        overrides.append(f"selection.relative_margin={s['margin']}")
+    # always explicit: a setting without a margin is run without one (negforge's default is 0.05), as replayed
+    overrides = [f"selection.relative_margin={'null' if s.get('margin') is None else s['margin']}"]
     filters: list[dict] = []
     if s.get("base"):
         filters += [{"type": "sanity"}, {"type": "duplicate"}]
@@ -516,7 +516,7 @@ def judge_rows(
         out,
         data.beir_dir,
         "llm-judge-default",
-        judge_overrides(vllm_python),
+        [*judge_overrides(vllm_python), NO_MARGIN],
         [{"type": "llm_judge", "threshold": 0.5}],
     )
     results["llm-judge-default"] = {
@@ -553,7 +553,7 @@ def judge_rows(
 def judge_only(out: Path, data: Data, splits: dict, vllm_python: Path, t_start: float) -> int:
     """--judge-only: the no-filter row and the llm_judge rows, printed per split."""
     log("run no-filters")
-    rows, _manifest, secs = run_negforge(out, data.beir_dir, "no-filters", [], [])
+    rows, _manifest, secs = run_negforge(out, data.beir_dir, "no-filters", [NO_MARGIN], [])
     results = {
         "no-filters": {
             "setting": "(nothing)",
@@ -674,6 +674,9 @@ def main() -> int:
         "requests for all queries), the default threshold run for real and the threshold tuned on dev by replay",
     )
     ap.add_argument(
+        "--judge-only", action="store_true", help="only the no-filter and llm_judge rows (no cross-encoder)"
+    )
+    ap.add_argument(
         "--vllm-python", type=Path, default=Path(__file__).resolve().parents[1] / ".venv-vllm/bin/python"
     )
     args = ap.parse_args()
@@ -734,7 +737,7 @@ def main() -> int:
         out,
         data.beir_dir,
         "record-scores",
-        [],
+        [NO_MARGIN],
         [
             {"type": "embedding", "max_positive_sim": None},
             # max_prob off; an absolute margin no score can reach keeps everything but records ce_positive
@@ -768,7 +771,7 @@ def main() -> int:
     real("margin-only", chosen["margin only"][0])
     for t in ("sanity", "duplicate"):
         log(f"run {t}-only: {t} (defaults)")
-        rows, manifest, secs = run_negforge(out, data.beir_dir, f"{t}-only", [], [{"type": t}])
+        rows, manifest, secs = run_negforge(out, data.beir_dir, f"{t}-only", [NO_MARGIN], [{"type": t}])
         results[f"{t}-only"] = {
             "setting": f"{t} (defaults)",
             "seconds": secs,

@@ -370,3 +370,30 @@ def test_filter_config_errors_name_the_key(tmp_path):
 def test_embedding_filter_config_band_validation():
     with pytest.raises(ValueError, match="query_percentile"):
         EmbeddingFilterConfig(query_percentile=(60, 10))
+
+
+def test_with_a_cross_encoder_in_the_stack_labels_are_gpl_margins(fresh_cross_encoder, make_config):
+    """output.scores with a cross_encoder filter: `label` = CE(q, pos) − CE(q, neg) (GPL's MarginMSE labels)
+    for single-positive queries; a query with several positives has no CE label for each (None: MarginMSE
+    training leaves its rows out)."""
+    from datasets import load_from_disk
+
+    from negforge.pipeline import run
+
+    ce = {"type": "cross_encoder", "model": fresh_cross_encoder, "max_prob": None}
+    res = run(make_config("run_name=gpl", "output.scores=true", "selection.num_negatives=2", filters=[ce]))
+    assert res.manifest["label_by"] == "cross_encoder"
+    dd = load_from_disk(str(res.dataset_dir))
+    trip = dd["triplet"].to_list()
+    at = 0
+    checked = 0
+    for r in dd["rich"]:
+        for _pos in r["positives"]:
+            for n in r["negatives"]:
+                fs = n["filter_scores"]
+                want = fs["ce_positive"] - fs["ce_score"] if len(r["positives"]) == 1 else None
+                got = trip[at]["label"]
+                assert (got is None) if want is None else got == pytest.approx(want, abs=1e-4)
+                checked += want is not None
+                at += 1
+    assert at == len(trip) and checked > 0
