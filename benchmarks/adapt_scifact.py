@@ -67,7 +67,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
     from negforge.adapt.consistency import apply_consistency
     from negforge.adapt.inputs import load_corpus_only, sample_passages
     from negforge.adapt.pipeline import build_config, write_beir
-    from negforge.adapt.querygen import examples_for, generate_queries
+    from negforge.adapt.querygen import dedupe_queries, examples_for, generate_queries
     from negforge.config import load_config
     from negforge.generators.stage import LLMEndpoint, start_llm
     from negforge.mining.bm25 import BM25Miner
@@ -94,7 +94,13 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
         gen_s = time.perf_counter() - t0
     finally:
         llm.close()
-    valid = gen.kept()
+    from negforge.text_identity import norm_text
+
+    valid, seen = [], set()  # row A: every query that passed the checks, once per text
+    for q in gen.kept():
+        if norm_text(q.text) not in seen:
+            seen.add(norm_text(q.text))
+            valid.append(q)
     log(
         f"  {len(gen.queries)} written in {gen_s:.0f} s ({gen.from_store} from the store); statuses {dict(gen.counts)}"
     )
@@ -102,6 +108,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
     bm25 = BM25Miner(cfg.sources.bm25, cfg.cache_path)
     bm25.prepare(corpus.texts, texts_digest(corpus.texts))
     rep = apply_consistency(gen.queries, cfg.adapt.consistency, corpus, bm25)
+    dedupe_queries(gen.queries)
     kept = gen.kept()
     log(
         f"  consistency (bm25 top {cfg.adapt.consistency.k}): {len(kept)}/{rep.judged} kept ({rep.pass_rate:.1%})"

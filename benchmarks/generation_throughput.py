@@ -167,6 +167,12 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=str(Path("~/.cache/negforge").expanduser()))
     ap.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=100,
+        help="round r uses seed+r (a new seed keeps the store from answering)",
+    )
     args = ap.parse_args()
 
     from negforge.config import ServerConfig, load_config
@@ -191,7 +197,7 @@ def main() -> None:
     try:
         for rnd in range(args.rounds):
             for mode in args.modes:
-                seed = 100 + rnd
+                seed = args.seed + rnd
                 over = [
                     f"data.path={args.data}", f"data.max_queries={args.queries}", f"cache_dir={args.cache_dir}",
                     f"output.dir={tmp}", f"run_name={mode}-r{rnd}", f"seed={seed}", "sources.llm.enabled=true",

@@ -793,5 +793,5 @@ def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
             candidate = (base / v).resolve()
             # hf names like "org/name" stay as they are unless such a local path exists
-            if data.get("format") != "hf" or candidate.exists():
+            if data.get("format") not in ("hf", "corpus") or candidate.exists():
                 data[key] = str(candidate)

@@ -54,10 +54,13 @@ def filter_file_digests(cfg: RunConfig) -> dict[str, str]:
 
 
 def prompt_digest() -> str:
-    """sha256 over the prompt template files shipped in negforge/prompts (names and contents)."""
+    """sha256 over the prompt template files shipped in negforge/prompts (names and contents) that judge or
+    write negatives; adapt's query-writing templates are left out (what they write is the run's data)."""
     h = hashlib.sha256()
     root = Path(__file__).parent / "prompts"
     for p in sorted(root.iterdir()):
+        if p.name.startswith("querygen_"):  # adapt's query writer: its queries are the data, not a judge
+            continue
         if p.is_file() and p.suffix in (".j2", ".yaml", ".txt", ".md"):
             h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]

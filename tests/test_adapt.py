@@ -21,6 +21,7 @@ from negforge.adapt.querygen import (
     GeneratedQuery,
     QueryGenFailed,
     check_query,
+    dedupe_queries,
     generate_queries,
     mean_query_logprob,
 )
@@ -52,7 +53,11 @@ def corpus() -> Corpus:
 
 def endpoint(url: str, store: Path) -> LLMEndpoint:
     return LLMEndpoint(
-        [url], "double", "name:double", GenerationStore(store), LLMConfig(max_retries=0, timeout=10)
+        [url],
+        "double",
+        "name:double",
+        GenerationStore(store),
+        LLMConfig(model="double", max_retries=0, timeout=10),
     )
 
 
@@ -136,7 +141,11 @@ def test_promptagator_needs_examples_and_paths_resolve_against_the_config(tmp_pa
     assert c.adapt.generate.fewshot == str(tmp_path / "ex.jsonl") and c.adapt.eval.path == str(
         tmp_path / "beir"
     )
-    assert c.data.path == str(tmp_path / "c.jsonl")
+    assert c.data.path == "c.jsonl"  # no such file: kept as a dataset name (like format hf)
+    (tmp_path / "c.jsonl").write_text("")
+    assert load_config(cfg).data.path == str(tmp_path / "c.jsonl")
+    cfg.write_text(yaml.safe_dump({"data": {"format": "corpus", "path": "BeIR/scifact-corpus"}}))
+    assert load_config(cfg).data.path == "BeIR/scifact-corpus"
 
 
 # --- query checks ---------------------------------------------------------------------------------------
@@ -189,13 +198,21 @@ def test_queries_are_written_stored_and_read_back_on_rerun(tmp_path):
             "user",
         ]  # 2 examples, then the doc
         assert "<document>" + DOCS[0][1] + "</document>" in req["messages"][-1]["content"]
-    # words 2-7 of each passage; the 2nd request per passage writes the same text: a duplicate, counted
+    # words 2-7 of each passage; the 2nd request per passage writes the same text: a duplicate once deduped
     assert [(q.id, q.status) for q in res.queries] == [
-        ("gq-d0-0", "kept"), ("gq-d0-1", "duplicate"), ("gq-d2-0", "kept"), ("gq-d2-1", "duplicate"),
+        ("gq-d0-0", "kept"), ("gq-d0-1", "kept"), ("gq-d2-0", "kept"), ("gq-d2-1", "kept"),
     ]  # fmt: skip
+    assert dedupe_queries(res.queries) == 2
+    assert [q.status for q in res.queries] == ["kept", "duplicate", "kept", "duplicate"]
+    assert res.queries[0].extra_passage_ids == []  # a repeat from the same passage adds no positive
     q = res.queries[0]
     assert q.text == " ".join(DOCS[0][1].split()[1:7]) and q.passage_row == 0 and q.mean_logprob == -0.25
-    assert q.provenance()["template"] == "querygen_inpars" and q.provenance()["model"] == "double"
+    prov = q.provenance()
+    assert prov["template"] == "querygen_inpars" and prov["model"] == "double"
+    assert prov["model_fingerprint"] == "name:double"
+    seeds = {r["seed"] for r in srv.requests} if "seed" in srv.requests[0] else set()
+    assert not seeds  # send_seed is off by default (vLLM's CPU build crashes on seeded requests)
+    assert len({x.request_key for x in res.queries}) == 4  # every sample has its own key
     with FaultyOpenAIServerDouble(default="500") as down:  # a rerun reads every answer from the store
         again = generate_queries(c, [0, 2], cfg, endpoint(down.base_url, tmp_path / "s"), seed=13)
         assert not down.requests
@@ -208,13 +225,40 @@ def test_broken_empty_and_copied_replies_are_counted_and_a_dead_server_resumes(t
     script = ["bad_content", "empty_query", "copy_query", "ok", "500", "500"]
     with FaultyOpenAIServerDouble(script=script) as srv:
         ep = endpoint(srv.base_url, tmp_path / "s")
-        ep.llm = LLMConfig(max_retries=0, concurrency=1, timeout=10)
+        ep.llm = LLMConfig(model="double", max_retries=0, concurrency=1, timeout=10)
         with pytest.raises(QueryGenFailed, match=r"2 of 6 query requests got no answer .*rerun"):
             generate_queries(c, list(range(6)), cfg, ep, seed=13)
     with FaultyOpenAIServerDouble() as srv:
         res = generate_queries(c, list(range(6)), cfg, endpoint(srv.base_url, tmp_path / "s"), seed=13)
         assert len(srv.requests) == 2  # only the two that got no answer
     assert res.counts == {"bad_json": 1, "empty_response": 1, "copy_of_passage": 1, "kept": 3}
+
+
+def test_a_query_written_for_two_passages_makes_both_its_positives():
+    def gq(i: int, text: str, pid: str, status: str = "kept") -> GeneratedQuery:
+        return GeneratedQuery(f"q{i}", text, pid, 0, "t", "sha", "m", status, "k")
+
+    qs = [gq(0, "glacier retreat", "d2", "not_found_in_top_k"), gq(1, "Glacier retreat!", "d3"),
+          gq(2, "glacier retreat", "d4"), gq(3, "glacier retreat", "d3")]  # fmt: skip
+    assert dedupe_queries(qs) == 2
+    # the first copy failed the round trip: the next kept one wins, not lost as a duplicate of a dropped query
+    assert [q.status for q in qs] == ["not_found_in_top_k", "kept", "duplicate", "duplicate"]
+    assert qs[1].extra_passage_ids == ["d4"]
+
+
+def test_pass_rate_is_the_round_trip_before_the_logprob_filter(tmp_path):
+    c = corpus()
+    bm25 = BM25Miner(BM25Config(), tmp_path / "cache")
+    bm25.prepare(c.texts, texts_digest(c.texts))
+    qs = [GeneratedQuery(f"q{i}", DOCS[i][1].split()[0] + " " + DOCS[i][1].split()[1], DOCS[i][0], i, "t", "s",
+                         "m", "kept", "k", -0.1 * (i + 1)) for i in range(4)]  # fmt: skip
+    rep = apply_consistency(qs, ConsistencyConfig(retriever="bm25", k=1, logprob_keep=0.5), c, bm25)
+    assert rep.pass_rate == 1.0 and rep.counts["kept"] == 2 and rep.counts["low_logprob"] == 2
+
+
+def test_a_query_with_quotes_reads_its_own_logprobs():
+    toks = [['{"query": "', 0.0], ['the \\"', -1.0], ['best\\"', -3.0], [' diet"}', 0.0]]
+    assert mean_query_logprob(toks, 'the "best" diet') == pytest.approx(-4.0 / 3, abs=1e-4)
 
 
 # --- consistency ----------------------------------------------------------------------------------------
@@ -323,7 +367,19 @@ def test_adapt_end_to_end_on_the_cli_then_resumes_without_asking_again(tiny_beir
         assert not down.requests
     m2 = json.loads((out / "adapt.json").read_text())
     assert {s["stage"]: s for s in m2["stages"]}["train"]["reused"] is True
-    assert m2["generation"]["from_store"] == 8
+    assert (
+        m2["generation"]["from_store"] == 8 and "llm" not in m2
+    )  # every answer stored: the LLM never started
+    # a changed build (other mining settings) trains again: the old checkpoint does not match its rows
+    raw = yaml.safe_load(cfg.read_text())
+    raw["selection"]["num_negatives"] = 1
+    cfg.write_text(yaml.safe_dump(raw))
+    res3 = runner.invoke(app, ["adapt", str(cfg), "--no-progress", "--overwrite", "--no-train"])
+    assert res3.exit_code == 0, res3.output
+    res4 = runner.invoke(app, ["adapt", str(cfg), "--no-progress"])
+    assert res4.exit_code == 0, res4.output
+    m4 = json.loads((out / "adapt.json").read_text())
+    assert {s["stage"]: s for s in m4["stages"]}["train"]["reused"] is False
 
 
 def test_adapt_errors_are_clean_on_the_cli(tiny_beir, cache_dir, tmp_path):

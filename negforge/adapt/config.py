@@ -21,7 +21,13 @@ class QueryGenConfig(_Strict):
         description="passages to write queries for: a count (int) or a share of the corpus (float in (0, 1]); "
         "a seeded sample",
     )
-    per_passage: int = Field(1, ge=1, le=8, description="queries per passage (one request each, own seed)")
+    per_passage: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="queries per passage, one request each with its own seed (always in the cache key; sent "
+        "to the server when sources.llm.send_seed); keep temperature > 0 or the samples repeat",
+    )
     template: Literal["inpars", "promptagator"] = Field(
         "inpars",
         description="inpars: generic few-shot (built-in examples, or adapt.generate.fewshot); promptagator: "

@@ -25,16 +25,19 @@ RRF_K = 60
 
 @dataclass
 class ConsistencyReport:
-    """What the filters did: counts by outcome (`kept`, `not_found_in_top_k`, `low_logprob`), the pass rate
-    of the round trip over the queries it judged, and up to 10 examples of each outcome."""
+    """What the filters did: counts by outcome (`kept`, `not_found_in_top_k`, `low_logprob`, and
+    `no_logprobs`: kept by the logprob filter for want of logprobs), the round trip's pass rate over the
+    queries it judged, and up to 10 examples of each outcome."""
 
     counts: Counter = field(default_factory=Counter)
     judged: int = 0
+    round_trip_passed: int = 0
     examples: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def pass_rate(self) -> float | None:
-        return self.counts["kept"] / self.judged if self.judged else None
+        """Share of the judged queries whose passage ranked within k (before the logprob filter)."""
+        return self.round_trip_passed / self.judged if self.judged else None
 
 
 def bm25_ranks(miner: BM25Miner, texts: list[str], rows: list[int]) -> list[int | None]:
@@ -114,6 +117,7 @@ def apply_consistency(
             if r is None or r > cfg.k:
                 q.status = "not_found_in_top_k"
         live = [q for q in live if q.status == "kept"]
+        rep.round_trip_passed = len(live)
     if cfg.logprob_keep is not None and live:
         scored = [q for q in live if q.mean_logprob is not None]
         rep.counts["no_logprobs"] = len(live) - len(scored)

@@ -19,7 +19,15 @@ from typing import Any
 
 from negforge.adapt.consistency import apply_consistency
 from negforge.adapt.inputs import load_corpus_only, sample_passages
-from negforge.adapt.querygen import GeneratedQuery, QueryGenResult, examples_for, generate_queries
+from negforge.adapt.querygen import (
+    GeneratedQuery,
+    QueryGenResult,
+    ask_queries,
+    collect_queries,
+    dedupe_queries,
+    examples_for,
+    plan_queries,
+)
 from negforge.config import DataConfig, RunConfig
 from negforge.records import Corpus
 from negforge.sources.readers import InputError
@@ -71,8 +79,12 @@ def write_beir(dst: Path, corpus: Corpus, kept: list[GeneratedQuery]) -> str:
     with (tmp / "qrels" / "train.tsv").open("w", encoding="utf-8") as f:
         f.write("query-id\tcorpus-id\tscore\n")
         for q in kept:
-            f.write(f"{q.id}\t{q.passage_id}\t1\n")
-            h.update(f"{q.id}\t{q.passage_id}".encode())
+            for pid in [
+                q.passage_id,
+                *q.extra_passage_ids,
+            ]:  # passages that wrote the same query: positives too
+                f.write(f"{q.id}\t{pid}\t1\n")
+                h.update(f"{q.id}\t{pid}".encode())
     if dst.exists():
         import shutil
 
@@ -92,11 +104,13 @@ def _stage(manifest: dict, name: str, t0: float, **counts: Any) -> None:
 
 
 def _generation_section(gen: QueryGenResult) -> dict:
+    """Counts as written (before the consistency filter): `valid` passed every check of `check_query`."""
     n = len(gen.queries)
+    valid = gen.counts["kept"]
     return {
-        "requests": n, "from_store": gen.from_store, "by_status": dict(gen.counts),
+        "requests": n, "from_store": gen.from_store, "by_status": dict(gen.counts), "valid": valid,
+        "valid_share": round(valid / n, 4) if n else None,
         "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-        "valid_share": round(sum(1 for q in gen.queries if q.text and q.status != "duplicate") / n, 4) if n else None,
     }  # fmt: skip
 
 
@@ -107,7 +121,7 @@ def adapt(cfg: RunConfig, *, overwrite: bool = False, train: bool = True) -> Ada
     larger than the corpus, or a bad few-shot file (file:line and column named); QueryGenFailed when query
     requests got no answer (answers are stored: rerun to resume); AdaptError when no query survives or the consistency
     retriever is switched off."""
-    from negforge.generators.stage import LLMEndpoint, start_llm
+    from negforge.generators.stage import LLMEndpoint, generation_store, llm_identity, start_llm
     from negforge.mining.bm25 import BM25Miner
     from negforge.mining.dense import DenseMiner
     from negforge.mining.fingerprint import texts_digest
@@ -139,18 +153,27 @@ def adapt(cfg: RunConfig, *, overwrite: bool = False, train: bool = True) -> Ada
            fewshot_examples=len(examples), origin=origin)  # fmt: skip
 
     t0 = time.perf_counter()
-    llm = start_llm(cfg)
-    try:
-        gen = generate_queries(
-            corpus, rows, a.generate, LLMEndpoint.from_stage(llm), seed=cfg.seed, examples=examples
-        )
-        manifest["llm"] = llm.describe()
-    finally:
-        llm.close()
+    _, fingerprint = llm_identity(cfg)
+    store = generation_store(cfg, fingerprint)
+    g = a.generate
+    plan = plan_queries(corpus, rows, g, fingerprint, seed=cfg.seed, examples=examples,
+                        send_seed=cfg.sources.llm.send_seed)  # fmt: skip
+    todo = plan.missing(store)
+    store.close()
+    if todo:  # the LLM starts only when the store lacks answers (a rerun that changes k or training does not)
+        llm = start_llm(cfg)
+        try:
+            ask_queries(todo, LLMEndpoint.from_stage(llm))
+            manifest["llm"] = llm.describe()
+            store = llm.synth.store
+        finally:
+            llm.close()
+    gen = collect_queries(plan, corpus, g, store, cfg.sources.llm.model, fingerprint)
+    gen.from_store = len(plan.requests) - len(todo)
     secs = time.perf_counter() - t0
     manifest["generation"] = _generation_section(gen)
-    _stage(manifest, "generate", t0, requests=len(gen.queries), valid=gen.counts["kept"],
-           queries_per_s=round(len(gen.queries) / secs, 3) if secs else None)  # fmt: skip
+    _stage(manifest, "generate", t0, requests=len(gen.queries), sent=len(todo), valid=gen.counts["kept"],
+           queries_per_s=round(len(todo) / secs, 3) if todo and secs else None)  # fmt: skip
 
     t0 = time.perf_counter()
     bm25 = dense = None
@@ -161,11 +184,12 @@ def adapt(cfg: RunConfig, *, overwrite: bool = False, train: bool = True) -> Ada
         dense = DenseMiner(cfg.sources.dense, cfg.cache_path)
         dense.prepare(corpus.texts, cfg.seed)
     rep = apply_consistency(gen.queries, a.consistency, corpus, bm25, dense)
+    dupes = dedupe_queries(gen.queries)  # after filtering: a repeat whose first copy failed is not lost
     kept = gen.kept()
     manifest["consistency"] = {
         "retriever": need, "k": a.consistency.k, "logprob_keep": a.consistency.logprob_keep,
         "judged": rep.judged, "pass_rate": None if rep.pass_rate is None else round(rep.pass_rate, 4),
-        "counts": dict(rep.counts), "examples": rep.examples,
+        "counts": dict(rep.counts), "duplicates": dupes, "examples": rep.examples,
     }  # fmt: skip
     _stage(manifest, "consistency", t0, judged=rep.judged, kept=len(kept))
     with (out / "queries.jsonl").open("w", encoding="utf-8") as f:  # every written query, kept or not
@@ -193,7 +217,9 @@ def adapt(cfg: RunConfig, *, overwrite: bool = False, train: bool = True) -> Ada
     result = AdaptResult(out, manifest, build.run_dir)
 
     if train:
-        result.checkpoint = _train(cfg, build.run_dir, digest, out, manifest)
+        result.checkpoint = _train(
+            cfg, build.run_dir, f"{digest}-{m.get('config_fingerprint')}", out, manifest
+        )
         if a.eval.path:
             result.evaluation = _evaluate(cfg, result.checkpoint, manifest)
     _write(out, manifest, t_all)
@@ -202,6 +228,7 @@ def adapt(cfg: RunConfig, *, overwrite: bool = False, train: bool = True) -> Ada
 
 
 def _train(cfg: RunConfig, run_dir: Path, digest: str, out: Path, manifest: dict) -> Path:
+    """Train on the build (or reuse the checkpoint whose stamp matches `digest` and the settings)."""
     from negforge.training.train import TrainConfig, train
 
     t0 = time.perf_counter()
@@ -211,11 +238,13 @@ def _train(cfg: RunConfig, run_dir: Path, digest: str, out: Path, manifest: dict
         batch_size=t.batch_size, epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.learning_rate,
         seed=t.seed, output_dir=out / "checkpoint",
     )  # fmt: skip
-    stamp = {"queries_digest": digest, "train": tc.model_dump(mode="json")}
+    # the checkpoint is reused only for the same queries, the same build (config fingerprint) and settings
+    stamp = {"data": digest, "train": tc.model_dump(mode="json")}
     stamp_path = out / "checkpoint" / "adapt_stage.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         _stage(manifest, "train", t0, reused=True)
         return out / "checkpoint"
+    stamp_path.unlink(missing_ok=True)  # a crash while training must not leave an old stamp by new weights
     res = train(tc)
     stamp_path.write_text(json.dumps(stamp, sort_keys=True))
     _stage(manifest, "train", t0, reused=False, steps=res.steps, loss=t.loss)

@@ -6,9 +6,12 @@ One request per (passage, j < per_passage); the reply is JSON {"query": "..."} (
 recovered from fences or prose when a server ignores it). Every answer is appended to the run's generation
 store as it arrives under a key of (model fingerprint, template name and sha, messages, parameters), so a
 rerun sends only what is missing. Each query gets a status: `kept`, or the reason it was rejected
-(`empty_response`, `bad_json`, `schema`, `too_short`, `too_long`, `copy_of_passage`, `copy_of_example`,
-`duplicate`), and provenance (template, model, source passage, mean token log-probability when the server
-returns logprobs).
+(`empty_response`, `bad_json`, `schema`, `too_short`, `too_long`, `copy_of_passage`, `copy_of_example`; and,
+after the consistency filter, `duplicate` from `dedupe_queries`), and provenance (template, model and its
+weights fingerprint, source passage, mean token log-probability when the server returns logprobs).
+
+Stages: `plan_queries` (keys, no server needed) → `ask_queries` (only what the store lacks) →
+`collect_queries`; `generate_queries` runs all three.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
+import numpy as np
 from pydantic import BaseModel, field_validator
 
 from negforge.adapt.config import QueryGenConfig
 from negforge.adapt.inputs import FewShotExample, read_fewshot
 from negforge.generators.checks import parse_reply
-from negforge.generators.client import ChatRequest
+from negforge.generators.client import ChatRequest, run_sync
 from negforge.generators.stage import LLMEndpoint
+from negforge.generators.store import GenerationStore
 from negforge.progress import progress_bar
 from negforge.records import Corpus
 from negforge.text_identity import norm_text
@@ -44,7 +49,7 @@ QUERY_SCHEMA: dict = {
     "additionalProperties": False,
 }
 STATUSES = (
-    "kept", "empty_response", "bad_json", "schema", "too_short", "too_long", "copy_of_passage",
+    "kept", "no_answer", "empty_response", "bad_json", "schema", "too_short", "too_long", "copy_of_passage",
     "copy_of_example", "duplicate",
 )  # fmt: skip
 _env = jinja2.Environment(
@@ -102,7 +107,8 @@ def load_query_template(kind: str) -> QueryTemplate:
 
 
 def _as_data(text: str) -> str:
-    return re.sub(r"</?\s*document[^>]*>", " ", text, flags=re.IGNORECASE)
+    """Corpus text is data: anything that would open or close a <document> tag is blanked."""
+    return re.sub(r"<\s*/?\s*document[^>]*>", " ", text, flags=re.IGNORECASE)
 
 
 @dataclass
@@ -122,11 +128,14 @@ class GeneratedQuery:
     request_key: str
     mean_logprob: float | None = None
     consistency_rank: int | None = None  # the passage's rank for this query (None: beyond the depth)
+    model_fingerprint: str | None = None
+    extra_passage_ids: list[str] = field(default_factory=list)  # passages that wrote the same query
 
     def provenance(self) -> dict:
         return {
             "template": self.template, "template_sha": self.template_sha, "model": self.model,
-            "passage_id": self.passage_id, "mean_logprob": self.mean_logprob,
+            "model_fingerprint": self.model_fingerprint, "passage_id": self.passage_id,
+            "also_written_for": self.extra_passage_ids, "mean_logprob": self.mean_logprob,
             "consistency_rank": self.consistency_rank,
         }  # fmt: skip
 
@@ -166,7 +175,13 @@ def mean_query_logprob(tokens: list | None, query: str) -> float | None:
     if not tokens:
         return None
     joined = "".join(t[0] or "" for t in tokens)
-    at = joined.find(query) if query else -1
+    if query:  # the reply is JSON: find the query as it is written there (quotes, backslashes escaped)
+        escaped = json.dumps(query, ensure_ascii=False)[1:-1]
+        at = joined.find(escaped)
+        query = escaped if at >= 0 else query
+        at = at if at >= 0 else joined.find(query)
+    else:
+        at = -1
     picked, off = [], 0
     for t in tokens:
         n = len(t[0] or "")
@@ -197,48 +212,67 @@ def check_query(text: str, passage: str, examples: set[str], seen: set[str], cfg
     return "kept"
 
 
-def generate_queries(
+@dataclass
+class QueryPlan:
+    """Every query request of a run, in order: (passage id, corpus row, request); the template; and the
+    normalised few-shot queries (a reply that repeats one is `copy_of_example`)."""
+
+    template: QueryTemplate
+    requests: list[tuple[str, int, ChatRequest]]
+    example_queries: set[str]
+
+    def missing(self, store: GenerationStore) -> list[tuple[str, int, ChatRequest]]:
+        """The requests the store has no answer for."""
+        return [p for p in self.requests if p[2].key not in store]
+
+
+def request_seed(seed: int, row: int, j: int) -> int:
+    """The seed of request j for a corpus row (in the key always; sent when sources.llm.send_seed)."""
+    return int(np.random.default_rng([seed, row, j]).integers(2**31 - 1))
+
+
+def plan_queries(
     corpus: Corpus,
     rows: list[int],
     cfg: QueryGenConfig,
-    endpoint: LLMEndpoint,
+    fingerprint: str,
     *,
     seed: int,
-    examples: list[FewShotExample] | None = None,
-) -> QueryGenResult:
-    """Write `cfg.per_passage` queries for each corpus row in `rows` (see the module doc).
-
-    Few-shot examples (`cfg.max_examples` of them, a seeded choice per request) come from `examples` or
-    `examples_for(cfg)`; an example whose passage is the target passage itself is never shown. Raises
-    QueryGenFailed after every request has been tried when some got no answer (answers are stored)."""
-    import numpy as np
-
+    examples: list[FewShotExample],
+    send_seed: bool = False,
+) -> QueryPlan:
+    """`cfg.per_passage` requests for each corpus row in `rows`: the template's system block, a seeded
+    choice of `cfg.max_examples` few-shot examples (never one whose passage is the target passage or part
+    of it), then the passage. Keys cover the model fingerprint, template, messages, parameters and seed."""
     tpl = load_query_template(cfg.template)
-    pool = examples if examples is not None else examples_for(cfg)
-    ex_norm = {norm_text(e.query) for e in pool}
     params: dict = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
     if cfg.logprobs:
         params["logprobs"] = True
     plan: list[tuple[str, int, ChatRequest]] = []
+    ex_passages = [(e, norm_text(e.passage)) for e in examples]
     for row in rows:
+        target = norm_text(corpus.texts[row])
+        usable = [e for e, n in ex_passages if n not in target]
         for j in range(cfg.per_passage):
-            rng = np.random.default_rng([seed, row, j])
-            usable = [e for e in pool if norm_text(e.passage) != norm_text(corpus.texts[row])]
-            pick = rng.permutation(len(usable))[: cfg.max_examples]
+            s = request_seed(seed, row, j)
+            pick = np.random.default_rng(s).permutation(len(usable))[: cfg.max_examples]
             msgs = tpl.render(
                 corpus.texts[row],
                 [usable[i] for i in sorted(pick)],
                 cfg.task_description,
                 cfg.max_passage_chars,
             )
-            # the sample index is part of the key (and the seed, sent only where servers take it)
-            key = request_key(endpoint.model_fingerprint, tpl, msgs, {**params, "sample": j})
-            plan.append((corpus.ids[row], row, ChatRequest(key, msgs, params, QUERY_SCHEMA)))
+            sent = {**params, "seed": s} if send_seed else params
+            key = request_key(fingerprint, tpl, msgs, {**params, "seed": s})
+            plan.append((corpus.ids[row], row, ChatRequest(key, msgs, sent, QUERY_SCHEMA)))
+    return QueryPlan(tpl, plan, {norm_text(e.query) for e in examples})
 
-    result = QueryGenResult([])
+
+def ask_queries(todo: list[tuple[str, int, ChatRequest]], endpoint: LLMEndpoint) -> None:
+    """Send `todo` (bounded by sources.llm.concurrency), appending each answer to the store as it arrives.
+
+    Raises QueryGenFailed after every request has been tried when some got no answer (answers are stored)."""
     failed: Counter = Counter()
-    todo = [p for p in plan if p[2].key not in endpoint.store]
-    result.from_store = len(plan) - len(todo)
 
     async def ask() -> None:
         client = endpoint.client()
@@ -262,32 +296,85 @@ def generate_queries(
             await client.close()
 
     if todo:
-        asyncio.run(ask())
+        run_sync(ask)
     if failed:
+        n = sum(failed.values())
         raise QueryGenFailed(
-            f"{sum(failed.values())} of {len(plan)} query requests got no answer ({dict(failed)}); the "
-            f"{len(plan) - sum(failed.values())} answers are stored: rerun to send only the rest"
+            f"{n} of {len(todo)} query requests got no answer ({dict(failed)}); the {len(todo) - n} answers "
+            "are stored: rerun to send only the rest"
         )
-    seen: set[str] = set()
+
+
+def collect_queries(
+    plan: QueryPlan, corpus: Corpus, cfg: QueryGenConfig, store: GenerationStore, model: str, fingerprint: str
+) -> QueryGenResult:
+    """Every planned query read from the store and checked (`check_query`); duplicates are marked later,
+    after the consistency filter (`dedupe_queries`). Requests without an answer are `no_answer`."""
+    result = QueryGenResult([])
     per_row: Counter = Counter()
-    for pid, row, req in plan:
-        rec = endpoint.store.get(req.key) or {}
-        result.prompt_tokens += int(rec.get("prompt_tokens") or 0)
-        result.completion_tokens += int(rec.get("completion_tokens") or 0)
-        parsed = parse_reply(rec.get("text"), QueryReply)
-        text = parsed.value.query if parsed.value is not None else None
-        status = parsed.problem or ("empty_response" if not text else None)
-        if status is None:
-            status = check_query(text, corpus.texts[row], ex_norm, seen, cfg)
-        if status == "kept":
-            seen.add(norm_text(text))
+    for pid, row, req in plan.requests:
+        rec = store.get(req.key)
+        if rec is None:
+            status, text, rec = "no_answer", None, {}
+        else:
+            result.prompt_tokens += int(rec.get("prompt_tokens") or 0)
+            result.completion_tokens += int(rec.get("completion_tokens") or 0)
+            parsed = parse_reply(rec.get("text"), QueryReply)
+            text = parsed.value.query if parsed.value is not None else None
+            status = parsed.problem or ("empty_response" if not text else None)
+            if status is None:
+                status = check_query(text, corpus.texts[row], plan.example_queries, set(), cfg)
         qid = f"gq-{pid}-{per_row[pid]}"
         per_row[pid] += 1
         result.queries.append(
             GeneratedQuery(
-                qid, text, pid, row, tpl.name, tpl.sha, endpoint.served_model, status, req.key,
-                mean_query_logprob(rec.get("logprobs"), text or ""),
+                qid, text, pid, row, plan.template.name, plan.template.sha, model, status, req.key,
+                mean_query_logprob(rec.get("logprobs"), text or ""), model_fingerprint=fingerprint,
             )
         )  # fmt: skip
         result.counts[status] += 1
     return result
+
+
+def dedupe_queries(queries: list[GeneratedQuery]) -> int:
+    """Mark repeats among the `kept` queries (same normalised text) as `duplicate`, first one wins. When the
+    repeat was written for another passage, that passage becomes an extra positive of the first query
+    (it produced the same query, so it must never be mined as that query's negative). Returns how many."""
+    first: dict[str, GeneratedQuery] = {}
+    n = 0
+    for q in queries:
+        if q.status != "kept":
+            continue
+        k = norm_text(q.text or "")
+        if k not in first:
+            first[k] = q
+            continue
+        keep = first[k]
+        if q.passage_id != keep.passage_id and q.passage_id not in keep.extra_passage_ids:
+            keep.extra_passage_ids.append(q.passage_id)
+        q.status = "duplicate"
+        n += 1
+    return n
+
+
+def generate_queries(
+    corpus: Corpus,
+    rows: list[int],
+    cfg: QueryGenConfig,
+    endpoint: LLMEndpoint,
+    *,
+    seed: int,
+    examples: list[FewShotExample] | None = None,
+) -> QueryGenResult:
+    """Plan, ask what the store lacks, and collect (see the module doc): `cfg.per_passage` queries for each
+    corpus row in `rows`, with few-shot examples from `examples` or `examples_for(cfg)`. Duplicates are not
+    marked here (`dedupe_queries`, after filtering). Raises QueryGenFailed when requests got no answer."""
+    plan = plan_queries(
+        corpus, rows, cfg, endpoint.model_fingerprint, seed=seed,
+        examples=examples if examples is not None else examples_for(cfg), send_seed=endpoint.llm.send_seed,
+    )  # fmt: skip
+    todo = plan.missing(endpoint.store)
+    ask_queries(todo, endpoint)
+    res = collect_queries(plan, corpus, cfg, endpoint.store, endpoint.llm.model, endpoint.model_fingerprint)
+    res.from_store = len(plan.requests) - len(todo)
+    return res

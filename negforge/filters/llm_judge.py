@@ -22,7 +22,6 @@ batch raises `JudgeFailed` (the shard is not written with unjudged candidates; r
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import json
 import math
@@ -40,7 +39,7 @@ from pydantic import BaseModel, field_validator
 from negforge.config import LLMJudgeFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
 from negforge.generators.checks import parse_reply
-from negforge.generators.client import ChatRequest, GeneratorClient
+from negforge.generators.client import ChatRequest, GeneratorClient, run_sync
 from negforge.generators.stage import LLMEndpoint
 
 SCALE = (
@@ -198,16 +197,6 @@ def p_yes_from_logprobs(tokens: list | None) -> float | None:
 # --- the filter --------------------------------------------------------------------------------------------
 
 
-def _run_sync(make_coro):
-    """Run a coroutine to completion from synchronous code (in a helper thread if a loop already runs here)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coro())
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(lambda: asyncio.run(make_coro())).result()
-
-
 class LLMJudgeFilter:
     """Drops candidates the run's LLM says answer their query (p_yes >= threshold); see the module doc."""
 
@@ -339,7 +328,7 @@ class LLMJudgeFilter:
             counts["via_run_queue"] += len(missing)
             failed = queue.run(lambda client: self._ask(missing, counts, client))
         elif missing:
-            failed = _run_sync(lambda: self._ask(missing, counts))
+            failed = run_sync(lambda: self._ask(missing, counts))
         if failed:
             with self._lock:
                 self.counts.update(counts)

@@ -24,7 +24,9 @@ def adapt_flow(config: dict[str, Any], overwrite: bool = False, train: bool = Tr
 
 
 @flow(name="adapt_from_file")
-def adapt_from_file(config_path: str, overrides: list[str] | None = None, train: bool = True) -> dict:
+def adapt_from_file(
+    config_path: str, overrides: list[str] | None = None, train: bool = True, overwrite: bool = False
+) -> dict:
     """`adapt` on a YAML config in the worker's checkout (for deployments)."""
     cfg = load_config(config_path, overrides or [])
-    return adapt_flow(cfg.model_dump(mode="json"), train=train)
+    return adapt_flow(cfg.model_dump(mode="json"), overwrite=overwrite, train=train)

@@ -10,9 +10,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,3 +165,16 @@ def compact_logprobs(logprobs: Any) -> list | None:
             alts.append([ag("token"), float(ag("logprob"))])
         out.append([get("token"), float(get("logprob")), alts])
     return out
+
+
+def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous code, also when the caller already runs an event loop
+    (Jupyter, an async framework): then in a helper thread with its own loop."""
+    import concurrent.futures
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coro())  # type: ignore[arg-type]
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(lambda: asyncio.run(make_coro())).result()  # type: ignore[arg-type]

@@ -102,16 +102,27 @@ def resolve_llm_model(name: str, cache: Path) -> Path | None:
     return p if p.is_dir() else None
 
 
-def start_llm(cfg: RunConfig) -> LLMStage:
-    """Resolve the model, start a managed vLLM server when no base URL is given, open the store."""
+def llm_identity(cfg: RunConfig) -> tuple[Path | None, str]:
+    """(checkpoint folder or None for a served name, weights fingerprint) of sources.llm.model, without
+    starting anything: enough to compute request keys and look answers up in the store."""
     from negforge.mining.fingerprint import model_fingerprint
 
     llm = cfg.sources.llm
     path = resolve_llm_model(llm.model, cfg.cache_path)
     if path is not None:
-        fp = model_fingerprint(path)
-    else:
-        fp = "name:" + hashlib.sha256(llm.model.encode()).hexdigest()[:16]  # remote weights cannot be hashed
+        return path, model_fingerprint(path)
+    return None, "name:" + hashlib.sha256(llm.model.encode()).hexdigest()[:16]  # remote weights: no hash
+
+
+def generation_store(cfg: RunConfig, fingerprint: str) -> GenerationStore:
+    """The generation store of a model (shared by every run with the same cache_dir)."""
+    return GenerationStore(cfg.cache_path / "generations" / fingerprint[:20])
+
+
+def start_llm(cfg: RunConfig) -> LLMStage:
+    """Resolve the model, start a managed vLLM server when no base URL is given, open the store."""
+    llm = cfg.sources.llm
+    path, fp = llm_identity(cfg)
     server = None
     urls = list(llm.base_urls)
     served = llm.model if path is None else "negforge-llm"
@@ -127,6 +138,6 @@ def start_llm(cfg: RunConfig) -> LLMStage:
             log_path=cfg.run_dir / "vllm.log", startup_timeout=s.startup_timeout,
         )  # fmt: skip
         urls = [server.start()]
-    store = GenerationStore(cfg.cache_path / "generations" / fp[:20])
+    store = generation_store(cfg, fp)
     synth = Synthesizer(llm, seed=cfg.seed, served_model=served, model_fingerprint=fp, store=store)
     return LLMStage(synth, urls, served, str(path) if path else None, server, cfg)
