@@ -496,6 +496,19 @@ def judge_separation(p: dict[tuple[str, str], float], hidden: dict[str, list[str
     }
 
 
+def separation_table(info: dict) -> str:
+    """The p(yes) separation of `judge_separation` as a table."""
+    return table(
+        ["candidates", "n", "mean p(yes)"],
+        [
+            ["hidden positives", info["pos"], f"{info['mean_pos']:.3f}"],
+            ["other candidates", info["neg"], f"{info['mean_neg']:.3f}"],
+            ["AUC (hidden positive vs other)", "", f"{info['auc']:.3f}"],
+        ],
+        "llm_judge p(yes) on every judged window candidate (SmolLM2-135M, logprobs)",
+    )
+
+
 def judge_overrides(vllm_python: Path) -> list[str]:
     """The run's LLM for the judge: SmolLM2 on a managed local vLLM server (generation itself off)."""
     return [
@@ -578,17 +591,7 @@ def judge_only(out: Path, data: Data, splits: dict, vllm_python: Path, t_start: 
     print(table(["row", "setting (chosen on dev)", "run s"],
                 [[lb, results[k]["setting"], f"{results[k]['seconds']:.0f}"] for lb, k in labels], "Settings"))  # fmt: skip
     print()
-    print(
-        table(
-            ["candidates", "n", "mean p(yes)"],
-            [
-                ["hidden positives", info["pos"], f"{info['mean_pos']:.3f}"],
-                ["other candidates", info["neg"], f"{info['mean_neg']:.3f}"],
-                ["AUC (hidden positive vs other)", "", f"{info['auc']:.3f}"],
-            ],
-            "llm_judge p(yes) on every judged window candidate (SmolLM2-135M, logprobs)",
-        )
-    )
+    print(separation_table(info))
     print(f"Total {time.perf_counter() - t_start:.0f} s")
     (out / "judge_results.json").write_text(json.dumps({"results": results, "llm_judge": info}, indent=2))
     return 0
@@ -925,17 +928,7 @@ def main() -> int:
     )
     print()
     if judge_info is not None:
-        print(
-            table(
-                ["candidates", "n", "mean p(yes)"],
-                [
-                    ["hidden positives", judge_info["pos"], f"{judge_info['mean_pos']:.3f}"],
-                    ["other candidates", judge_info["neg"], f"{judge_info['mean_neg']:.3f}"],
-                    ["AUC (hidden positive vs other)", "", f"{judge_info['auc']:.3f}"],
-                ],
-                "llm_judge p(yes) on every judged window candidate (SmolLM2-135M, logprobs)",
-            )
-        )
+        print(separation_table(judge_info))
         print()
     print("Not measured: the NLI filter (no NLI model offline); embedding.query_percentile (not tuned).")
     print(f"Total {time.perf_counter() - t_start:.0f} s")

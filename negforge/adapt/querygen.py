@@ -37,6 +37,7 @@ from negforge.generators.client import ChatRequest, run_sync
 from negforge.generators.stage import LLMEndpoint
 from negforge.generators.store import GenerationStore
 from negforge.progress import progress_bar
+from negforge.prompts import template_identity
 from negforge.records import Corpus
 from negforge.text_identity import norm_text
 
@@ -98,12 +99,7 @@ class QueryTemplate:
 def load_query_template(kind: str) -> QueryTemplate:
     """`inpars` or `promptagator`: the template, its version (first line's `version:`) and sha of both files."""
     name = f"querygen_{kind}"
-    files = [PROMPTS_DIR / f"{name}.j2", PROMPTS_DIR / f"{name}.user.j2"]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    m = re.search(r"version:\s*(\S+)", files[0].read_text(encoding="utf-8").splitlines()[0])
-    return QueryTemplate(name, m.group(1) if m else "0", h.hexdigest()[:12])
+    return QueryTemplate(name, *template_identity(name))
 
 
 def _as_data(text: str) -> str:

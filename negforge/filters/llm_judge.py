@@ -104,12 +104,9 @@ class JudgeTemplate:
 @cache
 def load_judge_template() -> JudgeTemplate:
     """The judge template with its version (from the first line's `version:`) and content sha."""
-    files = [PROMPTS_DIR / f"{TEMPLATE}.j2", PROMPTS_DIR / f"{TEMPLATE}.user.j2"]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    m = re.search(r"version:\s*(\S+)", files[0].read_text(encoding="utf-8").splitlines()[0])
-    return JudgeTemplate(TEMPLATE, m.group(1) if m else "0", h.hexdigest()[:12])
+    from negforge.prompts import template_identity
+
+    return JudgeTemplate(TEMPLATE, *template_identity(TEMPLATE))
 
 
 def judge_request_key(

@@ -113,14 +113,16 @@ def load_template(mode: str) -> PromptTemplate:
     if mode not in MODES:
         raise ValueError(f"unknown generation mode {mode!r}; use one of {', '.join(MODES)}")
     name = MODES[mode]
-    files = [
-        HERE / f"{name}.j2",
-        HERE / f"{name}.user.j2",
-        *(HERE / m for m in _MENUS.get(name, _DEFAULT_MENUS)),
-    ]
+    version, sha = template_identity(name, _MENUS.get(name, _DEFAULT_MENUS))
+    return PromptTemplate(name=name, version=version, sha=sha)
+
+
+def template_identity(name: str, menus: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(version, sha) of the template `name` in this folder: the version from its system file's first line
+    (`version: N`), the sha (12 hex) over its system and user files and the `menus` files it reads."""
+    files = [HERE / f"{name}.j2", HERE / f"{name}.user.j2", *(HERE / m for m in menus)]
     h = hashlib.sha256()
     for f in files:
         h.update(f.read_bytes())
-    head = files[0].read_text(encoding="utf-8").splitlines()[0]
-    m = re.search(r"version:\s*(\S+)", head)
-    return PromptTemplate(name=name, version=m.group(1) if m else "0", sha=h.hexdigest()[:12])
+    m = re.search(r"version:\s*(\S+)", files[0].read_text(encoding="utf-8").splitlines()[0])
+    return (m.group(1) if m else "0"), h.hexdigest()[:12]
