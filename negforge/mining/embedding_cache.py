@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -107,3 +108,57 @@ class EmbeddingCache:
         _write_json_atomic(done_marker, {**asdict(spec), "rows": len(texts), "dim": enc.dim})
         progress_file.unlink(missing_ok=True)
         return np.load(arr_path, mmap_mode="r")
+
+    def adopt(
+        self,
+        spec: EmbeddingSpec,
+        texts: list[str],
+        embeddings: np.ndarray | str | Path,
+        *,
+        chunk: int = 65536,
+    ) -> Path:
+        """Bring your own embeddings: make `embeddings` the cache entry for (`spec`, `texts`), so that
+        `get_or_encode` with the same spec and texts returns them (memory-mapped) and never loads a model.
+
+        `embeddings`: an array, or the path of a .npy file (copied into the cache, read memory-mapped in
+        chunks, so a file larger than memory is fine), one row per text in the same order. Rows must be
+        finite and, when `spec.normalize`, of unit length: the cache promises the spec's settings, so
+        embeddings that break them are refused with ValueError. An existing entry for the same key (complete
+        or half-encoded) is replaced. Returns the entry folder.
+        """
+        src_path = Path(embeddings).expanduser() if isinstance(embeddings, str | Path) else None
+        arr = np.load(src_path, mmap_mode="r") if src_path is not None else np.asarray(embeddings)
+        if arr.ndim != 2 or arr.shape[0] != len(texts):
+            raise ValueError(
+                f"embeddings of shape {arr.shape} for {len(texts)} texts: want ({len(texts)}, dim)"
+            )
+        for s in range(0, len(arr), chunk):
+            block = np.asarray(arr[s : s + chunk], dtype=np.float32)
+            if not np.isfinite(block).all():
+                raise ValueError(f"embeddings rows {s}..{s + len(block) - 1}: not all finite")
+            if spec.normalize:
+                bad = np.flatnonzero(np.abs(np.linalg.norm(block, axis=1) - 1.0) > 1e-3)
+                if len(bad):
+                    raise ValueError(
+                        f"embeddings row {s + int(bad[0])} has norm "
+                        f"{float(np.linalg.norm(block[bad[0]])):.4f}; the spec says normalize=True"
+                    )
+        entry = self.root / spec.key(texts_digest(texts))
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "complete.json").unlink(missing_ok=True)
+        (entry / "progress.json").unlink(missing_ok=True)
+        tmp = entry / "embeddings.npy.tmp"
+        if src_path is not None and arr.dtype == np.float32 and arr.flags.c_contiguous:
+            shutil.copyfile(src_path, tmp)
+        else:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=arr.shape)
+            for s in range(0, len(arr), chunk):
+                out[s : s + chunk] = arr[s : s + chunk]
+            out.flush()
+            del out
+        os.replace(tmp, entry / "embeddings.npy")
+        _write_json_atomic(
+            entry / "complete.json",
+            {**asdict(spec), "rows": int(arr.shape[0]), "dim": int(arr.shape[1]), "adopted": True},
+        )
+        return entry
