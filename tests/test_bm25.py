@@ -1,5 +1,6 @@
 """BM25 miner on real bm25s: same ranking as bm25s, positives excluded, index saved and reused."""
 
+import bm25s
 import numpy as np
 
 from negforge.config import BM25Config, DataConfig
@@ -38,6 +39,17 @@ def test_index_is_saved_and_reused(tmp_path):
     assert m2.loaded_from_cache
     ids = m2.query_token_ids([data.queries[0].text])
     assert np.allclose(m1.score_all(ids[0]), m2.score_all(ids[0]))
+
+
+def test_index_is_used_memory_mapped_and_scores_like_an_in_memory_one(tmp_path):
+    m, data = _miner(tmp_path)  # built, saved, then loaded from its folder
+    assert all(isinstance(m.retriever.scores[k], np.memmap) for k in ("data", "indices", "indptr"))
+    ref = bm25s.BM25(k1=m.cfg.k1, b=m.cfg.b, method=m.cfg.method)
+    ref.index(m._tokenize(data.corpus.texts, return_ids=True), show_progress=False)
+    for q in data.queries:
+        ids = m.query_token_ids([q.text])[0]
+        assert ids
+        assert np.array_equal(m.score_all(ids), ref.get_scores_from_ids(ids))
 
 
 def test_parameters_change_the_index_key(tmp_path):

@@ -22,7 +22,17 @@ def _no_model():
 
 @pytest.fixture
 def no_model(monkeypatch):
-    monkeypatch.setattr(DenseMiner, "encoder", lambda self: _no_model())
+    from negforge.mining import encoders, onnx_encoder
+
+    monkeypatch.setattr(encoders.TorchEncoder, "__init__", lambda *a, **k: _no_model())
+    monkeypatch.setattr(onnx_encoder.OnnxEncoder, "__init__", lambda *a, **k: _no_model())
+
+
+def _specs(miner, texts):
+    """The cache specs of corpus and query embeddings (the encoder path is resolved first where needed)."""
+    if hasattr(miner, "resolve_backend"):
+        miner.resolve_backend(texts)
+    return miner.embedding_spec("corpus"), miner.embedding_spec("query")
 
 
 @pytest.fixture
@@ -36,8 +46,9 @@ def test_adopted_embeddings_are_what_embed_returns(miner, tmp_path, tiny_beir):
     corpus, queries = _unit(rng, len(data.corpus)), _unit(rng, len(data.queries))
     qtexts = [q.text for q in data.queries]
     np.save(tmp_path / "corpus.npy", corpus)  # from a file (copied) and from an array (written)
-    miner.cache.adopt(miner.embedding_spec("corpus"), data.corpus.texts, tmp_path / "corpus.npy")
-    entry = miner.cache.adopt(miner.embedding_spec("query"), qtexts, queries)
+    cspec, qspec = _specs(miner, data.corpus.texts)
+    miner.cache.adopt(cspec, data.corpus.texts, tmp_path / "corpus.npy")
+    entry = miner.cache.adopt(qspec, qtexts, queries)
     assert json.loads((entry / "complete.json").read_text())["adopted"] is True
     miner.prepare(data.corpus.texts)
     got_q = miner.embed(qtexts, "query")
@@ -57,11 +68,10 @@ def test_pipeline_run_uses_adopted_embeddings_without_a_model(no_model, tmp_path
     data = load_input(cfg.data)
     rng = np.random.default_rng(1)
     miner = DenseMiner(cfg.sources.dense, cfg.cache_path)
-    miner.cache.adopt(miner.embedding_spec("corpus"), data.corpus.texts, _unit(rng, len(data.corpus)))
-    miner.cache.adopt(
-        miner.embedding_spec("query"), [q.text for q in data.queries], _unit(rng, len(data.queries))
-    )
-    result = run(cfg, overwrite=True)  # DenseMiner.encoder raises (fixture): no model is loaded
+    cspec, qspec = _specs(miner, data.corpus.texts)
+    miner.cache.adopt(cspec, data.corpus.texts, _unit(rng, len(data.corpus)))
+    miner.cache.adopt(qspec, [q.text for q in data.queries], _unit(rng, len(data.queries)))
+    result = run(cfg, overwrite=True)  # building an encoder raises (fixture): no model is loaded
     assert result.manifest["counts"]["selected"]
 
 

@@ -1,4 +1,4 @@
-"""BM25 miner on bm25s: stemmed index saved and reused, positives excluded after retrieval.
+"""BM25 miner on bm25s: stemmed index saved and reused (memory-mapped), positives excluded after retrieval.
 
 bm25s's weight_mask is global, so per-query exclusion happens on the score vector instead. Scoring works
 from that full vector, so the BM25 score of any document (positives, dense-only candidates) costs nothing extra.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import bm25s
@@ -49,19 +50,26 @@ class BM25Miner:
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def prepare(self, corpus_texts: list[str], corpus_digest: str) -> None:
-        """Load the saved index for this corpus and these parameters, or build and save it."""
+        """Load the saved index for this corpus and these parameters, or build and save it.
+
+        The index is always used memory-mapped from its saved folder (also right after a build, whose
+        in-memory copy is dropped): only the postings that queries touch take memory, and worker processes
+        on one machine share the pages.
+        """
         folder = self.cache_root / "bm25" / self.index_key(corpus_digest)
         if (folder / "params.index.json").exists():
-            self.retriever = bm25s.BM25.load(str(folder), load_vocab=True, show_progress=False)
             self.loaded_from_cache = True
-            return
-        retriever = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, method=self.cfg.method)
-        retriever.index(self._tokenize(corpus_texts, return_ids=True), show_progress=False)
-        tmp = folder.with_name(folder.name + ".tmp")
-        retriever.save(str(tmp), show_progress=False)
-        if not folder.exists():  # another process may have won the race; its index is identical
-            tmp.replace(folder)
-        self.retriever = retriever
+        else:
+            retriever = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, method=self.cfg.method)
+            retriever.index(self._tokenize(corpus_texts, return_ids=True), show_progress=False)
+            tmp = folder.with_name(folder.name + ".tmp")
+            retriever.save(str(tmp), show_progress=False)
+            del retriever
+            if not folder.exists():  # another process may have won the race; its index is identical
+                tmp.replace(folder)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.retriever = bm25s.BM25.load(str(folder), load_vocab=True, mmap=True, show_progress=False)
 
     def query_token_ids(self, queries: list[str]) -> list[list[int]]:
         assert self.retriever is not None, "call prepare() first"
