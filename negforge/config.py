@@ -128,7 +128,14 @@ class IndexConfig(_Strict):
 class DenseConfig(_Strict):
     enabled: bool = True
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    backend: Literal["torch", "onnx"] = "torch"
+    backend: Literal[
+        "auto", "torch", "onnx", "torch-fp32", "torch-fp16", "torch-bf16", "onnx-fp32", "onnx-int8"
+    ] = Field(
+        "auto",
+        description="auto: the fastest path that passes the parity gate against fp32 (CUDA fp16, CPU bf16, "
+        "ONNX int8, else fp32; see negforge.mining.precision); torch = fp32 sentence-transformers, exact; "
+        "onnx = fp32 onnxruntime; a path name forces that path without the gate",
+    )
     batch_size: int = Field(32, ge=1)
     max_seq_length: int | None = Field(None, ge=8)
     query_prompt: str = ""

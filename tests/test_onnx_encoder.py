@@ -48,7 +48,7 @@ def encoder(model_path: str, export_dir: Path) -> OnnxEncoder:
 
 def test_protocol_and_config(encoder: OnnxEncoder) -> None:
     as_protocol: TextEncoder = encoder  # static check that OnnxEncoder satisfies the protocol
-    assert as_protocol.backend == "onnx"
+    assert as_protocol.backend == "onnx-fp32"
     assert as_protocol.dim == 384
     assert encoder.max_seq_length == 256  # from sentence_bert_config.json
     assert encoder.pooling_modes == ("mean",)

@@ -189,7 +189,8 @@ def test_evaluate_matches_hand_computed_metrics(eval_beir, minilm_path, tmp_path
     cache = tmp_path / "cache"
     res = evaluate(minilm_path, eval_beir, "test", cache_dir=cache)
     assert set(res) == {"model", "fingerprint", "split", "ndcg@10", "mrr@10", "recall@100", "queries",
-                        "corpus_docs", "seconds"}  # fmt: skip
+                        "corpus_docs", "seconds", "backend"}  # fmt: skip
+    assert res["backend"] == "torch-fp32"  # six documents: too few for the parity gate, so fp32
     for k, v in EXPECTED.items():
         assert res[k] == pytest.approx(v, abs=1e-6), k
     assert res["queries"] == 3 and res["corpus_docs"] == 6 and res["split"] == "test"

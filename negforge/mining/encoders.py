@@ -1,12 +1,14 @@
 """Text encoders behind one small protocol, so the dense miner does not care which runtime embeds.
 
-`torch` runs sentence-transformers as is (CUDA when present); `onnx` runs an onnxruntime export of the
-same weights, which is faster on CPU at equal results (cosine to torch > 0.9999).
+`torch-*` paths run sentence-transformers (CUDA when present) with weights in fp32, fp16 or bf16; `onnx-*`
+paths run an onnxruntime export of the same weights (fp32, or int8-quantised). Which path a run uses is
+decided by `negforge.mining.precision` (the parity gate); `build_encoder` makes one from its name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -30,18 +32,34 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class TorchEncoder:
-    """sentence-transformers SentenceTransformer, on CUDA when available."""
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
-    backend = "torch"
+
+class TorchEncoder:
+    """sentence-transformers SentenceTransformer, on CUDA when available, weights in `dtype` (fp32|fp16|bf16).
+
+    Embeddings come back as float32 whatever the weights' dtype.
+    """
 
     def __init__(
-        self, model_path: str, *, max_seq_length: int | None, normalize: bool, device: str | None = None
+        self,
+        model_path: str,
+        *,
+        max_seq_length: int | None,
+        normalize: bool,
+        device: str | None = None,
+        dtype: str = "fp32",
     ):
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        if dtype not in TORCH_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(TORCH_DTYPES)}, got {dtype!r}")
         self.device = device or pick_device()
+        self.backend = f"torch-{dtype}"
         self.model = SentenceTransformer(model_path, device=self.device, local_files_only=True)
+        if dtype != "fp32":
+            self.model.to(getattr(torch, TORCH_DTYPES[dtype]))
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
         self.normalize = normalize
@@ -60,3 +78,31 @@ class TorchEncoder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def build_encoder(
+    path: str,
+    model_path: str | Path,
+    *,
+    max_seq_length: int | None,
+    normalize: bool,
+    export_dir: str | Path,
+) -> TextEncoder:
+    """The encoder for a path name from `negforge.mining.precision.PATHS` (e.g. "torch-bf16", "onnx-int8").
+
+    `export_dir` holds ONNX exports (made once per model). Raises ValueError for an unknown path name.
+    """
+    runtime, _, dtype = path.partition("-")
+    if runtime == "torch" and dtype in TORCH_DTYPES:
+        return TorchEncoder(str(model_path), max_seq_length=max_seq_length, normalize=normalize, dtype=dtype)
+    if runtime == "onnx" and dtype in ("fp32", "int8"):
+        from negforge.mining.onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(
+            str(model_path),
+            max_seq_length=max_seq_length,
+            normalize=normalize,
+            export_dir=export_dir,
+            quantize=dtype == "int8",
+        )
+    raise ValueError(f"unknown encoder path {path!r}")

@@ -34,6 +34,7 @@ EvalResult = TypedDict(
         "queries": int,
         "corpus_docs": int,
         "seconds": float,
+        "backend": str,
     },
 )
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
@@ -71,10 +72,9 @@ def load_split(path: str | Path, split: str = "test", max_queries: int | None = 
 class _LoadedEncoder:
     """negforge's TextEncoder protocol over an already loaded model (same encode call as TorchEncoder)."""
 
-    backend = "torch"
-
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, backend: str):
         self.model = model
+        self.backend = backend
         dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(dim())
 
@@ -97,6 +97,7 @@ def _corpus_embeddings(
     cache_dir: Path,
     max_seq_length: int | None,
     batch_size: int,
+    backend: str,
 ) -> Any:
     """Cached corpus embeddings as a tensor; the spec matches the dense miner's, so their entries are shared."""
     import torch
@@ -105,11 +106,48 @@ def _corpus_embeddings(
 
     if _has_document_prompt(model):
         return None  # encode_document would add the model's prompt; the cache's plain encode would not
-    spec = EmbeddingSpec(fingerprint, "torch", max_seq_length, True, "")
+    spec = EmbeddingSpec(fingerprint, backend, max_seq_length, True, "")
     emb = EmbeddingCache(cache_dir).get_or_encode(
-        spec, texts, lambda: _LoadedEncoder(model), batch_size=batch_size, description="encode eval corpus"
+        spec,
+        texts,
+        lambda: _LoadedEncoder(model, backend),
+        batch_size=batch_size,
+        description="encode eval corpus",
     )
     return torch.from_numpy(np.array(emb, dtype=np.float32))
+
+
+def _eval_precision(
+    backend: str,
+    path: Path,
+    fingerprint: str,
+    beir: BeirSplit,
+    cache_dir: str | Path | None,
+    max_seq_length: int | None,
+    batch_size: int,
+) -> str:
+    """The torch path evaluation encodes with (see `evaluate`'s `backend`)."""
+    from negforge.mining.encoders import build_encoder
+    from negforge.mining.precision import resolve_backend
+
+    if backend == "auto" and cache_dir is None:
+        return "torch-fp32"
+    allowed = ("torch-fp32", "torch-fp16", "torch-bf16")
+    choice = resolve_backend(
+        backend,
+        cache_root=cache_dir or ".",
+        model_fingerprint=fingerprint,
+        settings={"max_seq_length": max_seq_length, "normalize": True, "prompt": ""},
+        sample_texts=lambda: beir.corpus_texts,
+        make_encoder=lambda p: build_encoder(
+            p, path, max_seq_length=max_seq_length, normalize=True, export_dir=Path(cache_dir or ".") / "onnx"
+        ),
+        batch_size=batch_size,
+        allowed=allowed,
+    )
+    if choice.path not in allowed:
+        raise ValueError(f"evaluation runs torch paths only ({', '.join(allowed)}); got backend {backend!r}")
+    return choice.path
 
 
 def evaluate(
@@ -121,13 +159,22 @@ def evaluate(
     batch_size: int = 64,
     max_seq_length: int | None = None,
     max_queries: int | None = None,
+    backend: str = "auto",
 ) -> EvalResult:
-    """Encode the split's corpus and queries with `model` and score exact cosine retrieval."""
+    """Encode the split's corpus and queries with `model` and score exact cosine retrieval.
+
+    `backend`: "auto" picks the encoder precision as dense mining does (negforge.mining.precision: CUDA fp16,
+    CPU bf16, else fp32, each only after the parity gate, whose verdict is cached in `cache_dir`; without a
+    cache_dir, fp32); "torch" is fp32; "torch-bf16"/"torch-fp16" force a precision. ONNX paths are not used
+    here: the evaluator needs a torch model. The result's `backend` names the path used.
+    Raises InputError for a missing or empty split (file named).
+    """
+    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
     from sentence_transformers.util import cos_sim
 
-    from negforge.mining.encoders import pick_device
+    from negforge.mining.encoders import TORCH_DTYPES, pick_device
 
     t0 = time.perf_counter()
     beir = data if isinstance(data, BeirSplit) else BeirSplit(data, split, max_queries)
@@ -136,12 +183,16 @@ def evaluate(
     st = SentenceTransformer(str(path), device=pick_device(), local_files_only=True)
     if max_seq_length:
         st.max_seq_length = max_seq_length
+    precision = _eval_precision(backend, path, fingerprint, beir, cache_dir, max_seq_length, batch_size)
+    dtype = precision.split("-", 1)[1]
+    if dtype != "fp32":
+        st.to(getattr(torch, TORCH_DTYPES[dtype]))
     evaluator = InformationRetrievalEvaluator(
         queries=beir.queries,
         corpus=dict(zip(beir.corpus_ids, beir.corpus_texts, strict=True)),
         relevant_docs=beir.relevant,
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100],
-        score_functions={"cosine": cos_sim},
+        score_functions={"cosine": lambda a, b: cos_sim(a.float(), b.float())},
         batch_size=batch_size,
         corpus_chunk_size=max(len(beir.corpus_ids), 1),
         write_csv=False,
@@ -150,8 +201,9 @@ def evaluate(
     corpus_emb = None
     if cache_dir is not None:
         corpus_emb = _corpus_embeddings(
-            st, fingerprint, beir.corpus_texts, Path(cache_dir).expanduser(), max_seq_length, batch_size
-        )
+            st, fingerprint, beir.corpus_texts, Path(cache_dir).expanduser(), max_seq_length, batch_size,
+            precision,
+        )  # fmt: skip
     scores = evaluator.compute_all_metrics(st, corpus_embeddings=corpus_emb)["cosine"]
     return {
         "model": str(model),
@@ -163,6 +215,7 @@ def evaluate(
         "queries": len(beir.queries),
         "corpus_docs": len(beir.corpus_ids),
         "seconds": round(time.perf_counter() - t0, 2),
+        "backend": precision,
     }
 
 

@@ -1,0 +1,313 @@
+"""`backend: auto`: the fastest encoder path that stays exact enough, checked once per model and machine.
+
+Paths (`EncoderPath` names):
+
+- `torch-fp32`: sentence-transformers as is (CUDA when present). The reference every other path is checked
+  against, and what `backend: torch` always means.
+- `torch-fp16`: weights in half precision on a CUDA GPU.
+- `torch-bf16`: weights in bfloat16 on a CPU with AVX512-BF16 or AMX (oneDNN runs bf16 GEMMs natively there;
+  elsewhere bf16 is emulated and slower than fp32, so it is not tried).
+- `onnx-fp32`: an onnxruntime export of the same weights (`backend: onnx`).
+- `onnx-int8`: that export with weights quantised to int8 per output channel and activations quantised per
+  batch (onnxruntime `quantize_dynamic`), tried where the CPU has VNNI.
+
+The parity gate (after the checks the sentence-transformers docs give for quantised and half-precision
+backends, made strict because a retriever's neighbours are what negforge mines): a seeded sample of the corpus
+is encoded by fp32 and by every candidate path. A candidate passes when the mean cosine between its embedding
+and fp32's of the same text is ≥ 0.999 and its top-10 neighbour lists within the sample overlap fp32's by
+≥ 0.98 on average. Among the paths that pass, the one that encoded the sample fastest is chosen; fp32 when none
+is faster. The verdict is cached in `<cache_dir>/parity/` under the model's weights fingerprint and a machine
+identity (CPU model and flags, GPU name, torch and onnxruntime versions), so it is paid once, and the manifest
+records the chosen path with every candidate's figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from negforge.mining.encoders import TextEncoder
+
+GATE_VERSION = 1
+MIN_MEAN_COSINE = 0.999
+MIN_TOP10_OVERLAP = 0.98
+GATE_SAMPLE = 256
+GATE_SEED = 0
+#: below this many distinct texts the neighbour overlap says little: such a corpus is encoded in fp32
+MIN_GATE_SAMPLE = 64
+NEIGHBOURS = 10
+
+#: every path negforge can run, by name; `backend:` in the config also accepts each of them to force one
+PATHS = ("torch-fp32", "torch-fp16", "torch-bf16", "onnx-fp32", "onnx-int8")
+#: the CPU flags (as /proc/cpuinfo spells them) that decide which paths are tried
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (Linux /proc/cpuinfo); empty where the OS does not say."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cuda_device_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def machine_identity() -> dict[str, str | list[str] | None]:
+    """What makes a parity verdict valid on this machine and not another: hardware and runtime versions."""
+    import torch
+
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:  # pragma: no cover - a dependency, present in every install
+        ort_version = None
+    flags = cpu_flags()
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": sorted(f for f in (*BF16_FLAGS, *VNNI_FLAGS) if f in flags),
+        "gpu": cuda_device_name(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+    }
+
+
+def candidate_paths(machine: dict) -> list[str]:
+    """Paths worth trying on `machine` (see `machine_identity`), fp32 first as the reference."""
+    if machine.get("gpu"):
+        return ["torch-fp32", "torch-fp16"]
+    flags = set(machine.get("cpu_flags") or [])
+    paths = ["torch-fp32"]
+    if flags & set(BF16_FLAGS):
+        paths.append("torch-bf16")
+    if flags & set(VNNI_FLAGS):
+        paths.append("onnx-int8")
+    return paths
+
+
+@dataclass
+class PathCheck:
+    """One candidate path's figures on the gate sample; `error` is set when it could not run at all."""
+
+    path: str
+    docs_per_s: float
+    mean_cosine: float | None = None
+    min_cosine: float | None = None
+    top10_overlap: float | None = None
+    passed: bool = False
+    error: str | None = None
+
+
+@dataclass
+class BackendChoice:
+    """The encoder path a run uses and why (recorded in the manifest under models.dense.backend)."""
+
+    requested: str
+    path: str
+    reason: str
+    checks: list[PathCheck] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+    sample: int = 0
+    thresholds: dict = field(default_factory=dict)
+    gate_cached: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BackendChoice:
+        return cls(**{**d, "checks": [PathCheck(**c) for c in d.get("checks", [])]})
+
+
+def neighbour_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = NEIGHBOURS) -> float:
+    """Mean over rows of |top-k(ref) ∩ top-k(cand)| / k, neighbours searched within the sample itself.
+
+    Shapes: both (n, dim), rows the same texts; self-matches excluded. Inner product on unit vectors.
+    """
+    n = len(reference)
+    k = min(k, n - 1)
+    if k < 1:
+        return 1.0
+    ref, cand = _unit(reference), _unit(candidate)
+    s_ref, s_cand = ref @ ref.T, cand @ cand.T
+    np.fill_diagonal(s_ref, -np.inf)
+    np.fill_diagonal(s_cand, -np.inf)
+    top_ref = np.argpartition(-s_ref, k - 1, axis=1)[:, :k]
+    top_cand = np.argpartition(-s_cand, k - 1, axis=1)[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand, strict=True)]))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def parity(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, float]:
+    """(mean cosine, min cosine, top-10 neighbour overlap) of `candidate` against `reference`, both (n, dim)."""
+    cos = np.einsum("ij,ij->i", _unit(reference), _unit(candidate))
+    return float(cos.mean()), float(cos.min()), neighbour_overlap(reference, candidate)
+
+
+def _timed_encode(encoder: TextEncoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
+    encoder.encode(texts[: min(8, len(texts))], batch_size=batch_size)  # warm-up: first-call allocations
+    t0 = time.perf_counter()
+    out = encoder.encode(texts, batch_size=batch_size)
+    return out, len(texts) / max(time.perf_counter() - t0, 1e-9)
+
+
+def run_gate(
+    texts: Sequence[str],
+    make_encoder: Callable[[str], TextEncoder],
+    paths: Sequence[str],
+    *,
+    batch_size: int,
+    min_mean_cosine: float = MIN_MEAN_COSINE,
+    min_top10_overlap: float = MIN_TOP10_OVERLAP,
+    progress: Callable[[str], None] | None = None,
+) -> BackendChoice:
+    """Encode `texts` with every path in `paths` (the first is the fp32 reference) and pick the fastest that passes.
+
+    `make_encoder(path)` builds the encoder for a path name. A path that raises while building or encoding is
+    recorded with its error and not used. Returns a `BackendChoice` with `requested="auto"`.
+    Raises whatever the reference path raises: without fp32 nothing can be judged.
+    """
+    texts = list(texts)
+    reference_path, *others = paths
+    if progress:
+        progress(reference_path)
+    ref_emb, ref_speed = _timed_encode(make_encoder(reference_path), texts, batch_size)
+    checks = [PathCheck(reference_path, round(ref_speed, 2), 1.0, 1.0, 1.0, True)]
+    for path in others:
+        if progress:
+            progress(path)
+        try:
+            emb, speed = _timed_encode(make_encoder(path), texts, batch_size)
+        except Exception as err:  # a path this machine cannot run is a refused path, not a failed run
+            checks.append(PathCheck(path, 0.0, error=f"{type(err).__name__}: {err}"[:300]))
+            continue
+        mean_cos, min_cos, overlap = parity(ref_emb, emb)
+        ok = mean_cos >= min_mean_cosine and overlap >= min_top10_overlap
+        checks.append(
+            PathCheck(path, round(speed, 2), round(mean_cos, 6), round(min_cos, 6), round(overlap, 4), ok)
+        )
+    best = max((c for c in checks if c.passed), key=lambda c: c.docs_per_s)
+    refused = [c.path for c in checks if not c.passed]
+    reason = (
+        f"fastest path that passed the parity gate ({best.docs_per_s:.1f} docs/s vs fp32 {ref_speed:.1f})"
+        if best.path != reference_path
+        else "no other path passed the parity gate and ran faster than fp32"
+    )
+    if refused:
+        reason += f"; refused: {', '.join(refused)}"
+    return BackendChoice(
+        requested="auto",
+        path=best.path,
+        reason=reason,
+        checks=checks,
+        sample=len(texts),
+        thresholds={"min_mean_cosine": min_mean_cosine, "min_top10_overlap": min_top10_overlap},
+    )
+
+
+def gate_sample(texts: Sequence[str], size: int = GATE_SAMPLE, seed: int = GATE_SEED) -> list[str]:
+    """A seeded sample of `size` distinct non-empty texts (all of them when fewer)."""
+    pool = sorted({t for t in texts if t.strip()})
+    if len(pool) <= size:
+        return pool
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in sorted(rng.choice(len(pool), size=size, replace=False))]
+
+
+def gate_cache_path(cache_root: str | Path, model_fingerprint: str, settings: dict, machine: dict) -> Path:
+    """Where the verdict for this model, these encoder settings and this machine is kept."""
+    blob = json.dumps(
+        {"v": GATE_VERSION, "model": model_fingerprint, "settings": settings, "machine": machine},
+        sort_keys=True,
+    )
+    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return Path(cache_root).expanduser() / "parity" / f"{model_fingerprint[:12]}-{key}.json"
+
+
+def resolve_backend(
+    requested: str,
+    *,
+    cache_root: str | Path,
+    model_fingerprint: str,
+    settings: dict,
+    sample_texts: Callable[[], Sequence[str]],
+    make_encoder: Callable[[str], TextEncoder],
+    batch_size: int,
+    allowed: Sequence[str] = PATHS,
+    progress: Callable[[str], None] | None = None,
+) -> BackendChoice:
+    """The path a run encodes with: `auto` through the (cached) gate; a named backend as asked.
+
+    `requested`: "auto", "torch" (= torch-fp32), "onnx" (= onnx-fp32) or a path name from `PATHS`, which is
+    used without a gate (the user asked for it). `settings` (max_seq_length, normalize, ...) key the verdict
+    with the model's fingerprint and `machine_identity()`. `allowed` limits `auto` to paths the caller can run.
+    """
+    alias = {"torch": "torch-fp32", "onnx": "onnx-fp32"}
+    if requested != "auto":
+        path = alias.get(requested, requested)
+        if path not in PATHS:
+            raise ValueError(
+                f"unknown encoder backend {requested!r}; choose auto, torch, onnx or one of {PATHS}"
+            )
+        return BackendChoice(requested=requested, path=path, reason="set in the config (no parity gate)")
+    machine = machine_identity()
+    cache_file = gate_cache_path(cache_root, model_fingerprint, settings, machine)
+    if cache_file.exists():
+        choice = BackendChoice.from_dict(json.loads(cache_file.read_text()))
+        choice.gate_cached = True
+        return choice
+    paths = [p for p in candidate_paths(machine) if p in allowed]
+    if len(paths) == 1:
+        choice = BackendChoice(
+            requested="auto", path=paths[0], reason="no faster path to try on this machine", machine=machine
+        )
+    else:
+        sample = gate_sample(sample_texts())
+        if len(sample) < MIN_GATE_SAMPLE:  # not cached: a larger corpus later gets a real verdict
+            return BackendChoice(
+                requested="auto",
+                path=paths[0],
+                reason=f"{len(sample)} distinct texts, fewer than the gate's {MIN_GATE_SAMPLE}: fp32",
+                machine=machine,
+                sample=len(sample),
+            )
+        choice = run_gate(sample, make_encoder, paths, batch_size=batch_size, progress=progress)
+        choice.machine = machine
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(choice.as_dict(), indent=1))
+    os.replace(tmp, cache_file)
+    return choice
