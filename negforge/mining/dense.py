@@ -6,16 +6,19 @@ Search goes in chunks of queries, so memory stays at chunk Ã— k, never queries Ã
 from __future__ import annotations
 
 import json
+import mmap
 import threading
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from negforge import progress
 from negforge.config import DenseConfig, IndexConfig
 from negforge.mining.embedding_cache import EmbeddingCache, EmbeddingSpec
-from negforge.mining.encoders import TextEncoder, TorchEncoder
+from negforge.mining.encoders import TextEncoder, build_encoder
 from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
+from negforge.mining.precision import GATE_SAMPLE, BackendChoice, resolve_backend
 
 
 def gpu_count() -> int:
@@ -23,10 +26,34 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
+ADD_CHUNK = 65536  # rows per faiss add call
+
+
+def _file_mapping(arr: np.ndarray) -> mmap.mmap | None:
+    """The file mapping under a memory-mapped array (np.load(..., mmap_mode="r") and its views), else None."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base if isinstance(base, mmap.mmap) else None
+
+
+def _release_pages(arr: np.ndarray) -> None:
+    """Drop this process's resident pages of a file-mapped array (they stay in the page cache, so a later
+    read costs no disk I/O): reading every row of a large memory-mapped corpus would otherwise keep all of
+    it in the process's RSS. No-op for ordinary arrays, and for writable mappings (a copy-on-write mapping
+    would lose its changes)."""
+    m = None if arr.flags.writeable else _file_mapping(arr)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
+
+
 def build_index(emb: np.ndarray, cfg: IndexConfig, seed: int = 13) -> tuple[faiss.Index, dict]:
-    """An inner-product index over `emb`; returns the index and what was actually built (for the manifest)."""
+    """An inner-product index over `emb`; returns the index and what was actually built (for the manifest).
+
+    Rows are added in chunks of ADD_CHUNK, so a memory-mapped `emb` is never copied whole: the index holds
+    its own copy of the vectors (flat, IVF-flat, HNSW), and the mapped pages read for it are released.
+    """
     n, d = emb.shape
-    x = np.ascontiguousarray(emb, dtype=np.float32)
     info: dict = {"type": cfg.type, "rows": n, "dim": d}
     if cfg.type == "flat":
         index: faiss.Index = faiss.IndexFlatIP(d)
@@ -35,7 +62,12 @@ def build_index(emb: np.ndarray, cfg: IndexConfig, seed: int = 13) -> tuple[fais
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        index.train(x)
+        # faiss trains on at most max_points_per_centroid (256) rows per list: sample them here, seeded, so
+        # only the sample is copied (faiss would copy the whole input first)
+        cap = nlist * index.cp.max_points_per_centroid
+        rows = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False)) if n > cap else slice(None)
+        index.train(np.ascontiguousarray(emb[rows], dtype=np.float32))
+        _release_pages(emb)
         index.nprobe = min(cfg.nprobe, nlist)
         info.update(nlist=nlist, nprobe=index.nprobe)
     else:
@@ -43,7 +75,9 @@ def build_index(emb: np.ndarray, cfg: IndexConfig, seed: int = 13) -> tuple[fais
         index.hnsw.efConstruction = cfg.ef_construction
         index.hnsw.efSearch = cfg.ef_search
         info.update(m=cfg.hnsw_m, ef_search=cfg.ef_search)
-    index.add(x)
+    for s in range(0, n, ADD_CHUNK):
+        index.add(np.ascontiguousarray(emb[s : s + ADD_CHUNK], dtype=np.float32))
+        _release_pages(emb)
     if cfg.gpu == "auto" and cfg.type != "hnsw" and gpu_count() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
         info["gpu"] = True
@@ -79,33 +113,59 @@ class DenseMiner:
         self.index: faiss.Index | None = None
         self.index_info: dict = {}
         self._search_lock = threading.Lock()
+        self.backend_choice: BackendChoice | None = None
+
+    def resolve_backend(self, sample_texts: list[str]) -> BackendChoice:
+        """Decide the encoder path once (`backend: auto` runs or reads the parity gate on `sample_texts`)."""
+        if self.backend_choice is None:
+            cfg = self.cfg
+
+            def note(path: str) -> None:
+                progress.emit(f"parity gate ({cfg.model}): encoding {GATE_SAMPLE} sample texts with {path}")
+
+            self.backend_choice = resolve_backend(
+                cfg.backend,
+                cache_root=self.cache_root,
+                model_fingerprint=self.fingerprint,
+                settings={"max_seq_length": cfg.max_seq_length, "normalize": cfg.normalize,
+                          "prompt": cfg.corpus_prompt},
+                sample_texts=lambda: [cfg.corpus_prompt + t for t in sample_texts],
+                make_encoder=self._build_encoder,
+                batch_size=cfg.batch_size,
+                progress=note,
+            )  # fmt: skip
+        return self.backend_choice
+
+    def _build_encoder(self, path: str) -> TextEncoder:
+        return build_encoder(
+            path,
+            self.model_path,
+            max_seq_length=self.cfg.max_seq_length,
+            normalize=self.cfg.normalize,
+            export_dir=self.cache_root / "onnx" / self.fingerprint,
+        )
+
+    @property
+    def path(self) -> str:
+        """The encoder path in use (e.g. "torch-bf16"); resolve_backend (or prepare) must have run."""
+        assert self.backend_choice is not None, "call prepare() or resolve_backend() first"
+        return self.backend_choice.path
 
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
-            if self.cfg.backend == "onnx":
-                from negforge.mining.onnx_encoder import OnnxEncoder
-
-                self._encoder = OnnxEncoder(
-                    str(self.model_path),
-                    max_seq_length=self.cfg.max_seq_length,
-                    normalize=self.cfg.normalize,
-                    export_dir=self.cache_root / "onnx" / self.fingerprint,
-                )
-            else:
-                self._encoder = TorchEncoder(
-                    str(self.model_path), max_seq_length=self.cfg.max_seq_length, normalize=self.cfg.normalize
-                )
+            self._encoder = self._build_encoder(self.path)
         return self._encoder
 
-    def _spec(self, prompt: str) -> EmbeddingSpec:
-        return EmbeddingSpec(
-            self.fingerprint, self.cfg.backend, self.cfg.max_seq_length, self.cfg.normalize, prompt
-        )
+    def embedding_spec(self, role: str) -> EmbeddingSpec:
+        """What besides the texts keys this model's embeddings of `role` ("query" or "corpus") in the cache."""
+        prompt = self.cfg.query_prompt if role == "query" else self.cfg.corpus_prompt
+        return EmbeddingSpec(self.fingerprint, self.path, self.cfg.max_seq_length, self.cfg.normalize, prompt)
 
     def embed(self, texts: list[str], role: str) -> np.ndarray:
-        prompt = self.cfg.query_prompt if role == "query" else self.cfg.corpus_prompt
+        """Embeddings (len(texts), dim) float32 of `role` texts ("query" or "corpus"), from the cache when there."""
+        self.resolve_backend(texts)
         return self.cache.get_or_encode(
-            self._spec(prompt),
+            self.embedding_spec(role),
             texts,
             self.encoder,
             batch_size=self.cfg.batch_size,
@@ -113,7 +173,8 @@ class DenseMiner:
         )
 
     def prepare(self, corpus_texts: list[str], seed: int = 13) -> None:
-        """Embed the corpus and build (or load) its index."""
+        """Pick the encoder path (parity gate on a sample of this corpus), embed the corpus, build its index."""
+        self.resolve_backend(corpus_texts)
         self.corpus_emb = self.embed(corpus_texts, "corpus")
         self.index, self.index_info = self._load_or_build_index(corpus_texts, seed)
 
@@ -124,7 +185,7 @@ class DenseMiner:
             return build_index(self.corpus_emb, icfg, seed)
         from negforge.mining.fingerprint import texts_digest
 
-        key = self._spec(self.cfg.corpus_prompt).key(texts_digest(corpus_texts))
+        key = self.embedding_spec("corpus").key(texts_digest(corpus_texts))
         folder = (
             self.cache_root / "faiss" / f"{key}-{icfg.type}-{icfg.nlist}-{icfg.hnsw_m}-{icfg.ef_construction}"
         )
