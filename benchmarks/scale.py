@@ -271,6 +271,7 @@ def child(work: Path, run_name: str, out: Path) -> None:
 def spawn(work: Path, run_name: str) -> dict:
     out = work / f"{run_name}.result.json"
     out.unlink(missing_ok=True)
+    shutil.rmtree(work / "runs" / run_name, ignore_errors=True)  # finished shards would be reused, not mined
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, __file__, "--child", run_name, "--work", str(work)]
     proc = subprocess.run(cmd, env=env, check=False)
