@@ -16,7 +16,7 @@ from negforge.filters import FilterQuery, FilterStack, build_stack
 from negforge.generation_stage import add_rule_negatives, attach_synthetic, generation_items, pregenerate
 from negforge.generators.stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
-from negforge.mining.dense import DenseMiner
+from negforge.mining.dense import DenseMiner, release_pages
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
@@ -158,6 +158,10 @@ def mine_shard(
         generation = generation or own
     rules = add_rule_negatives(ctx, results) if ctx.cfg.sources.rules.enabled else None
     verdicts = judge_and_mix(ctx.cfg, ctx, results, ctx.filters)
+    if ctx.dense is not None and ctx.dense.corpus_emb is not None:
+        # the scattered corpus rows read for scores stay resident otherwise: over a run, all of a memory-mapped
+        # corpus (1.5 GB for 1M passages at dim 384) would count towards this process's memory
+        release_pages(ctx.dense.corpus_emb)
     table = rich_table(results, ctx.corpus, ctx.cfg.output.dropped_text)
     funnel: Counter = Counter()
     pools: Counter = Counter()

@@ -15,6 +15,8 @@ from negforge.mining.precision import (
     MIN_TOP10_OVERLAP,
     candidate_paths,
     cpu_flags,
+    embedding_parity,
+    encoder_runner,
     gate_sample,
     neighbour_overlap,
     parity,
@@ -54,6 +56,10 @@ class LossyEncoderDouble:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def runners(encoders: dict) -> object:
+    return lambda path: encoder_runner(encoders[path], 32)
+
+
 def test_parity_figures_on_known_vectors():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(50, 16)).astype(np.float32)
@@ -78,26 +84,23 @@ def test_candidates_follow_the_hardware():
 def test_gate_refuses_a_lossy_path_even_when_it_is_the_fastest(abstracts, fp32):
     reference = dict(zip(abstracts, fp32.encode(abstracts, batch_size=32), strict=True))
     encoders = {"torch-fp32": fp32, "lossy-double": LossyEncoderDouble(reference, noise=0.02)}
-    choice = run_gate(abstracts, encoders.__getitem__, ["torch-fp32", "lossy-double"], batch_size=32)
+    choice = run_gate(abstracts, runners(encoders), ["torch-fp32", "lossy-double"])
     lossy = next(c for c in choice.checks if c.path == "lossy-double")
-    assert lossy.docs_per_s > choice.checks[0].docs_per_s  # faster, and still not taken
-    assert not lossy.passed and lossy.mean_cosine < MIN_MEAN_COSINE
+    assert lossy.items_per_s > choice.checks[0].items_per_s  # faster, and still not taken
+    assert not lossy.passed and lossy.metrics["mean_cosine"] < MIN_MEAN_COSINE
     assert choice.path == "torch-fp32" and "refused: lossy-double" in choice.reason
     # the same double with negligible noise passes, and being fastest, is chosen
     exact_enough = {"torch-fp32": fp32, "lossy-double": LossyEncoderDouble(reference, noise=1e-5)}
-    assert (
-        run_gate(abstracts, exact_enough.__getitem__, list(exact_enough), batch_size=32).path
-        == "lossy-double"
-    )
+    assert run_gate(abstracts, runners(exact_enough), list(exact_enough)).path == "lossy-double"
 
 
 def test_a_path_that_cannot_run_is_refused_with_its_error(abstracts, fp32):
     def make(path):
         if path == "onnx-int8":
             raise RuntimeError("no int8 kernels here")
-        return fp32
+        return encoder_runner(fp32, 32)
 
-    choice = run_gate(abstracts, make, ["torch-fp32", "onnx-int8"], batch_size=32)
+    choice = run_gate(abstracts, make, ["torch-fp32", "onnx-int8"])
     assert choice.path == "torch-fp32"
     assert choice.checks[1].error == "RuntimeError: no int8 kernels here" and not choice.checks[1].passed
 
@@ -105,17 +108,19 @@ def test_a_path_that_cannot_run_is_refused_with_its_error(abstracts, fp32):
 @pytest.mark.skipif(not HAS_BF16, reason="this CPU has no AVX512-BF16/AMX: bf16 is not a candidate")
 def test_stricter_thresholds_refuse_real_bf16(abstracts, fp32, minilm_path):
     def make(path):
-        return (
-            fp32
-            if path == "torch-fp32"
-            else build_encoder(path, minilm_path, max_seq_length=None, normalize=True, export_dir="unused")
-        )
+        if path == "torch-fp32":
+            return encoder_runner(fp32, 32)
+        enc = build_encoder(path, minilm_path, max_seq_length=None, normalize=True, export_dir="unused")
+        return encoder_runner(enc, 32)
 
-    usual = run_gate(abstracts, make, ["torch-fp32", "torch-bf16"], batch_size=32)
-    bf16 = usual.checks[1]
-    assert bf16.passed and bf16.mean_cosine >= MIN_MEAN_COSINE and bf16.top10_overlap >= MIN_TOP10_OVERLAP
-    assert bf16.mean_cosine < 1.0  # it is not fp32 in disguise
-    strict = run_gate(abstracts, make, ["torch-fp32", "torch-bf16"], batch_size=32, min_mean_cosine=0.9999999)
+    usual = run_gate(abstracts, make, ["torch-fp32", "torch-bf16"])
+    bf16 = usual.checks[1].metrics
+    assert usual.checks[1].passed
+    assert bf16["mean_cosine"] >= MIN_MEAN_COSINE and bf16["top10_overlap"] >= MIN_TOP10_OVERLAP
+    assert bf16["mean_cosine"] < 1.0  # it is not fp32 in disguise
+    strict = run_gate(
+        abstracts, make, ["torch-fp32", "torch-bf16"], compare=embedding_parity(min_mean_cosine=0.9999999)
+    )
     assert strict.path == "torch-fp32" and not strict.checks[1].passed
 
 
@@ -129,7 +134,10 @@ def test_auto_is_decided_once_per_model_and_machine_and_keys_the_cache(abstracts
     assert next(c for c in choice.checks if c.path == choice.path).passed
     for c in choice.checks:  # every verdict agrees with the thresholds it reports
         if c.error is None:
-            assert c.passed == (c.mean_cosine >= MIN_MEAN_COSINE and c.top10_overlap >= MIN_TOP10_OVERLAP)
+            m = c.metrics
+            assert c.passed == (
+                m["mean_cosine"] >= MIN_MEAN_COSINE and m["top10_overlap"] >= MIN_TOP10_OVERLAP
+            )
     if HAS_BF16:
         assert {c.path for c in choice.checks} >= {"torch-fp32", "torch-bf16"}
         assert choice.path != "torch-fp32"  # bf16 passes on MiniLM and is faster here
@@ -140,8 +148,8 @@ def test_auto_is_decided_once_per_model_and_machine_and_keys_the_cache(abstracts
     again = resolve_backend(
         "auto", cache_root=tmp_path, model_fingerprint=miner.fingerprint,
         settings={"max_seq_length": None, "normalize": True, "prompt": ""},
-        sample_texts=lambda: pytest.fail("a cached verdict reads no texts"),
-        make_encoder=lambda p: built.append(p), batch_size=32,
+        sample=lambda: pytest.fail("a cached verdict reads no texts"),
+        make_runner=lambda p: built.append(p),
     )  # fmt: skip
     assert again.gate_cached and again.path == choice.path and built == []
 
@@ -164,8 +172,8 @@ def test_a_small_corpus_is_encoded_in_fp32_and_not_cached(minilm_path, tmp_path,
 
 
 def test_unknown_backend_is_refused(minilm_path, tmp_path):
-    with pytest.raises(ValueError, match="unknown encoder backend 'torch-int4'"):
+    with pytest.raises(ValueError, match="unknown backend 'torch-int4'"):
         resolve_backend(
             "torch-int4", cache_root=tmp_path, model_fingerprint="x", settings={},
-            sample_texts=list, make_encoder=print, batch_size=1,
+            sample=list, make_runner=print,
         )  # fmt: skip

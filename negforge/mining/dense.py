@@ -18,7 +18,13 @@ from negforge.config import DenseConfig, IndexConfig
 from negforge.mining.embedding_cache import EmbeddingCache, EmbeddingSpec
 from negforge.mining.encoders import TextEncoder, build_encoder
 from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
-from negforge.mining.precision import GATE_SAMPLE, BackendChoice, resolve_backend
+from negforge.mining.precision import (
+    GATE_SAMPLE,
+    BackendChoice,
+    encoder_runner,
+    gate_sample,
+    resolve_backend,
+)
 
 
 def gpu_count() -> int:
@@ -37,7 +43,7 @@ def _file_mapping(arr: np.ndarray) -> mmap.mmap | None:
     return base if isinstance(base, mmap.mmap) else None
 
 
-def _release_pages(arr: np.ndarray) -> None:
+def release_pages(arr: np.ndarray) -> None:
     """Drop this process's resident pages of a file-mapped array (they stay in the page cache, so a later
     read costs no disk I/O): reading every row of a large memory-mapped corpus would otherwise keep all of
     it in the process's RSS. No-op for ordinary arrays, and for writable mappings (a copy-on-write mapping
@@ -67,7 +73,7 @@ def build_index(emb: np.ndarray, cfg: IndexConfig, seed: int = 13) -> tuple[fais
         cap = nlist * index.cp.max_points_per_centroid
         rows = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False)) if n > cap else slice(None)
         index.train(np.ascontiguousarray(emb[rows], dtype=np.float32))
-        _release_pages(emb)
+        release_pages(emb)
         index.nprobe = min(cfg.nprobe, nlist)
         info.update(nlist=nlist, nprobe=index.nprobe)
     else:
@@ -77,7 +83,7 @@ def build_index(emb: np.ndarray, cfg: IndexConfig, seed: int = 13) -> tuple[fais
         info.update(m=cfg.hnsw_m, ef_search=cfg.ef_search)
     for s in range(0, n, ADD_CHUNK):
         index.add(np.ascontiguousarray(emb[s : s + ADD_CHUNK], dtype=np.float32))
-        _release_pages(emb)
+        release_pages(emb)
     if cfg.gpu == "auto" and cfg.type != "hnsw" and gpu_count() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
         info["gpu"] = True
@@ -129,9 +135,8 @@ class DenseMiner:
                 model_fingerprint=self.fingerprint,
                 settings={"max_seq_length": cfg.max_seq_length, "normalize": cfg.normalize,
                           "prompt": cfg.corpus_prompt},
-                sample_texts=lambda: [cfg.corpus_prompt + t for t in sample_texts],
-                make_encoder=self._build_encoder,
-                batch_size=cfg.batch_size,
+                sample=lambda: gate_sample([cfg.corpus_prompt + t for t in sample_texts]),
+                make_runner=lambda path: encoder_runner(self._build_encoder(path), cfg.batch_size),
                 progress=note,
             )  # fmt: skip
         return self.backend_choice

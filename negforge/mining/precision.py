@@ -116,20 +116,22 @@ def candidate_paths(machine: dict) -> list[str]:
 
 @dataclass
 class PathCheck:
-    """One candidate path's figures on the gate sample; `error` is set when it could not run at all."""
+    """One candidate path's figures on the gate sample; `error` is set when it could not run at all.
+
+    `metrics`: for encoders mean_cosine, min_cosine, top10_overlap; for pair scorers correlation and
+    mean_abs_prob_diff (see `embedding_parity` and `negforge.filters.scorer_precision`).
+    """
 
     path: str
-    docs_per_s: float
-    mean_cosine: float | None = None
-    min_cosine: float | None = None
-    top10_overlap: float | None = None
+    items_per_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
     passed: bool = False
     error: str | None = None
 
 
 @dataclass
 class BackendChoice:
-    """The encoder path a run uses and why (recorded in the manifest under models.dense.backend)."""
+    """The path a model runs with and why (recorded in the manifest beside the model)."""
 
     requested: str
     path: str
@@ -177,52 +179,71 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, 
     return float(cos.mean()), float(cos.min()), neighbour_overlap(reference, candidate)
 
 
-def _timed_encode(encoder: TextEncoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
-    encoder.encode(texts[: min(8, len(texts))], batch_size=batch_size)  # warm-up: first-call allocations
+#: compares a candidate's outputs with fp32's on the same sample: (passed, metrics)
+Comparison = Callable[[np.ndarray, np.ndarray], tuple[bool, dict[str, float]]]
+
+
+def embedding_parity(
+    min_mean_cosine: float = MIN_MEAN_COSINE, min_top10_overlap: float = MIN_TOP10_OVERLAP
+) -> Comparison:
+    """The encoder gate: mean cosine to fp32 ≥ `min_mean_cosine` and top-10 overlap ≥ `min_top10_overlap`."""
+
+    def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[bool, dict[str, float]]:
+        mean_cos, min_cos, overlap = parity(reference, candidate)
+        metrics = {
+            "mean_cosine": round(mean_cos, 6),
+            "min_cosine": round(min_cos, 6),
+            "top10_overlap": round(overlap, 4),
+        }
+        return mean_cos >= min_mean_cosine and overlap >= min_top10_overlap, metrics
+
+    compare.thresholds = {"min_mean_cosine": min_mean_cosine, "min_top10_overlap": min_top10_overlap}  # type: ignore[attr-defined]
+    return compare
+
+
+def _timed(run: Callable[[list], np.ndarray], items: list) -> tuple[np.ndarray, float]:
+    run(items[: min(8, len(items))])  # warm-up: first-call allocations
     t0 = time.perf_counter()
-    out = encoder.encode(texts, batch_size=batch_size)
-    return out, len(texts) / max(time.perf_counter() - t0, 1e-9)
+    out = np.asarray(run(items))
+    return out, len(items) / max(time.perf_counter() - t0, 1e-9)
 
 
 def run_gate(
-    texts: Sequence[str],
-    make_encoder: Callable[[str], TextEncoder],
+    items: Sequence,
+    make_runner: Callable[[str], Callable[[list], np.ndarray]],
     paths: Sequence[str],
     *,
-    batch_size: int,
-    min_mean_cosine: float = MIN_MEAN_COSINE,
-    min_top10_overlap: float = MIN_TOP10_OVERLAP,
+    compare: Comparison | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BackendChoice:
-    """Encode `texts` with every path in `paths` (the first is the fp32 reference) and pick the fastest that passes.
+    """Run `items` through every path in `paths` (the first is the fp32 reference); pick the fastest that passes.
 
-    `make_encoder(path)` builds the encoder for a path name. A path that raises while building or encoding is
-    recorded with its error and not used. Returns a `BackendChoice` with `requested="auto"`.
-    Raises whatever the reference path raises: without fp32 nothing can be judged.
+    `make_runner(path)` builds a function from a list of items to an output array (embeddings (n, dim), or
+    scores). `compare` judges a candidate's outputs against the reference's (default `embedding_parity()`).
+    A path that raises while building or running is recorded with its error and not used.
+    Returns a `BackendChoice` with `requested="auto"`. Raises whatever the reference path raises.
     """
-    texts = list(texts)
+    compare = compare or embedding_parity()
+    items = list(items)
     reference_path, *others = paths
     if progress:
         progress(reference_path)
-    ref_emb, ref_speed = _timed_encode(make_encoder(reference_path), texts, batch_size)
-    checks = [PathCheck(reference_path, round(ref_speed, 2), 1.0, 1.0, 1.0, True)]
+    ref_out, ref_speed = _timed(make_runner(reference_path), items)
+    checks = [PathCheck(reference_path, round(ref_speed, 2), compare(ref_out, ref_out)[1], True)]
     for path in others:
         if progress:
             progress(path)
         try:
-            emb, speed = _timed_encode(make_encoder(path), texts, batch_size)
+            out, speed = _timed(make_runner(path), items)
         except Exception as err:  # a path this machine cannot run is a refused path, not a failed run
             checks.append(PathCheck(path, 0.0, error=f"{type(err).__name__}: {err}"[:300]))
             continue
-        mean_cos, min_cos, overlap = parity(ref_emb, emb)
-        ok = mean_cos >= min_mean_cosine and overlap >= min_top10_overlap
-        checks.append(
-            PathCheck(path, round(speed, 2), round(mean_cos, 6), round(min_cos, 6), round(overlap, 4), ok)
-        )
-    best = max((c for c in checks if c.passed), key=lambda c: c.docs_per_s)
+        ok, metrics = compare(ref_out, out)
+        checks.append(PathCheck(path, round(speed, 2), metrics, ok))
+    best = max((c for c in checks if c.passed), key=lambda c: c.items_per_s)
     refused = [c.path for c in checks if not c.passed]
     reason = (
-        f"fastest path that passed the parity gate ({best.docs_per_s:.1f} docs/s vs fp32 {ref_speed:.1f})"
+        f"fastest path that passed the parity gate ({best.items_per_s:.1f}/s vs fp32 {ref_speed:.1f}/s)"
         if best.path != reference_path
         else "no other path passed the parity gate and ran faster than fp32"
     )
@@ -233,14 +254,19 @@ def run_gate(
         path=best.path,
         reason=reason,
         checks=checks,
-        sample=len(texts),
-        thresholds={"min_mean_cosine": min_mean_cosine, "min_top10_overlap": min_top10_overlap},
+        sample=len(items),
+        thresholds=dict(getattr(compare, "thresholds", {})),
     )
 
 
-def gate_sample(texts: Sequence[str], size: int = GATE_SAMPLE, seed: int = GATE_SEED) -> list[str]:
-    """A seeded sample of `size` distinct non-empty texts (all of them when fewer)."""
-    pool = sorted({t for t in texts if t.strip()})
+def encoder_runner(encoder: TextEncoder, batch_size: int) -> Callable[[list], np.ndarray]:
+    """A gate runner over a TextEncoder."""
+    return lambda texts: encoder.encode(texts, batch_size=batch_size)
+
+
+def gate_sample(items: Sequence, size: int = GATE_SAMPLE, seed: int = GATE_SEED) -> list:
+    """A seeded sample of `size` distinct non-empty items (texts or text pairs; all of them when fewer)."""
+    pool = sorted({t for t in items if (t.strip() if isinstance(t, str) else all(x.strip() for x in t))})
     if len(pool) <= size:
         return pool
     rng = np.random.default_rng(seed)
@@ -263,25 +289,25 @@ def resolve_backend(
     cache_root: str | Path,
     model_fingerprint: str,
     settings: dict,
-    sample_texts: Callable[[], Sequence[str]],
-    make_encoder: Callable[[str], TextEncoder],
-    batch_size: int,
+    sample: Callable[[], Sequence],
+    make_runner: Callable[[str], Callable[[list], np.ndarray]],
     allowed: Sequence[str] = PATHS,
+    compare: Comparison | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BackendChoice:
-    """The path a run encodes with: `auto` through the (cached) gate; a named backend as asked.
+    """The path a model runs with: `auto` through the (cached) gate; a named backend as asked.
 
     `requested`: "auto", "torch" (= torch-fp32), "onnx" (= onnx-fp32) or a path name from `PATHS`, which is
-    used without a gate (the user asked for it). `settings` (max_seq_length, normalize, ...) key the verdict
-    with the model's fingerprint and `machine_identity()`. `allowed` limits `auto` to paths the caller can run.
+    used without a gate (the user asked for it). `settings` (max_seq_length, normalize, role, ...) key the
+    verdict with the model's fingerprint and `machine_identity()`. `allowed` limits `auto` to the paths the
+    caller can run. `sample()` gives the gate's items (called only when the gate runs; fewer than
+    MIN_GATE_SAMPLE items means fp32, not cached). Raises ValueError for an unknown backend name.
     """
     alias = {"torch": "torch-fp32", "onnx": "onnx-fp32"}
     if requested != "auto":
         path = alias.get(requested, requested)
         if path not in PATHS:
-            raise ValueError(
-                f"unknown encoder backend {requested!r}; choose auto, torch, onnx or one of {PATHS}"
-            )
+            raise ValueError(f"unknown backend {requested!r}; choose auto, torch, onnx or one of {PATHS}")
         return BackendChoice(requested=requested, path=path, reason="set in the config (no parity gate)")
     machine = machine_identity()
     cache_file = gate_cache_path(cache_root, model_fingerprint, settings, machine)
@@ -295,16 +321,16 @@ def resolve_backend(
             requested="auto", path=paths[0], reason="no faster path to try on this machine", machine=machine
         )
     else:
-        sample = gate_sample(sample_texts())
-        if len(sample) < MIN_GATE_SAMPLE:  # not cached: a larger corpus later gets a real verdict
+        items = list(sample())
+        if len(items) < MIN_GATE_SAMPLE:  # not cached: a larger input later gets a real verdict
             return BackendChoice(
                 requested="auto",
                 path=paths[0],
-                reason=f"{len(sample)} distinct texts, fewer than the gate's {MIN_GATE_SAMPLE}: fp32",
+                reason=f"{len(items)} sample items, fewer than the gate's {MIN_GATE_SAMPLE}: fp32",
                 machine=machine,
-                sample=len(sample),
+                sample=len(items),
             )
-        choice = run_gate(sample, make_encoder, paths, batch_size=batch_size, progress=progress)
+        choice = run_gate(items, make_runner, paths, compare=compare, progress=progress)
         choice.machine = machine
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")

@@ -128,7 +128,7 @@ def _eval_precision(
 ) -> str:
     """The torch path evaluation encodes with (see `evaluate`'s `backend`)."""
     from negforge.mining.encoders import build_encoder
-    from negforge.mining.precision import resolve_backend
+    from negforge.mining.precision import encoder_runner, gate_sample, resolve_backend
 
     if backend == "auto" and cache_dir is None:
         return "torch-fp32"
@@ -138,11 +138,10 @@ def _eval_precision(
         cache_root=cache_dir or ".",
         model_fingerprint=fingerprint,
         settings={"max_seq_length": max_seq_length, "normalize": True, "prompt": ""},
-        sample_texts=lambda: beir.corpus_texts,
-        make_encoder=lambda p: build_encoder(
-            p, path, max_seq_length=max_seq_length, normalize=True, export_dir=Path(cache_dir or ".") / "onnx"
+        sample=lambda: gate_sample(beir.corpus_texts),
+        make_runner=lambda p: encoder_runner(
+            build_encoder(p, path, max_seq_length=max_seq_length, normalize=True, export_dir="."), batch_size
         ),
-        batch_size=batch_size,
         allowed=allowed,
     )
     if choice.path not in allowed:
