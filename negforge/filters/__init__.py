@@ -16,6 +16,8 @@ from negforge.filters.base import (
 from negforge.filters.stack import FilterStack
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from negforge.config import FilterConfig
@@ -41,9 +43,11 @@ def build_filter(
     dense: DenseMiner | None = None,
     query_emb: np.ndarray | None = None,
     llm: LLMStage | None = None,
+    cache_root: str | Path | None = None,
 ) -> Filter:
     """One configured filter; models load here, once per run. `llm`: the run's started LLM, which the
-    llm_judge filter asks (without it the judge can describe itself but not judge)."""
+    llm_judge filter asks (without it the judge can describe itself but not judge). `cache_root`: where
+    cross-encoder precision verdicts are kept (the run's cache_dir; None keeps them in fp32)."""
     if fc.type == "sanity":
         from negforge.filters.sanity import SanityFilter
 
@@ -61,11 +65,11 @@ def build_filter(
     if fc.type == "cross_encoder":
         from negforge.filters.cross_encoder import CrossEncoderFilter
 
-        return CrossEncoderFilter(fc)
+        return CrossEncoderFilter(fc, cache_root)
     if fc.type == "nli":
         from negforge.filters.nli import NLIFilter
 
-        return NLIFilter(fc)
+        return NLIFilter(fc, cache_root)
     if fc.type == "answer_leak":
         from negforge.filters.answer_leak import AnswerLeakFilter
 
@@ -83,17 +87,20 @@ def build_stack(
     dense: DenseMiner | None = None,
     query_emb: np.ndarray | None = None,
     llm: LLMStage | None = None,
+    cache_root: str | Path | None = None,
 ) -> FilterStack:
     """The configured stack; a filter with `sources` or `per_source` settings becomes a `SourceScopedFilter`.
-    `llm`: the run's started LLM, for llm_judge filters."""
+    `llm`: the run's started LLM, for llm_judge filters; `cache_root`: see `build_filter`."""
     from negforge.filters.scoped import SourceScopedFilter
 
     out: list[Filter] = []
     for fc in configs:
-        base = build_filter(fc, dense, query_emb, llm)
+        base = build_filter(fc, dense, query_emb, llm, cache_root)
         if fc.sources is None and not fc.per_source:
             out.append(base)
             continue
-        variants = {src: build_filter(fc.for_source(src), dense, query_emb, llm) for src in fc.per_source}
+        variants = {
+            src: build_filter(fc.for_source(src), dense, query_emb, llm, cache_root) for src in fc.per_source
+        }
         out.append(SourceScopedFilter(base, variants, fc.sources))
     return FilterStack(out)

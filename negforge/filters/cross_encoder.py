@@ -1,31 +1,24 @@
 """RocketQA-style denoising: a cross-encoder reads query and candidate together and catches unlabeled
 positives that retrieval scores cannot tell apart from hard negatives.
 
-Every (query, candidate) and (query, positive) pair of a batch goes through one `predict` call, which sorts
-by length across queries: full batches and less padding than a per-query loop (the gain is large on GPUs;
-on CPU with length-capped passages it is small, about 1.1x on SciFact). Scale: `ce_score` is the raw logit,
-`ce_prob` = sigmoid(logit). The positives' scores are always recorded (`ce_positive`, the weakest one).
+Every (query, candidate) and (query, positive) pair of a batch goes through one `PairScorer.logits` call:
+sorted by length across queries, in the precision the parity gate allows (see negforge.filters.pair_scorer).
+Scale: `ce_score` is the raw logit, `ce_prob` = sigmoid(logit). The positives' scores are always recorded
+(`ce_positive`, the weakest one).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from negforge.config import CrossEncoderFilterConfig
 from negforge.filters.base import CandidateBatch, FilterQuery, Verdict
-from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
+from negforge.filters.pair_scorer import PairScorer
 
 SCALE = "ce_score: raw logit of the model's single relevance output; ce_prob: sigmoid(ce_score)"
-
-
-def load_cross_encoder(model: str, num_labels: int | None, max_length: int | None, device: str | None):
-    """A sentence-transformers CrossEncoder from a local folder or hub id (offline: the hub is not asked)."""
-    from sentence_transformers import CrossEncoder
-
-    path = resolve_model_path(model)
-    return CrossEncoder(str(path), max_length=max_length, device=device, num_labels=num_labels), path
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -33,42 +26,35 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class CrossEncoderFilter:
-    def __init__(self, cfg: CrossEncoderFilterConfig) -> None:
-        import torch
+    """RocketQA-style cross-encoder denoising; `cache_root` keeps the precision gate's verdict (None: fp32)."""
 
+    def __init__(self, cfg: CrossEncoderFilterConfig, cache_root: str | Path | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type
-        self.model, path = load_cross_encoder(cfg.model, None, cfg.max_length, cfg.device)
-        if self.model.num_labels != 1:
+        self.scorer = PairScorer(
+            cfg.model, max_length=cfg.max_length, device=cfg.device, batch_size=cfg.batch_size,
+            backend=cfg.backend, cache_root=cache_root,
+        )  # fmt: skip
+        if self.scorer.num_labels != 1:
             raise ValueError(
-                f"filters.{self.name}: {cfg.model} has {self.model.num_labels} outputs; the cross-encoder "
+                f"filters.{self.name}: {cfg.model} has {self.scorer.num_labels} outputs; the cross-encoder "
                 "filter needs a relevance model with one (an NLI model goes in an `nli` filter)"
             )
-        self.fingerprint = model_fingerprint(path)
-        self.identity = torch.nn.Identity()
+        self.fingerprint = self.scorer.fingerprint
         self.calibrated_threshold: float | None = None
         self.calibration: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
             **self.cfg.model_dump(exclude={"name"}),
-            "model_fingerprint": self.fingerprint,
+            **self.scorer.describe(),
             "scale": SCALE,
             "calibration": self.calibration,
         }
 
     def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """Raw logits for (query, passage) pairs, batched across everything given."""
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        out = self.model.predict(
-            pairs,
-            batch_size=self.cfg.batch_size,
-            activation_fn=self.identity,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        """Raw logits (n,) float32 for (query, passage) pairs, batched across everything given."""
+        return self.scorer.logits(pairs).reshape(-1)
 
     def calibrate(self, queries: list[FilterQuery], seed: int) -> None:
         """Threshold = the configured quantile of positives' scores on a seeded sample of the run's queries."""

@@ -7,14 +7,14 @@ differs between NLI models, so it is read from the model's `id2label`, never ass
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from negforge.config import NLIFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
-from negforge.filters.cross_encoder import load_cross_encoder
-from negforge.mining.fingerprint import model_fingerprint
+from negforge.filters.pair_scorer import PairScorer
 
 
 def label_positions(id2label: dict) -> dict[str, int]:
@@ -33,33 +33,32 @@ def label_positions(id2label: dict) -> dict[str, int]:
 
 
 class NLIFilter:
-    def __init__(self, cfg: NLIFilterConfig) -> None:
+    """Entailment/contradiction verdicts; `cache_root` keeps the precision gate's verdict (None: fp32)."""
+
+    def __init__(self, cfg: NLIFilterConfig, cache_root: str | Path | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type
-        self.model, path = load_cross_encoder(cfg.model, None, cfg.max_length, cfg.device)
-        self.labels = label_positions(self.model.config.id2label)
-        self.fingerprint = model_fingerprint(path)
+        self.scorer = PairScorer(
+            cfg.model, max_length=cfg.max_length, device=cfg.device, batch_size=cfg.batch_size,
+            backend=cfg.backend, cache_root=cache_root,
+        )  # fmt: skip
+        self.labels = label_positions(self.scorer.config.id2label)
+        self.fingerprint = self.scorer.fingerprint
 
     def describe(self) -> dict[str, Any]:
         return {
             **self.cfg.model_dump(exclude={"name"}),
-            "model_fingerprint": self.fingerprint,
+            **self.scorer.describe(),
             "labels": self.labels,
         }
 
     def probabilities(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Softmax over the model's labels, (n, labels) float32, for (premise, hypothesis) pairs."""
         if not pairs:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.asarray(
-            self.model.predict(
-                pairs,
-                batch_size=self.cfg.batch_size,
-                apply_softmax=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ),
-            dtype=np.float32,
-        )
+        logits = self.scorer.logits(pairs).reshape(len(pairs), -1).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def apply(self, batch: CandidateBatch) -> list[Verdict]:
         cfg = self.cfg
