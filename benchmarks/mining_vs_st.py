@@ -1,10 +1,16 @@
-"""negforge dense and BM25 mining vs sentence-transformers `util.mine_hard_negatives`, bm25s and rank_bm25.
+"""negforge dense and BM25 mining vs sentence-transformers `util.mine_hard_negatives`, bm25s and rank_bm25;
+and the cross-encoder filter batched vs a per-query loop.
 
 Not a test: prints figures side by side, as ratios, from one run. Every dense measurement runs in a fresh
 process (cold = empty cache folder, warm = second process over the filled cache) and times the whole unit of
-work a user waits for: model load, encoding, search, selection (negforge also writes its datasets).
+work a user waits for: model load, encoding, search, selection (negforge also writes its datasets). negforge's
+cold run includes its parity gate (backend: auto, a fresh cache holds no verdict).
 
-    python benchmarks/mining_vs_st.py [--data ../shared/data/scifact] [--backend onnx|torch] [--max-queries N]
+Rows: sentence-transformers as its users run it (fp32); sentence-transformers with the model cast by hand to
+the precision negforge's gate chose (so the gain is not only the precision); negforge.
+
+    python benchmarks/mining_vs_st.py [--data ../shared/data/scifact] [--backend auto|torch|onnx|torch-bf16]
+        [--max-queries N] [--ce-queries 40]
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,9 +35,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_st(data: Path, cache: Path, max_queries: int | None) -> dict:
-    """sentence-transformers at matching settings: range_max=depth, relative_margin, top sampling."""
+def child_st(data: Path, cache: Path, max_queries: int | None, dtype: str = "fp32") -> dict:
+    """sentence-transformers at matching settings: range_max=depth, relative_margin, top sampling;
+    `dtype` bf16/fp16 casts the model by hand (`model.to(torch.bfloat16)`), as a user could."""
     t0 = time.perf_counter()
+    import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, util
 
@@ -45,6 +54,8 @@ def child_st(data: Path, cache: Path, max_queries: int | None) -> dict:
     model = SentenceTransformer(
         str(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")), device="cpu"
     )
+    if dtype != "fp32":
+        model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
     out = util.mine_hard_negatives(
         ds,
         model,
@@ -88,6 +99,7 @@ def child_nf(data: Path, cache: Path, max_queries: int | None, backend: str, out
             "output.shard_size=200",
             "output.formats=[rich]",
             "sources.bm25.enabled=false",
+            "filters=[]",  # sentence-transformers has no filter stack: compare mining alone
             f"sources.dense.backend={backend}",
             f"selection.num_negatives={SETTINGS['num_negatives']}",
             f"selection.depth={SETTINGS['depth']}",
@@ -106,10 +118,12 @@ def child_nf(data: Path, cache: Path, max_queries: int | None, backend: str, out
         "rss_mb": peak_rss_mb(),
         "negatives": negs,
         "timings": res.manifest["timings"],
+        "backend": res.manifest["models"]["dense"]["backend"],
+        "backend_choice": res.manifest["models"]["dense"]["backend_choice"],
     }
 
 
-def spawn(kind: str, args: argparse.Namespace, cache: Path, out_dir: Path) -> dict:
+def spawn(kind: str, args: argparse.Namespace, cache: Path, out_dir: Path, dtype: str = "fp32") -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -123,6 +137,8 @@ def spawn(kind: str, args: argparse.Namespace, cache: Path, out_dir: Path) -> di
         args.backend,
         "--out",
         str(out_dir),
+        "--dtype",
+        dtype,
     ]
     if args.max_queries:
         cmd += ["--max-queries", str(args.max_queries)]
@@ -206,17 +222,73 @@ def bm25_bench(data: Path, max_queries: int | None) -> dict:
     }
 
 
+def ce_bench(data: Path, tmp: Path, n_queries: int) -> dict:
+    """Cross-encoder pairs/s: the filter's one batched call (fp32 and auto) vs a per-query loop (fp32, auto).
+
+    The cross-encoder is MiniLM with a fresh one-logit head (no trained cross-encoder exists offline): speed
+    does not depend on the head. Pairs: each query with 30 seeded corpus passages (as a depth-30 window).
+    """
+    import numpy as np
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from negforge.config import CrossEncoderFilterConfig, DataConfig
+    from negforge.filters.cross_encoder import CrossEncoderFilter
+    from negforge.mining.fingerprint import resolve_model_path
+    from negforge.sources import load_input
+
+    torch.manual_seed(0)
+    ce_path = tmp / "ce"
+    CrossEncoder(str(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")), num_labels=1).save(
+        str(ce_path)
+    )
+    inp = load_input(DataConfig(format="beir", path=str(data), max_queries=n_queries))
+    rng = np.random.default_rng(0)
+    per_query = [[(q.text, inp.corpus.texts[i]) for i in rng.choice(len(inp.corpus), 30, replace=False)]
+                 for q in inp.queries]  # fmt: skip
+    all_pairs = [p for ps in per_query for p in ps]
+    cfg = CrossEncoderFilterConfig(model=str(ce_path), batch_size=32, max_length=256)
+    filters = {"fp32": CrossEncoderFilter(cfg.model_copy(update={"backend": "torch"}), tmp / "ce-cache"),
+               "auto": CrossEncoderFilter(cfg, tmp / "ce-cache")}  # fmt: skip
+    filters["auto"].score(all_pairs)  # the gate runs here, on these pairs (not timed)
+    rows: dict = {}
+    ref = None
+    for prec in ("fp32", "auto"):
+        f = filters[prec]
+        f.score(all_pairs[:64])  # warm-up
+        for how in ("per-query loop", "batched"):
+            t0 = time.perf_counter()
+            got = (
+                f.score(all_pairs) if how == "batched" else np.concatenate([f.score(ps) for ps in per_query])
+            )
+            secs = time.perf_counter() - t0
+            ref = got if ref is None else ref
+            name = f"{how}, {f.describe()['backend'] if prec == 'auto' else 'fp32'}"
+            rows[name] = {"seconds": secs, "pps": len(all_pairs) / secs,
+                          "max_abs_diff": float(np.abs(got - ref).max())}  # fmt: skip
+    choice = filters["auto"].describe()["backend_choice"] or {}
+    return {"queries": len(per_query), "pairs": len(all_pairs), "rows": rows,
+            "gate": {c["path"]: c["metrics"] for c in choice.get("checks", [])}}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    ap.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx", "torch-bf16", "torch-fp16", "onnx-int8"],
+        default="auto",
+        help="negforge's sources.dense.backend (default auto: the parity gate picks)",
+    )
+    ap.add_argument("--ce-queries", type=int, default=40, help="queries x 30 candidates for the CE timing")
+    ap.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--child", choices=["st", "nf"], help=argparse.SUPPRESS)
     ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "st":
-        print(json.dumps(child_st(args.data, args.cache, args.max_queries)))
+        print(json.dumps(child_st(args.data, args.cache, args.max_queries, args.dtype)))
         return
     if args.child == "nf":
         print(json.dumps(child_nf(args.data, args.cache, args.max_queries, args.backend, args.out)))
@@ -229,46 +301,75 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         r = {}
-        for kind in ("st", "nf"):
+        for phase in ("cold", "warm"):  # negforge first: its gate decides the precision ST is cast to
+            console.print(f"running negforge {phase} ...")
+            r["nf", phase] = spawn("nf", args, tmp / "cache-nf", tmp / "out")
+        # the gate is paid once per model and machine: a new corpus on this machine starts from here
+        console.print("running negforge cold, parity verdict already cached ...")
+        (tmp / "cache-nf-gated").mkdir()
+        if (tmp / "cache-nf" / "parity").exists():
+            shutil.copytree(tmp / "cache-nf" / "parity", tmp / "cache-nf-gated" / "parity")
+        r["nf", "cold, gate cached"] = spawn("nf", args, tmp / "cache-nf-gated", tmp / "out")
+        cast = r["nf", "cold"]["backend"].split("-")[1]
+        for kind, dtype in (("st", "fp32"), ("st-cast", cast)):
             for phase in ("cold", "warm"):
-                console.print(f"running {kind} {phase} ...")
-                r[kind, phase] = spawn(kind, args, tmp / f"cache-{kind}", tmp / "out")
+                console.print(f"running sentence-transformers {dtype} {phase} ...")
+                r[kind, phase] = spawn("st", args, tmp / f"cache-{kind}", tmp / "out", dtype)
         console.print("running BM25 ...")
         bm = bm25_bench(args.data, args.max_queries)
+        console.print("running cross-encoder batched vs per-query ...")
+        ce = ce_bench(args.data, tmp, args.ce_queries)
 
+    nq = len(r["nf", "cold"]["negatives"])
     t = Table(
-        title=f"dense mining, SciFact train ({len(r['nf', 'cold']['negatives'])} queries), MiniLM, "
-        f"{SETTINGS['num_negatives']} negatives, depth {SETTINGS['depth']}, relative margin {SETTINGS['relative_margin']}, top"
+        title=f"dense mining, SciFact train ({nq} queries), MiniLM, {SETTINGS['num_negatives']} negatives, "
+        f"depth {SETTINGS['depth']}, relative margin {SETTINGS['relative_margin']}, top; negforge backend "
+        f"{args.backend} -> {r['nf', 'cold']['backend']}"
     )
-    for col in (
-        "run",
-        "sentence-transformers s",
-        f"negforge ({args.backend}) s",
-        "ratio nf/st",
-        "st peak RSS MB",
-        "nf peak RSS MB",
-    ):
+    for col in ("run", "phase", "seconds", "vs ST fp32 cold", "vs ST same phase", "peak RSS MB", "overlap"):
         t.add_column(col, justify="right")
-    for phase in ("cold", "warm"):
-        st, nf = r["st", phase], r["nf", phase]
-        t.add_row(
-            phase,
-            f"{st['seconds']:.2f}",
-            f"{nf['seconds']:.2f}",
-            f"{nf['seconds'] / st['seconds']:.3f}",
-            f"{st['rss_mb']:.0f}",
-            f"{nf['rss_mb']:.0f}",
-        )
+    ref_neg = r["st", "cold"]["negatives"]
+    for kind, label in (("st", "ST fp32"), ("st-cast", f"ST cast {cast}"), ("nf", "negforge")):
+        for phase in ("cold", "warm", "cold, gate cached"):
+            if (kind, phase) not in r:
+                continue
+            x = r[kind, phase]
+            t.add_row(
+                label,
+                phase,
+                f"{x['seconds']:.2f}",
+                f"{x['seconds'] / r['st', 'cold']['seconds']:.3f}",
+                f"{x['seconds'] / r['st', phase.split(',')[0]]['seconds']:.3f}",
+                f"{x['rss_mb']:.0f}",
+                f"{overlap(ref_neg, x['negatives']):.3f}",
+            )
     console.print(t)
-    ov = overlap(r["st", "cold"]["negatives"], r["nf", "cold"]["negatives"])
-    console.print(f"overlap of negative sets (negforge vs sentence-transformers, per query): {ov:.3f}")
-    console.print(
-        f"warm negforge vs cold sentence-transformers: {r['nf', 'warm']['seconds'] / r['st', 'cold']['seconds']:.3f}"
-    )
+    console.print("overlap: mean per query of shared negatives with ST fp32's cold run (1.0 = the same)")
+    gate = r["nf", "cold"]["backend_choice"] or {}
+    for c in gate.get("checks", []):
+        console.print(
+            f"  gate {c['path']:<11} {c['items_per_s']:7.1f} docs/s  {c['metrics']}  passed={c['passed']}"
+        )
     console.print(
         "negforge cold stage timings: "
         + ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in r["nf", "cold"]["timings"].items())
     )
+    c = Table(
+        title=f"cross-encoder filter scoring, {ce['queries']} queries, {ce['pairs']} pairs (MiniLM, 1 logit)"
+    )
+    for col in ("scoring", "pairs/s", "vs per-query loop fp32", "max |Δ logit| vs loop fp32"):
+        c.add_column(col, justify="right")
+    for name, row in ce["rows"].items():
+        c.add_row(name, f"{row['pps']:.1f}", f"{row['pps'] / ce['rows']['per-query loop, fp32']['pps']:.2f}x",
+                  f"{row['max_abs_diff']:.2e}")  # fmt: skip
+    console.print(c)
+    console.print(f"  CE gate: {ce['gate']}")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mining_vs_st.json").write_text(
+        json.dumps({"dense": {f"{k}/{p}": {kk: vv for kk, vv in v.items() if kk != "negatives"}
+                              for (k, p), v in r.items()}, "bm25": bm, "cross_encoder": ce}, indent=1)
+    )  # fmt: skip
     b = Table(title=f"BM25 mining, {bm['queries']} queries, depth {SETTINGS['depth']} (best of 3)")
     for col in (
         "negforge q/s",
