@@ -372,7 +372,16 @@ class EmbeddingFilterConfig(_FilterBase):
         return self
 
 
-class CrossEncoderFilterConfig(_FilterBase):
+class _RelabelOption(_Strict):
+    on_false_negative: Literal["drop", "relabel"] = Field(
+        "drop",
+        description="what to do with a corpus document this filter judges a likely positive: drop it, or "
+        "relabel it (RLHN, Thakur et al. 2025): keep it as an extra positive of its query (rich: "
+        "relabeled_positives, with the filter, reason and scores; trainer configs train on it as a positive)",
+    )
+
+
+class CrossEncoderFilterConfig(_RelabelOption, _FilterBase):
     """RocketQA-style denoising with a sentence-transformers CrossEncoder (one relevance logit).
 
     Scale: `ce_score` is the raw logit, `ce_prob` its sigmoid. Thresholds: `max_prob` on the probability,
@@ -397,7 +406,7 @@ class CrossEncoderFilterConfig(_FilterBase):
     )
 
 
-class NLIFilterConfig(_FilterBase):
+class NLIFilterConfig(_RelabelOption, _FilterBase):
     """An NLI CrossEncoder (premise: positive, hypothesis: candidate); label order from the model's id2label."""
 
     type: Literal["nli"] = "nli"
@@ -426,7 +435,7 @@ class AnswerLeakFilterConfig(_FilterBase):
     min_chars: int = Field(3, ge=1, description="shorter answers are too generic to match")
 
 
-class LLMJudgeFilterConfig(_FilterBase):
+class LLMJudgeFilterConfig(_RelabelOption, _FilterBase):
     """The run's own LLM (sources.llm: model, base_urls or a managed server) asked "does this passage answer
     the query?" as constrained JSON {"answer": "yes"|"no"}; p(yes) from the answer token's logprobs where
     the server returns them, else 1 or 0 from the parsed answer. Candidates with p(yes) >= threshold are

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -174,10 +174,33 @@ def _group(source: str, mined_mode: bool, given_own: bool = False) -> str:
     return "mined" if mined_mode and source in MINED else source
 
 
+@dataclass
+class MixedQuery:
+    """One query after the mixer: its negatives (candidate, scores) in mix order, the dropped candidates with
+    their verdicts, the relabeled positives (on_false_negative: relabel), and whether it fell short."""
+
+    negatives: list[tuple[FilterCandidate, dict]]
+    dropped: list[tuple[FilterCandidate, Outcome]]
+    relabeled: list[tuple[FilterCandidate, Outcome]]
+    short: bool
+
+
 def mix_query(
     cfg: RunConfig, r: QueryResult, cands: list[FilterCandidate], outcomes: list[Outcome]
-) -> tuple[list[tuple[FilterCandidate, dict]], list[tuple[FilterCandidate, Outcome]], bool]:
-    """Choose this query's negatives from the filter survivors: quotas first, then the fallback order."""
+) -> MixedQuery:
+    """Choose this query's negatives from the filter survivors: quotas first, then the fallback order.
+
+    A corpus document relabeled as a positive is never a negative of this query, even where another
+    candidate carries the same document (e.g. a given negative): that one is dropped as `relabeled_positive`.
+    """
+    relabeled_rows = {c.row for c, o in zip(cands, outcomes, strict=True) if o.relabeled}
+    if relabeled_rows:
+        outcomes = [
+            Outcome(False, "mixer", "relabeled_positive", o.scores)
+            if o.kept and c.row in relabeled_rows
+            else o
+            for c, o in zip(cands, outcomes, strict=True)
+        ]
     quotas, want = quotas_for(cfg, r)
     mined_mode = "mined" in quotas or not cfg.mix.quotas
     given_own = "given" in cfg.mix.quotas
@@ -227,16 +250,18 @@ def mix_query(
             if i not in chosen and i not in dup:
                 take(i)
     negatives = [(cands[i], outcomes[i].scores) for i in chosen]
-    dropped = []
+    dropped, relabeled = [], []
     for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
-        if not o.kept:
+        if o.relabeled:
+            relabeled.append((c, o))
+        elif not o.kept:
             dropped.append((c, o))
         elif i in dup:
             scores = {**o.scores, "duplicate_of": cands[dup[i]].key}
             dropped.append((c, Outcome(False, "mixer", "duplicate_text", scores, dup[i])))
         elif i not in chosen:
             dropped.append((c, Outcome(False, "mixer", "not_mixed", o.scores)))
-    return negatives, dropped, len(chosen) < want
+    return MixedQuery(negatives, dropped, relabeled, len(chosen) < want)
 
 
 def judge_and_mix(
@@ -260,15 +285,15 @@ def judge_and_mix(
                 identity[o.reason] += 1
             else:
                 margin[c.source] += 1
-        negs, dropped, short = mix_query(
-            cfg, r, [batch.candidates[i] for i in idx], [outcomes[i] for i in idx]
-        )
-        r.negatives, r.short = negs, short
-        r.dropped = r.dropped + dropped
-        for _, o in dropped:
+        m = mix_query(cfg, r, [batch.candidates[i] for i in idx], [outcomes[i] for i in idx])
+        r.negatives, r.short, r.relabeled = m.negatives, m.short, m.relabeled
+        r.dropped = r.dropped + m.dropped
+        for _, o in m.dropped:
             verdicts[f"{o.filter}/{o.reason}"] += 1
-        mixed.update(c.source for c, _ in negs)
-        verdicts["kept/mixed"] += len(negs)
+        for _, o in m.relabeled:
+            verdicts[f"relabeled/{o.filter}/{o.reason}"] += 1
+        mixed.update(c.source for c, _ in m.negatives)
+        verdicts["kept/mixed"] += len(m.negatives)
     return {
         "entering": dict(entering),
         "margin_dropped": dict(margin),

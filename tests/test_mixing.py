@@ -40,7 +40,8 @@ def test_quotas_fallback_and_cross_source_duplicates(tiny_beir):
     ]
     outcomes = [Outcome(True) for _ in cands]
     outcomes[3] = Outcome(False, "sanity", "too_short")
-    negs, dropped, short = mix_query(cfg, r, cands, outcomes)
+    m = mix_query(cfg, r, cands, outcomes)
+    negs, dropped, short = m.negatives, m.dropped, m.short
     texts = [c.text for c, _ in negs]
     assert texts == ["dense one", "dense two", "bm25 one", "llm two", "llm three", "dense four"]
     assert not short
@@ -67,11 +68,13 @@ def test_ntuple_width_follows_quotas_or_the_classic_counts(tiny_beir):
 def test_llm_quota_only_where_asked_and_short_when_all_run_out(tiny_beir):
     cfg = _cfg(tiny_beir, quotas={"llm": 1, "mined": 2}, fallback=["mined"])
     r = QueryResult(Query("q", "query", (0,)), None, {}, [], llm_asked=False)
-    negs, dropped, short = mix_query(cfg, r, [_c("a", "bm25", 0.9)], [Outcome(True)])
+    m = mix_query(cfg, r, [_c("a", "bm25", 0.9)], [Outcome(True)])
+    negs, dropped, short = m.negatives, m.dropped, m.short
     assert [c.text for c, _ in negs] == ["a"] and short and not dropped
     # a query not picked for the LLM still ends with the configured total: mined ones fill the LLM slot
     three = [_c("a", "bm25", 0.9), _c("b", "dense", 0.8), _c("c", "dense", 0.7), _c("d", "dense", 0.6)]
-    negs, _, short = mix_query(cfg, r, three, [Outcome(True)] * 4)
+    m = mix_query(cfg, r, three, [Outcome(True)] * 4)
+    negs, short = m.negatives, m.short
     assert [c.text for c, _ in negs] == ["a", "b", "c"] and not short
 
 

@@ -96,6 +96,7 @@ class Outcome:
     reason: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)
     duplicate_of: int | None = None
+    relabeled: bool = False  # rejected as a likely positive, and kept as one (on_false_negative: relabel)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class FilterStats:
     rejected: Counter = field(default_factory=Counter)  # by reason
     rejected_by_source: Counter = field(default_factory=Counter)  # "source/reason"
     seconds: float = 0.0
+    relabeled: Counter = field(default_factory=Counter)  # by reason: rejected ones kept as positives
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +117,7 @@ class FilterStats:
             "rejected": dict(self.rejected),
             "rejected_by_source": dict(self.rejected_by_source),
             "seconds": round(self.seconds, 3),
+            "relabeled": dict(self.relabeled),
         }
 
     @classmethod
@@ -125,6 +128,7 @@ class FilterStats:
             Counter(d.get("rejected", {})),
             Counter(d.get("rejected_by_source", {})),
             float(d.get("seconds", 0.0)),
+            Counter(d.get("relabeled", {})),
         )
 
     def merge(self, other: FilterStats) -> None:
@@ -133,3 +137,19 @@ class FilterStats:
         self.rejected.update(other.rejected)
         self.rejected_by_source.update(other.rejected_by_source)
         self.seconds += other.seconds
+        self.relabeled.update(other.relabeled)
+
+
+def relabels(f: Any, reason: str, c: FilterCandidate) -> bool:
+    """Whether filter `f` keeps candidate `c`, rejected for `reason`, as an extra positive of its query.
+
+    Only with `on_false_negative: relabel` in the filter's config, only for a reason the filter lists in
+    `FALSE_NEGATIVE_REASONS` (it scored the candidate like a positive: not junk, not a copy), and only for a
+    corpus document: an LLM-written passage judged relevant is a failed negative, never a positive.
+    """
+    cfg = getattr(f, "cfg", None)
+    return (
+        getattr(cfg, "on_false_negative", "drop") == "relabel"
+        and reason in getattr(f, "FALSE_NEGATIVE_REASONS", ())
+        and c.row is not None
+    )

@@ -28,6 +28,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class CrossEncoderFilter:
     """RocketQA-style cross-encoder denoising; `cache_root` keeps the precision gate's verdict (None: fp32)."""
 
+    #: every rejection here says "scores like a positive": with on_false_negative: relabel, all may relabel
+    FALSE_NEGATIVE_REASONS = frozenset(
+        {"ce_above_max_prob", "ce_scores_like_positive", "ce_absolute_margin", "ce_relative_margin"}
+    )
+
     def __init__(self, cfg: CrossEncoderFilterConfig, cache_root: str | Path | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type

@@ -197,6 +197,8 @@ def p_yes_from_logprobs(tokens: list | None) -> float | None:
 class LLMJudgeFilter:
     """Drops candidates the run's LLM says answer their query (p_yes >= threshold); see the module doc."""
 
+    FALSE_NEGATIVE_REASONS = frozenset({REASON})  # RLHN's relabelling judge is exactly this question
+
     def __init__(self, cfg: LLMJudgeFilterConfig, endpoint: LLMEndpoint | None) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type

@@ -35,6 +35,9 @@ def label_positions(id2label: dict) -> dict[str, int]:
 class NLIFilter:
     """Entailment/contradiction verdicts; `cache_root` keeps the precision gate's verdict (None: fp32)."""
 
+    #: a candidate the positive entails restates it; a missing contradiction is no evidence of relevance
+    FALSE_NEGATIVE_REASONS = frozenset({"entailed_by_positive"})
+
     def __init__(self, cfg: NLIFilterConfig, cache_root: str | Path | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type

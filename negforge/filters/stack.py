@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from negforge.filters.base import CandidateBatch, Filter, FilterStats, Outcome
+from negforge.filters.base import CandidateBatch, Filter, FilterStats, Outcome, relabels
 
 
 class FilterStack:
@@ -25,6 +25,9 @@ class FilterStack:
 
     def run(self, batch: CandidateBatch) -> tuple[list[Outcome], dict[str, FilterStats]]:
         """One outcome per candidate; scores of every filter that saw a candidate are merged into it.
+
+        A candidate rejected as a likely positive by a filter set to `on_false_negative: relabel` gets
+        `Outcome.relabeled` (see `negforge.filters.base.relabels`); it still counts as rejected by that filter.
 
         A duplicate's provenance (its sources and id) is merged into the copy that stays.
         """
@@ -56,6 +59,9 @@ class FilterStack:
                     continue
                 reason = v.reason or "rejected"
                 o.kept, o.filter, o.reason = False, f.name, reason
+                if relabels(f, reason, c):
+                    o.relabeled = True
+                    st.relabeled[reason] += 1
                 st.rejected[reason] += 1
                 st.rejected_by_source[f"{c.source}/{reason}"] += 1
                 if v.duplicate_of is not None:

@@ -44,6 +44,7 @@ class QueryResult:
     )  # (SyntheticNegative, dense score, embedding), by the generator
     negatives: list = field(default_factory=list)  # (FilterCandidate, scores), filled by the mixer
     dropped: list = field(default_factory=list)  # (FilterCandidate, Outcome), filled by filters and mixer
+    relabeled: list = field(default_factory=list)  # (FilterCandidate, Outcome): likely positives kept as such
     llm_asked: bool = False  # whether synthetic negatives were requested for this query
     short: bool = False
     given: list[Selected] = field(default_factory=list)  # negatives the input gave, past identity and margins

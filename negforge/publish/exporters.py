@@ -1,6 +1,7 @@
 """Exports of the `rich` config for other trainers: FlagEmbedding, Tevatron, GPL-style MarginMSE.
 
-The rich rows already hold every text, id and score; each exporter only reshapes them. LLM-written negatives
+The rich rows already hold every text, id and score; each exporter only reshapes them. Positives relabeled
+by the filters (`relabeled_positives`) are exported as positives after the input's own. LLM-written negatives
 have no corpus id, so they get a stable made-up one (`llm-<request_key[:12]>-<i>`) that is the same on every
 export of the same run.
 """
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from negforge.publish.hub_layout import PublishError, RunFiles
+from negforge.publish.trainer import training_positives
 
 DEFAULT_SCORE = "hybrid"
 
@@ -47,9 +49,11 @@ def negative_id(neg: dict, i: int) -> str:
 
 
 def _pos_scores(row: dict, key: str) -> list[float | None]:
+    """Scores of `training_positives(row)` on `key`: the input positives', then the relabeled ones'."""
     scores = (row.get("positive_scores") or {}).get(key) or []
     n = len(row.get("positives") or [])
-    return [scores[i] if i < len(scores) else None for i in range(n)]
+    given = [scores[i] if i < len(scores) else None for i in range(n)]
+    return given + [(p.get("scores") or {}).get(key) for p in row.get("relabeled_positives") or []]
 
 
 def _neg_score(neg: dict, key: str) -> float | None:
@@ -67,7 +71,7 @@ def export_flagembedding(run: RunFiles, path: Path, *, score: str | None = None,
             negs = row.get("negatives") or []
             rec: dict = {
                 "query": row["query"],
-                "pos": list(row.get("positives") or []),
+                "pos": training_positives(row),
                 "neg": [x["text"] for x in negs],
             }
             pos_s, neg_s = _pos_scores(row, key), [_neg_score(x, key) for x in negs]
@@ -93,6 +97,9 @@ def export_tevatron(run: RunFiles, path: Path, *, score: str | None = None) -> i
                     "text": t,
                 }
                 for i, t in enumerate(row.get("positives") or [])
+            ] + [
+                {"docid": str(p["doc_id"]), "title": "", "text": p["text"]}
+                for p in row.get("relabeled_positives") or []
             ]
             negatives = [
                 {"docid": negative_id(x, i), "title": "", "text": x["text"]}
@@ -116,7 +123,7 @@ def export_marginmse(run: RunFiles, path: Path, *, score: str | None = None) -> 
     cols: dict[str, list] = {"query": [], "positive": [], "negative": [], "margin": []}
     for row in rich_rows(run):
         pos_s = _pos_scores(row, key)
-        for pos, ps in zip(row.get("positives") or [], pos_s, strict=True):
+        for pos, ps in zip(training_positives(row), pos_s, strict=True):
             for neg in row.get("negatives") or []:
                 ns = _neg_score(neg, key)
                 if ps is None or ns is None:

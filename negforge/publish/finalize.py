@@ -203,6 +203,7 @@ def finalize(
             "short_query_examples": short_ids[:20],
             "short_reasons": short_reasons,
             "ntuple_rows_dropped_short": dropped,
+            "relabeled_positives": sum(n for k, n in verdicts.items() if k.startswith("relabeled/")),
             "rows": {name: t.num_rows for name, t in tables.items()},
         },
         "generation": None

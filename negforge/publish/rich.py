@@ -75,6 +75,9 @@ _CANDIDATE_FIELDS = [
 ]
 NEGATIVE = pa.struct([*_CANDIDATE_FIELDS, ("difficulty", pa.string())])
 DROPPED = pa.struct([*_CANDIDATE_FIELDS, ("filter", pa.string()), ("reason", pa.string())])
+#: a candidate a filter judged a likely positive and, on request, kept as one: the evidence is the filter that
+#: judged it, its reason and every score computed for it (filter_scores), beside its retrieval scores
+RELABELED = DROPPED
 POS_SCORES = pa.struct(
     [("bm25", pa.list_(pa.float32())), ("dense", pa.list_(pa.float32())), ("hybrid", pa.list_(pa.float32()))]
 )
@@ -89,6 +92,7 @@ RICH_SCHEMA = pa.schema(
         ("negatives", pa.list_(NEGATIVE)),
         ("dropped", pa.list_(DROPPED)),
         ("short", pa.bool_()),
+        ("relabeled_positives", pa.list_(RELABELED)),
     ]
 )
 
@@ -108,7 +112,8 @@ def _candidate(c: FilterCandidate, filter_scores: dict, keep_text: bool = True) 
 
 
 def rich_rows(results: list[QueryResult], corpus: Corpus, dropped_text: bool = False) -> list[dict]:
-    """One row per query: kept negatives in mix order, and every dropped candidate with its verdict."""
+    """One row per query: kept negatives in mix order, every dropped candidate with its verdict, and the
+    candidates relabeled as positives (filters with `on_false_negative: relabel`), text always kept."""
     rows = []
     for r in results:
         rows.append(
@@ -129,6 +134,10 @@ def rich_rows(results: list[QueryResult], corpus: Corpus, dropped_text: bool = F
                     for c, o in r.dropped
                 ],
                 "short": r.short,
+                "relabeled_positives": [
+                    {**_candidate(c, o.scores), "filter": o.filter, "reason": o.reason}
+                    for c, o in r.relabeled
+                ],
             }
         )
     return rows

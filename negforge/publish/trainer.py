@@ -13,6 +13,11 @@ import pyarrow as pa
 CE_LABEL = "cross_encoder"  # label key: GPL margins from the cross-encoder filter's recorded scores
 
 
+def training_positives(row: dict) -> list[str]:
+    """A rich row's positives for training: the input's, then those the filters relabeled (RLHN-style)."""
+    return [*row["positives"], *(p["text"] for p in row.get("relabeled_positives") or [])]
+
+
 def _score(scores: dict | None, key: str | None) -> float | None:
     return None if scores is None or key is None else scores.get(key)
 
@@ -24,18 +29,34 @@ def _neg_label(neg: dict, key: str | None) -> float | None:
 
 
 def _pos_labels(row: dict, key: str | None) -> list | None:
-    """Positives' label scores; for CE_LABEL the recorded CE(q, positive) when the query has exactly one
-    positive (the filter records the weakest positive's score only), else None (no label: the row is left
-    out of MarginMSE training by `prepare_stage`)."""
+    """Label scores of `training_positives(row)`, in that order, or None when one is missing.
+
+    For CE_LABEL: the recorded CE(q, positive) when the query has exactly one input positive (the filter
+    records the weakest positive's score only), then each relabeled positive's own `ce_score`; without it
+    the row has no label and `prepare_stage` leaves it out of MarginMSE training. For a retriever score key:
+    the positives' recorded scores, then the relabeled ones' scores on that key.
+    """
+    relabeled = row.get("relabeled_positives") or []
     if key == CE_LABEL:
         if len(row["positives"]) != 1:
             return None
-        for n in row["negatives"]:
-            v = (n.get("filter_scores") or {}).get("ce_positive")
-            if v is not None:
-                return [v]
+        first = next(
+            (
+                v
+                for n in row["negatives"]
+                if (v := (n.get("filter_scores") or {}).get("ce_positive")) is not None
+            ),
+            None,
+        )
+        extra = [(p.get("filter_scores") or {}).get("ce_score") for p in relabeled]
+        return None if first is None or None in extra else [first, *extra]
+    if not key:
         return None
-    return (row["positive_scores"] or {}).get(key) if key else None
+    given = (row["positive_scores"] or {}).get(key)
+    if given is None:
+        return None
+    extra = [(p.get("scores") or {}).get(key) for p in relabeled]
+    return None if None in extra else [*given, *extra]
 
 
 def triplet_table(rows: Iterable[dict], score_key: str | None, with_label: bool) -> pa.Table:
@@ -47,7 +68,7 @@ def triplet_table(rows: Iterable[dict], score_key: str | None, with_label: bool)
         cols["label"] = []
     for row in rows:
         pos_scores = _pos_labels(row, score_key)
-        for pi, pos in enumerate(row["positives"]):
+        for pi, pos in enumerate(training_positives(row)):
             for neg in row["negatives"]:
                 cols["anchor"].append(row["query"])
                 cols["positive"].append(pos)
@@ -82,11 +103,12 @@ def ntuple_table(
     dropped = 0
     for row in rows:
         negs = row["negatives"]
+        positives = training_positives(row)
         if len(negs) < n:
-            dropped += len(row["positives"])
+            dropped += len(positives)
             continue
         pos_scores = _pos_labels(row, score_key)
-        for pi, pos in enumerate(row["positives"]):
+        for pi, pos in enumerate(positives):
             cols["anchor"].append(row["query"])
             cols["positive"].append(pos)
             for i, neg in enumerate(negs[:n], 1):
@@ -105,7 +127,9 @@ def labeled_pair_table(rows: Iterable[dict]) -> pa.Table:
     """(query, passage, label): positives 1, negatives 0, for cross-encoder training (BinaryCrossEntropy)."""
     cols: dict[str, list] = {"query": [], "passage": [], "label": []}
     for row in rows:
-        for text, label in [(p, 1) for p in row["positives"]] + [(n["text"], 0) for n in row["negatives"]]:
+        for text, label in [(p, 1) for p in training_positives(row)] + [
+            (n["text"], 0) for n in row["negatives"]
+        ]:
             cols["query"].append(row["query"])
             cols["passage"].append(text)
             cols["label"].append(label)
@@ -118,8 +142,9 @@ def labeled_list_table(rows: Iterable[dict]) -> pa.Table:
     cols: dict[str, list] = {"query": [], "docs": [], "labels": []}
     for row in rows:
         cols["query"].append(row["query"])
-        cols["docs"].append([*row["positives"], *(n["text"] for n in row["negatives"])])
-        cols["labels"].append([1] * len(row["positives"]) + [0] * len(row["negatives"]))
+        positives = training_positives(row)
+        cols["docs"].append([*positives, *(n["text"] for n in row["negatives"])])
+        cols["labels"].append([1] * len(positives) + [0] * len(row["negatives"]))
     schema = pa.schema(
         [("query", pa.string()), ("docs", pa.list_(pa.string())), ("labels", pa.list_(pa.int8()))]
     )
