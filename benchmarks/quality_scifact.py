@@ -126,33 +126,12 @@ def negforge_config(args: argparse.Namespace, row: str) -> Any:
 
 
 def make_dev_split(data: Path, out: Path, fraction: float, seed: int) -> Path:
-    """A BEIR folder whose `test` split is a seeded slice of SciFact *train* and whose `train` is the rest.
+    """A BEIR folder whose `test` split is a seeded slice of SciFact *train* (benchmarks/quality_data.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality_data import make_dev_split as split
 
-    Settings are chosen on this held-out slice, never on SciFact test: every row then trains on the rest
-    of train and is scored on the slice, with the full corpus (the slice's positives stay in it, so they
-    are retrievable but never mined as anyone's positive).
-    """
-    import hashlib
-
-    folder = out / f"dev-data-{fraction:g}-{seed}"
-    lines = (data / "qrels" / "train.tsv").read_text().splitlines()
-    header, rows = lines[0], [ln for ln in lines[1:] if ln.strip()]
-    qids = sorted({ln.split("\t")[0] for ln in rows})
-
-    def held_out(qid: str) -> bool:
-        h = hashlib.sha256(f"{seed}:{qid}".encode()).digest()
-        return int.from_bytes(h[:8], "big") / 2**64 < fraction
-
-    dev = {q for q in qids if held_out(q)}
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    for name in ("corpus.jsonl", "queries.jsonl"):
-        link = folder / name
-        if not link.exists():
-            link.symlink_to((data / name).resolve())
-    for split, keep in (("train", False), ("test", True)):
-        body = [ln for ln in rows if (ln.split("\t")[0] in dev) == keep]
-        (folder / "qrels" / f"{split}.tsv").write_text("\n".join([header, *body]) + "\n")
-    log(f"dev split: {len(dev)} of {len(qids)} train queries held out as `test` in {folder}")
+    folder = split(data, out, fraction, seed)
+    log(f"dev split: {fraction:g} of train held out as `test` in {folder}")
     return folder
 
 
