@@ -66,7 +66,7 @@ def negforge_config(args: Any, row: str, train_folder: Path) -> Any:
             overrides.append(f"sources.llm.base_urls=[{args.llm_base_url}]")
     if row == "x":
         overrides += list(args.x_set)
-    cfg = load_config(RECIPE, overrides)
+    cfg = load_config(getattr(args, "recipe", None) or RECIPE, overrides)
     if row in ("judge", "relabel"):
         judge = LLMJudgeFilterConfig(
             threshold=args.judge_threshold, on_false_negative="relabel" if row == "relabel" else "drop"

@@ -148,3 +148,13 @@ def test_every_row_has_a_valid_negforge_config(tmp_path: Path) -> None:
             assert sum(cfg.mix.quotas.values()) == 5
         if row == "relabel":
             assert cfg.filters[-1].on_false_negative == "relabel"
+
+
+def test_plan_packs_rows_into_invocations_within_the_budget() -> None:
+    q = _load("quality")
+    est = {"zero": 60, "st": 40 * 60, "nf": 50 * 60, "ance": 80 * 60, "judge": 200 * 60}
+    lines = q.plan(est, 90)
+    packed = [ln.split("--rows ")[1].split()[0].split(",") for ln in lines if "--rows" in ln]
+    assert sorted(r for b in packed for r in b) == ["ance", "nf", "st"]
+    assert all(sum(est[r] for r in b) <= 90 * 60 for b in packed)
+    assert any(ln.strip().startswith("judge:") and "over 90" in ln for ln in lines)
