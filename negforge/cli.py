@@ -377,13 +377,29 @@ def _inspect(cfg: RunConfig) -> None:
 
 
 @app.command()
-def show(run_dir: Annotated[Path, typer.Argument(help="A run folder (runs/<name>).")]) -> None:
-    """Print the summary of a finished run from its manifest."""
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (runs/<name>).")],
+    open_: Annotated[
+        bool,
+        typer.Option(
+            "--open", help="Print the run explorer's path (report.html); open it when there is a display."
+        ),
+    ] = False,
+) -> None:
+    """Print the summary of a finished run from its manifest (with --open, then the run explorer's path)."""
     path = run_dir / "manifest.json"
     if not path.is_file():
         err.print(f"[red]error:[/red] {path}: no manifest (is the run finished?)", soft_wrap=True)
         raise typer.Exit(2)
     _report(json.loads(path.read_text()))
+    if open_:
+        from negforge.publish.explorer import open_explorer
+
+        try:
+            print(open_explorer(run_dir))  # the last line: the page's path
+        except FileNotFoundError as e:
+            err.print(f"[red]error:[/red] {e}", soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None
 
 
 class LossName(StrEnum):

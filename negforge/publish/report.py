@@ -10,6 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from negforge.publish.explorer import write_explorer
+
 EXAMPLES_PER_REASON = 2
 SNIPPET = 280
 
@@ -155,6 +157,7 @@ def write_report(
     lines += _examples(rows, corpus_text)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_explorer(run_dir, manifest, rows, corpus_text)  # report.html, the run explorer
     return path
 
 
