@@ -125,7 +125,14 @@ def test_counts_truncation_and_passages_stored_once():
     assert score == float(f"{rows[0]['dropped'][0]['scores']['dense']:.4g}")
     assert data["passages"][ref][1] is not None and data["verdicts"][v].count("/") == 1
     assert data["filter_keys"][fs[0]] in FS_KEYS and rank == 5 and src in ("dense", "bm25")
-    assert "sentence" not in data["pileup"]
+    assert "sentence" not in data["pileup"] and "rp" not in q0
+    # relabeled positives (on_false_negative: relabel) carry their verdict like a dropped candidate
+    rows[2]["relabeled_positives"] = [
+        {**rows[2]["dropped"][0], "filter": "cross_encoder", "reason": "above_max"}
+    ]
+    q2 = ex.explorer_data(_manifest(rows), rows, _corpus_text)
+    [[ref, _, _, _, v, _]] = q2["queries"][2]["rp"]
+    assert q2["verdicts"][v] == "cross_encoder/above_max" and q2["passages"][ref][1] is not None
 
 
 def test_edit_span_is_highlighted_and_kept_inside_a_truncated_window():

@@ -307,6 +307,8 @@ def explorer_data(
         }
         mined = [c for c in [*r["negatives"], *dropped] if c["source"] not in SYNTHETIC]
         above = 0 if weakest is None else sum(score(c) >= weakest for c in mined)
+        if rel := r.get("relabeled_positives"):  # judged likely positives and kept as such (relabel)
+            q["rp"] = [_dropped(c, key, verdicts, keys, passages, True) for c in rel]
         q |= {"sh": 1} if r.get("short") else {}
         q |= {"u": above} if above else {}
         queries.append(q)
