@@ -212,6 +212,8 @@ def report(args: argparse.Namespace, prep: Any, res: dict[str, dict[int, dict]],
         "seed; ANCE mines per seed with that seed's 2x-steps checkpoint",
         "nDCG@10: ir-measures/pytrec_eval, graded qrels, linear gain (= grade, trec_eval/BEIR); MRR@10 and "
         "R@100 binary (grade >= 1); ranking exact cosine top-100, ties by corpus id",
+        "ex: rows of the mined dataset (pairs, triplets with 1 negative, n-tuples with 5); every row trains "
+        "steps x batch of them",
     ]
     st_best = max(
         (r for r in ST_ROWS if r in res),
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
             "mine_seed", "llm_fraction", "judge_threshold", "recipe")  # fmt: skip
     settings = {k: str(v) if isinstance(v := getattr(args, k), Path) else v for k in keep}
     old = read_json(args.out / "settings.json")
-    if old and old != settings:
+    if old and any(old.get(k, v) != v for k, v in settings.items()):  # a key added later: its default
         raise SystemExit(f"{args.out} holds results made with other settings {old}; use another --out")
     write_json(args.out / "settings.json", settings)
     log(prep.describe)
