@@ -185,22 +185,36 @@ class MixedQuery:
     short: bool
 
 
+def _one_relabel_per_document(cands: list[FilterCandidate], outcomes: list[Outcome]) -> list[Outcome]:
+    """`outcomes` with every other copy of a relabeled document (same row or same normalised text), kept or
+    relabeled, turned into a `mixer/relabeled_positive` drop; the first relabeled copy stays."""
+    first: dict[object, int] = {}
+    for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
+        if o.relabeled:
+            for key in (("row", c.row), ("text", text_hash(c.text))):
+                first.setdefault(key, i)
+    if not first:
+        return outcomes
+    keepers = set(first.values())
+    out = []
+    for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
+        twin = ("row", c.row) in first or ("text", text_hash(c.text)) in first
+        if twin and i not in keepers and (o.kept or o.relabeled):
+            o = Outcome(False, "mixer", "relabeled_positive", o.scores)
+        out.append(o)
+    return out
+
+
 def mix_query(
     cfg: RunConfig, r: QueryResult, cands: list[FilterCandidate], outcomes: list[Outcome]
 ) -> MixedQuery:
     """Choose this query's negatives from the filter survivors: quotas first, then the fallback order.
 
     A corpus document relabeled as a positive is never a negative of this query, even where another
-    candidate carries the same document (e.g. a given negative): that one is dropped as `relabeled_positive`.
+    candidate carries the same document or the same text (a given negative, a corpus duplicate): that one
+    is dropped as `relabeled_positive`, as is a second relabeled copy of one document.
     """
-    relabeled_rows = {c.row for c, o in zip(cands, outcomes, strict=True) if o.relabeled}
-    if relabeled_rows:
-        outcomes = [
-            Outcome(False, "mixer", "relabeled_positive", o.scores)
-            if o.kept and c.row in relabeled_rows
-            else o
-            for c, o in zip(cands, outcomes, strict=True)
-        ]
+    outcomes = _one_relabel_per_document(cands, outcomes)
     quotas, want = quotas_for(cfg, r)
     mined_mode = "mined" in quotas or not cfg.mix.quotas
     given_own = "given" in cfg.mix.quotas

@@ -177,3 +177,23 @@ def test_unknown_backend_is_refused(minilm_path, tmp_path):
             "torch-int4", cache_root=tmp_path, model_fingerprint="x", settings={},
             sample=list, make_runner=print,
         )  # fmt: skip
+
+
+def test_a_verdict_is_kept_per_set_of_allowed_paths(tmp_path):
+    rng = np.random.default_rng(0)
+    texts = [f"text {i}" for i in range(80)]
+    ref = rng.normal(size=(80, 16)).astype(np.float32)
+    runs: list[str] = []
+
+    def make(path):
+        runs.append(path)
+        return lambda items: ref[: len(items)] if path == "torch-fp32" else ref[: len(items)] + 1e-6
+
+    kw = {"cache_root": tmp_path, "model_fingerprint": "m" * 20, "settings": {}, "sample": lambda: texts}
+    everything = resolve_backend("auto", make_runner=make, **kw)
+    if len(everything.checks) < 2:
+        pytest.skip("this machine has no path besides fp32 to try")
+    torch_only = resolve_backend("auto", make_runner=make, allowed=("torch-fp32", "torch-bf16"), **kw)
+    assert not torch_only.gate_cached  # its own gate, not the verdict of a caller that may run ONNX
+    assert torch_only.path in ("torch-fp32", "torch-bf16")
+    assert len(list((tmp_path / "parity").glob("*.json"))) == 2

@@ -147,8 +147,50 @@ def test_relabel_keeps_what_drop_throws_away_as_positives(relabel_runs):
     assert m["counts"]["relabeled_positives"] == total
     assert m["filters"]["verdicts"]["relabeled/cross_encoder/ce_scores_like_positive"] == total
     assert relabel_runs["drop"].manifest["counts"]["relabeled_positives"] == 0
+    # every candidate ends in exactly one place: a negative, dropped, or relabeled
+    placed = sum(
+        len(r["negatives"]) + len(r["dropped"]) + len(r["relabeled_positives"])
+        for r in rich["relabel"].values()
+    )
+    assert sum(m["filters"]["verdicts"].values()) == placed
 
     triplets = load_from_disk(str(relabel_runs["relabel"].dataset_dir))["triplet"]
     pairs = set(zip(triplets["anchor"], triplets["positive"], strict=True))
     some = next(r for r in rich["relabel"].values() if r["relabeled_positives"])
     assert (some["query"], some["relabeled_positives"][0]["text"]) in pairs
+
+
+def test_every_other_copy_of_a_relabeled_document_is_dropped(tiny_beir):
+    cfg = load_config(None, [f"data.path={tiny_beir}"], mix={"quotas": {"mined": 3}})
+    r = QueryResult(Query("q", "query", (0,)), None, {}, [])
+    cands = [
+        cand("the document", row=7, doc_id="d7", scores={"hybrid": 0.9}),
+        cand(
+            "the document", source="bm25", row=7, doc_id="d7", scores={"hybrid": 0.9}
+        ),  # no duplicate filter ran
+        cand("The document!", row=9, doc_id="d9-copy", scores={"hybrid": 0.8}),  # same text under another id
+        cand("plain", row=8, doc_id="d8", scores={"hybrid": 0.5}),
+    ]
+    judged = Outcome(False, "cross_encoder", "ce_above_max_prob", relabeled=True)
+    m = mix_query(cfg, r, cands, [judged, judged, Outcome(True), Outcome(True)])
+    assert [c.doc_id for c, _ in m.relabeled] == ["d7"]
+    assert sorted((c.doc_id, o.reason) for c, o in m.dropped) == [
+        ("d7", "relabeled_positive"),
+        ("d9-copy", "relabeled_positive"),
+    ]
+    assert [c.doc_id for c, _ in m.negatives] == ["d8"]
+
+
+def test_a_per_source_relabel_setting_applies_to_its_source_only():
+    from negforge.filters.scoped import SourceScopedFilter
+
+    scoped = SourceScopedFilter(_ce("drop"), {"bm25": _ce("relabel")}, None)
+    cands = [cand("doc", source="dense", row=2, doc_id="d2"), cand("doc", source="bm25", row=3, doc_id="d3")]
+    outcomes, _ = FilterStack([scoped]).run(batch(*cands))
+    assert [o.relabeled for o in outcomes] == [False, True]
+
+
+def test_a_relabeled_positive_without_a_score_leaves_the_input_positives_labeled():
+    row = {**ROW, "relabeled_positives": [{"text": "r1", "doc_id": "d9", "scores": {}, "filter_scores": {}}]}
+    labels = [x["label"] for x in triplet_table([row], "dense", with_label=True).to_pylist()]
+    assert [round(x, 4) for x in labels[:2]] == [0.4, 0.5] and labels[2:] == [None, None]

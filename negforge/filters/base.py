@@ -147,6 +147,9 @@ def relabels(f: Any, reason: str, c: FilterCandidate) -> bool:
     `FALSE_NEGATIVE_REASONS` (it scored the candidate like a positive: not junk, not a copy), and only for a
     corpus document: an LLM-written passage judged relevant is a failed negative, never a positive.
     """
+    variants = getattr(f, "variants", None)  # a SourceScopedFilter: the setting of the candidate's own source
+    if isinstance(variants, dict):
+        f = variants.get(c.source, f.base)
     cfg = getattr(f, "cfg", None)
     return (
         getattr(cfg, "on_false_negative", "drop") == "relabel"

@@ -12,6 +12,7 @@ mean absolute change of the probability (sigmoid for one output, softmax for sev
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
-from negforge.mining.precision import BackendChoice, gate_sample, resolve_backend
+from negforge.mining.precision import BackendChoice, cuda_device_name, gate_sample, resolve_backend
 
 MIN_CORRELATION = 0.999
 MAX_MEAN_PROB_DIFF = 0.005
@@ -85,6 +86,7 @@ class PairScorer:
         self.max_length, self.device, self.batch_size = max_length, device, batch_size
         self.backend, self.cache_root = backend, cache_root
         self.choice: BackendChoice | None = None
+        self._lock = threading.Lock()
         if backend not in ("auto", "torch", *TORCH_PATHS):
             raise ValueError(f"cross-encoder backend {backend!r}: choose auto, torch or one of {TORCH_PATHS}")
         if backend != "auto" or cache_root is None:
@@ -132,15 +134,22 @@ class PairScorer:
 
     def resolve(self, pairs: Sequence[tuple[str, str]]) -> BackendChoice:
         """Decide the precision once, on a seeded sample of `pairs` (the gate runs or its verdict is read)."""
+        with self._lock:  # shard threads share one scorer: one gate, and no cast while another thread scores
+            return self._resolve(pairs)
+
+    def _resolve(self, pairs: Sequence[tuple[str, str]]) -> BackendChoice:
         if self.choice is None:
+            # an explicit CPU device on a GPU machine must not take the GPU's fp16 verdict
+            on_cpu = self.device == "cpu" or (self.device is None and cuda_device_name() is None)
+            allowed = ("torch-fp32", "torch-bf16") if on_cpu else TORCH_PATHS
             choice = resolve_backend(
                 "auto",
                 cache_root=self.cache_root or ".",
                 model_fingerprint=self.fingerprint,
-                settings={"kind": "cross_encoder", "max_length": self.max_length},
+                settings={"kind": "cross_encoder", "max_length": self.max_length, "device": self.device},
                 sample=lambda: gate_sample([tuple(p) for p in pairs]),
                 make_runner=self._runner,
-                allowed=TORCH_PATHS,
+                allowed=allowed,
                 compare=score_parity(),
             )
             self._use(choice)

@@ -120,9 +120,14 @@ class DenseMiner:
         self.index_info: dict = {}
         self._search_lock = threading.Lock()
         self.backend_choice: BackendChoice | None = None
+        self._resolve_lock = threading.Lock()
 
     def resolve_backend(self, sample_texts: list[str]) -> BackendChoice:
         """Decide the encoder path once (`backend: auto` runs or reads the parity gate on `sample_texts`)."""
+        with self._resolve_lock:  # shard threads share one miner: one gate, one path
+            return self._resolve_backend(sample_texts)
+
+    def _resolve_backend(self, sample_texts: list[str]) -> BackendChoice:
         if self.backend_choice is None:
             cfg = self.cfg
 

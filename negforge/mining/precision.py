@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -310,7 +311,15 @@ def resolve_backend(
             raise ValueError(f"unknown backend {requested!r}; choose auto, torch, onnx or one of {PATHS}")
         return BackendChoice(requested=requested, path=path, reason="set in the config (no parity gate)")
     machine = machine_identity()
-    cache_file = gate_cache_path(cache_root, model_fingerprint, settings, machine)
+    compare = compare or embedding_parity()
+    # what the caller may run and how it judges are part of the verdict: an evaluation limited to torch paths
+    # must not read a verdict that chose onnx-int8 for mining, nor mining one that never tried int8
+    keyed = {
+        **settings,
+        "allowed": sorted(allowed),
+        "thresholds": dict(getattr(compare, "thresholds", {})),
+    }
+    cache_file = gate_cache_path(cache_root, model_fingerprint, keyed, machine)
     if cache_file.exists():
         choice = BackendChoice.from_dict(json.loads(cache_file.read_text()))
         choice.gate_cached = True
@@ -333,7 +342,7 @@ def resolve_backend(
         choice = run_gate(items, make_runner, paths, compare=compare, progress=progress)
         choice.machine = machine
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    tmp = cache_file.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(choice.as_dict(), indent=1))
     os.replace(tmp, cache_file)
     return choice

@@ -32,9 +32,10 @@ def _pos_labels(row: dict, key: str | None) -> list | None:
     """Label scores of `training_positives(row)`, in that order, or None when one is missing.
 
     For CE_LABEL: the recorded CE(q, positive) when the query has exactly one input positive (the filter
-    records the weakest positive's score only), then each relabeled positive's own `ce_score`; without it
-    the row has no label and `prepare_stage` leaves it out of MarginMSE training. For a retriever score key:
-    the positives' recorded scores, then the relabeled ones' scores on that key.
+    records the weakest positive's score only), then each relabeled positive's own `ce_score`; without the
+    first the row has no label and `prepare_stage` leaves it out of MarginMSE training. For a retriever score
+    key: the positives' recorded scores, then the relabeled ones' scores on that key. A relabeled positive
+    without a score gets None in its place: only its own pairs go unlabeled, never the input positives'.
     """
     relabeled = row.get("relabeled_positives") or []
     if key == CE_LABEL:
@@ -49,14 +50,13 @@ def _pos_labels(row: dict, key: str | None) -> list | None:
             None,
         )
         extra = [(p.get("filter_scores") or {}).get("ce_score") for p in relabeled]
-        return None if first is None or None in extra else [first, *extra]
+        return None if first is None else [first, *extra]
     if not key:
         return None
     given = (row["positive_scores"] or {}).get(key)
     if given is None:
         return None
-    extra = [(p.get("scores") or {}).get(key) for p in relabeled]
-    return None if None in extra else [*given, *extra]
+    return [*given, *((p.get("scores") or {}).get(key) for p in relabeled)]
 
 
 def triplet_table(rows: Iterable[dict], score_key: str | None, with_label: bool) -> pa.Table:
