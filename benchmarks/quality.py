@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("NEGFORGE_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_data import DATASETS, corpus_slice, prepare, read_qrels
+from quality_data import DATASETS, T0, corpus_slice, log, prepare, read_json, read_qrels, write_json
 from quality_rows import (
     LLM_ROWS,
     ROWS,
@@ -57,22 +57,6 @@ REF = {
     "train": {"pairs": 115, "triplet": 265, "n-tuple": 450},
     "eval": 90,
 }  # fmt: skip
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
-
-
-def read_json(p: Path) -> Any:
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
-def write_json(p: Path, obj: Any) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(p)
 
 
 class Row:

@@ -13,8 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+T0 = time.perf_counter()  # log lines count from the benchmark's start
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
+
+
+def read_json(p: Path) -> Any:
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_json(p: Path, obj: Any) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(p)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

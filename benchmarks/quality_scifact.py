@@ -64,23 +64,8 @@ RUN_ORDER = ["zero", "b", "bn", "c", "e", "a", "f", "g", "x", "d"]
 # row g: configs/scifact-ntuple.yaml, chosen on the dev slice of train (--dev-fraction 0.2; its header
 # lists the experiments), trained on its n-tuple config
 ROW_G: dict[str, Any] = {"config": "n-tuple", "base": ROOT / "configs" / "scifact-ntuple.yaml"}
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
-
-
-def read_json(p: Path) -> Any:
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
-def write_json(p: Path, obj: Any) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(p)
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_data import T0, log, read_json, write_json  # noqa: E402  (shared with benchmarks/quality.py)
 
 # ---------------------------------------------------------------- mining
 
