@@ -20,8 +20,9 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
     """What must match for finished shards to be reused, by content (never by path or mtime).
 
     `config`, `corpus`, `queries` (ids, texts, positives, given negatives) and `shard_size` decide what the
-    run *is*: a mismatch is refused. `models` (weights fingerprints), `files` (every file a filter reads) and
-    `prompts` (the template files) decide how candidates are judged: a mismatch re-judges every shard.
+    run *is*: a mismatch is refused. `models` (weights fingerprints), `files` (every file a filter reads),
+    `prompts` (the template files) and `precision` (each model's numeric path) decide how candidates are
+    judged: a mismatch re-judges every shard.
     """
     return {
         "config": cfg.fingerprint(),
@@ -38,7 +39,21 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
         "models": model_identities(cfg),
         "files": filter_file_digests(cfg),
         "prompts": prompt_digest() if cfg.sources.llm.enabled else None,
+        "precision": precision_paths(cfg),
     }
+
+
+def precision_paths(cfg: RunConfig) -> dict[str, str]:
+    """The numeric path of each model: the dense encoder's as pinned by `pipeline.pin_precision` (e.g.
+    "torch-bf16"; "auto" only when nothing pinned it), each model filter's as configured (a cross-encoder's
+    gate runs on its first scored pairs, inside a shard)."""
+    out = {}
+    if cfg.sources.dense.enabled:
+        out["dense"] = cfg.sources.dense.backend
+    for f in cfg.filters:
+        if f.type in ("cross_encoder", "nli"):
+            out[f"filter:{f.name or f.type}"] = f.backend
+    return out
 
 
 def filter_file_digests(cfg: RunConfig) -> dict[str, str]:

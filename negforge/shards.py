@@ -19,7 +19,7 @@ class RunFolderConflict(RuntimeError):
     """The run folder holds shards from another config or other input data."""
 
 
-REJUDGE_KEYS = ("models", "files", "prompts")
+REJUDGE_KEYS = ("models", "files", "prompts", "precision")
 
 
 def _detail(keys: list[str], old: dict, new: dict) -> str:
@@ -28,7 +28,9 @@ def _detail(keys: list[str], old: dict, new: dict) -> str:
     for k in keys:
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{k}: {n}" for n in sorted(a.keys() | b.keys()) if a.get(n) != b.get(n)]
+            for n in sorted(a.keys() | b.keys()):
+                if a.get(n) != b.get(n):  # precision paths are short words: say from what to what
+                    out.append(f"{k}: {n} {a.get(n)} -> {b.get(n)}" if k == "precision" else f"{k}: {n}")
         else:
             out.append(f"{k}: content differs" if k in ("corpus", "queries") else k)
     return "; ".join(out)
@@ -46,7 +48,7 @@ class ShardStore:
         """Claim the folder for this run identity; returns what changed since the shards were written.
 
         A different config or input data (`REFUSE_KEYS`) raises RunFolderConflict naming what differs (unless
-        `overwrite`). Different judges (`REJUDGE_KEYS`: model weights, files filters read, prompt templates)
+        `overwrite`). Different judges (`REJUDGE_KEYS`: model weights, files filters read, prompt templates, precision paths)
         discard the finished shards so every query is judged again: never a dataset stitched from shards
         judged by other models or answer lists.
         """

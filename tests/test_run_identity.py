@@ -102,3 +102,46 @@ def test_corpus_ids_swapped_in_place_are_refused(tmp_path, cache_dir, copied_cas
     (data_dir / "corpus.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(RunFolderConflict, match="different corpus"):
         run(cfg)
+
+
+def test_dense_precision_is_recorded_as_resolved_and_a_change_rejudges(tmp_path, cache_dir, copied_case):
+    """`backend: auto` is pinned in the driver: the identity and the shard workers' config name the path the
+    gate chose (here fp32: the fixture corpus is smaller than the gate's sample), never "auto"; a run asking
+    for another path judges every shard again instead of refusing the folder or mixing paths."""
+    from negforge.pipeline import pin_precision, worker_config
+
+    data_dir, answers = copied_case
+    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    cfg = load_config(None, [*_overrides(cfg), "sources.dense.enabled=true"], filters=[])
+    data = load_input(cfg.data)
+    pinned, choice = pin_precision(cfg, data)
+    assert cfg.sources.dense.backend == "auto" and choice is not None
+    assert pinned.sources.dense.backend == choice.path == "torch-fp32"
+    assert "fewer than the gate's" in choice.reason
+    assert worker_config(pinned, None)["sources"]["dense"]["backend"] == "torch-fp32"
+    assert pinned.fingerprint() == cfg.fingerprint()  # the driver's context is found by shard threads
+
+    first = run(cfg)
+    state = json.loads((first.run_dir / "shards" / "state.json").read_text())
+    assert state["precision"] == {"dense": "torch-fp32"}
+    assert first.manifest["models"]["dense"]["backend"] == "torch-fp32"
+    assert "fewer than the gate's" in first.manifest["models"]["dense"]["backend_choice"]["reason"]
+    assert run(cfg).manifest["shards"]["reused"] == first.manifest["shards"]["total"]
+
+    bf16 = load_config(
+        None, [*_overrides(cfg), "sources.dense.enabled=true", "sources.dense.backend=torch-bf16"], filters=[]
+    )
+    again = run(bf16)  # not refused: the same run, judged with another precision
+    assert again.manifest["shards"]["reused"] == 0
+    assert any("precision changed" in n and "torch-bf16" in n for n in again.manifest["notes"])
+
+
+def _overrides(cfg):
+    return [
+        f"data.path={cfg.data.path}",
+        f"cache_dir={cfg.cache_dir}",
+        f"output.dir={cfg.output.dir}",
+        "output.shard_size=4",
+        "selection.num_negatives=3",
+        "selection.depth=20",
+    ]

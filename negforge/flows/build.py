@@ -26,6 +26,7 @@ _task = task(cache_policy=NO_CACHE, persist_result=False)
 
 load = _task(pipeline.load_data, name="load")
 prepare_bm25 = _task(pipeline.prepare_bm25, name="mine-bm25-index")
+pin_precision = _task(pipeline.pin_precision, name="mine-dense-precision")
 prepare_dense = _task(pipeline.prepare_dense, name="mine-dense-encode-index")
 make_context = _task(pipeline.make_context, name="select-setup")
 prepare_filters = _task(pipeline.prepare_filters, name="filters-setup")
@@ -97,11 +98,12 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     log = get_run_logger()
     timings = Timings()
     data = load(cfg, timings)
+    cfg, choice = pin_precision(cfg, data)  # workers encode with the driver's path
     store = ShardStore(cfg.run_dir)
     changes = store.open(pipeline.run_identity(cfg, data), overwrite=overwrite)
     pipeline.report_changes(changes)
     bm25 = prepare_bm25(cfg, data, timings)
-    dense, qemb = prepare_dense(cfg, data, timings)
+    dense, qemb = prepare_dense(cfg, data, timings, choice)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     ctx.notes += [f"{c}: every shard judged again" for c in changes]
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
