@@ -49,7 +49,7 @@ from quality_stats import METRICS, fmt_ci, mean_sd, paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ORDER = ["zero", "inbatch", "st", "st-nt", "nf", "ance", "x", "edit", "judge", "relabel"]
-# seconds on SciFact at 29 steps, batch 32, 919 examples, 5,183 docs, 2 cores (quality_scifact_table.txt,
+# seconds on SciFact at 29 steps, batch 32, 919 examples, 5,183 docs, 2 cores (the retired quality_scifact.py's table,
 # llm_judge_leak.txt: SmolLM2 on CPU judges ~2.3 candidates/s): used until this --out has its own figures
 REF = {
     "mine": {"inbatch": 1, "st": 160, "st-nt": 70, "nf": 70, "ance": 45, "x": 70,

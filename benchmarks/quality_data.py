@@ -50,7 +50,7 @@ class DatasetSpec:
 
 
 DATASETS = {
-    # SciFact: 809 train claims, 919 (claim, abstract) pairs: kept whole, as quality_scifact.py has it
+    # SciFact: 809 train claims, 919 (claim, abstract) pairs: kept whole
     "scifact": DatasetSpec("scifact", DATA / "scifact", False, None, None),
     # NFCorpus: 2,590 train queries x ~43 positives; 500 queries x 2 positives ~ SciFact's 29 steps at batch 32
     "nfcorpus": DatasetSpec("nfcorpus", DATA / "nfcorpus", True, 2, 500),

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from tests.conftest import ROOT, SCIFACT
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "quality_scifact", ROOT / "benchmarks" / "quality_scifact.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    saved = dict(os.environ)  # the script sets env defaults (progress off) that other tests must not inherit
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return mod
+    return _load("quality_data")
 
 
 def _qids(path: Path) -> set[str]:
@@ -57,6 +45,7 @@ def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)
     return mod
 
