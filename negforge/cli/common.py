@@ -1,0 +1,69 @@
+"""What every negforge command shares: the Typer `app` they register on, the stdout and stderr consoles,
+the CONFIG argument and `--set` option types, the `--engine` choice, loading a config with its errors
+printed for the person who wrote it, and the exception types reported as user errors (exit code 2)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from negforge.config import ConfigError, RunConfig, load_config
+
+app = typer.Typer(
+    help=(
+        "negforge makes hard-negative training data for dense retrievers: it mines BM25 and dense negatives "
+        "for (query, positive) pairs, selects them with positive-aware margins, and writes Hugging Face "
+        "datasets that sentence-transformers trains on as they are.\n\n"
+        "Start with: negforge run configs/demo.yaml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigArg = Annotated[
+    Path, typer.Argument(help="Run config (YAML). See configs/ for examples.", show_default=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config value, dotted key=value (YAML value), repeatable. "
+        "E.g. --set selection.num_negatives=3 --set sources.bm25.enabled=false",
+    ),
+]
+
+
+class Engine(StrEnum):
+    prefect = "prefect"
+    local = "local"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from negforge.mining.fingerprint import ModelNotFound
+    from negforge.shards import RunFolderConflict
+    from negforge.sources.readers import InputError
+
+    return (ConfigError, InputError, ModelNotFound, RunFolderConflict)
+
+
+def _load(config: Path, overrides: list[str] | None, run_name: str | None) -> RunConfig:
+    extra = ["run_name=" + run_name] if run_name else []
+    try:
+        return load_config(config, [*(overrides or []), *extra])
+    except ConfigError as e:
+        err.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _train_errors() -> tuple[type[BaseException], ...]:
+    from negforge.training.train import TrainError
+
+    return (*_user_errors(), TrainError)
