@@ -104,14 +104,15 @@ def test_corpus_ids_swapped_in_place_are_refused(tmp_path, cache_dir, copied_cas
         run(cfg)
 
 
-def test_dense_precision_is_recorded_as_resolved_and_a_change_rejudges(tmp_path, cache_dir, copied_case):
+def test_dense_precision_is_recorded_as_resolved_and_a_change_rejudges(tmp_path, copied_case):
     """`backend: auto` is pinned in the driver: the identity and the shard workers' config name the path the
     gate chose (here fp32: the fixture corpus is smaller than the gate's sample), never "auto"; a run asking
     for another path judges every shard again instead of refusing the folder or mixing paths."""
     from negforge.pipeline import pin_precision, worker_config
 
     data_dir, answers = copied_case
-    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    # a cache of its own: the shared one may hold a verdict another test's larger corpus earned (bf16)
+    cfg = _config(tmp_path, tmp_path / "cache", data_dir, answers)
     cfg = load_config(None, [*_overrides(cfg), "sources.dense.enabled=true"], filters=[])
     data = load_input(cfg.data)
     pinned, choice = pin_precision(cfg, data)
