@@ -199,6 +199,17 @@ def test_relative_margin_rejects_and_counts(make_config):
             assert n["scores"]["dense"] <= bound - abs(bound) * 0.3 + 1e-6
 
 
+def test_margins_that_starve_the_run_leave_a_note_naming_the_remedy(make_config):
+    res = run(make_config("sources.bm25.enabled=false", "selection.relative_margin=0.9", "run_name=starved"))
+    m = res.manifest
+    note = [n for n in m["notes"] if "positive-aware margins dropped" in n]
+    assert m["counts"]["short_queries"] >= 0.2 * m["data"]["queries"]
+    assert len(note) == 1 and f"{m['counts']['short_queries']} of {m['data']['queries']} queries" in note[0]
+    assert f"selection.depth (now {m['config']['selection']['depth']})" in note[0]
+    relaxed = run(make_config("sources.bm25.enabled=false", "run_name=not-starved"))
+    assert not [n for n in relaxed.manifest["notes"] if "positive-aware margins dropped" in n]
+
+
 def test_bm25_only_and_random_only(make_config):
     bm = run(make_config("sources.dense.enabled=false", "selection.num_negatives=3", "run_name=bm"))
     rows = load_from_disk(str(bm.dataset_dir))["rich"]

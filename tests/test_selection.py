@@ -5,7 +5,7 @@ import pytest
 
 from negforge.config import SelectionConfig
 from negforge.mining.pool import query_rng, random_rows
-from negforge.mining.selection import margin_reason, sample, simans_weights
+from negforge.mining.selection import margin_advice, margin_reason, sample, simans_weights
 
 
 def test_relative_margin_on_positive_scores():
@@ -78,3 +78,20 @@ def test_random_rows_are_distinct_seeded_and_exclude():
     assert len(set(rows)) == 10 and not ({1, 2, 3} & set(rows))
     assert random_rows(5, 10, {0, 1}, np.random.default_rng(0)) != []
     assert sorted(random_rows(5, 10, {0, 1}, np.random.default_rng(0))) == [2, 3, 4]
+
+
+def test_margin_advice_fires_only_when_margins_starve_the_run():
+    sel = SelectionConfig(depth=100)
+    # NFCorpus with SciFact's recipe (benchmarks/quality.py): 432 of 500 short, margins dropped 45,392 of 50,000
+    starved = {"pool": 74262, "below_window": 24262, "relative_margin": 44051, "relative_margin_dense": 1341,
+               "window": 4608, "selected": 343}  # fmt: skip
+    note = margin_advice(starved, 432, 500, sel)
+    assert note is not None
+    assert "432 of 500 queries" in note and "45392 of the 50000" in note and "(91%)" in note
+    assert "selection.depth (now 100)" in note
+    # SciFact with the same recipe: 50 of 809 short, margins dropped 14,415 of 80,900: no note
+    healthy = {"relative_margin": 8484, "relative_margin_dense": 5931, "window": 66485}
+    assert margin_advice(healthy, 50, 809, sel) is None
+    # many short queries for another reason (a tiny corpus, not the margins): no note
+    assert margin_advice({"relative_margin": 10, "window": 90}, 400, 500, sel) is None
+    assert margin_advice({}, 0, 0, sel) is None

@@ -72,3 +72,28 @@ def sample(
         else:
             picked = rng.choice(n, size=k, replace=False, p=p)
     return np.sort(picked)
+
+
+def margin_advice(
+    funnel: dict[str, int], short_queries: int, queries: int, sel: SelectionConfig
+) -> str | None:
+    """A run note when the positive-aware margins starve the run, else None.
+
+    `funnel`: the run's summed funnel counts (`window` = candidates in the rank window that passed the
+    margins; keys with "margin" = those the margins dropped). Fires when at least 20% of `queries` got fewer
+    negatives than asked *and* the margins dropped at least half of the window: most candidates outscore a
+    known positive, as on NFCorpus (about 40 relevant documents per query, few of them listed), where SciFact's
+    depth-100 recipe left 432 of 500 queries short (benchmarks/quality.py). The margin is right to drop them
+    (likely false negatives); the remedy is reaching below them, not loosening it.
+    """
+    dropped = sum(v for k, v in funnel.items() if "margin" in k)
+    seen = dropped + funnel.get("window", 0)
+    if not queries or not seen or short_queries < 0.2 * queries or dropped < 0.5 * seen:
+        return None
+    return (
+        f"{short_queries} of {queries} queries got fewer negatives than asked, and the positive-aware margins "
+        f"dropped {dropped} of the {seen} candidates in the rank window ({100 * dropped / seen:.0f}%): most "
+        "candidates outscore a known positive (unlisted relevant documents, or weak positives). They are "
+        f"likely false negatives, so keep the margin and reach below them: a deeper selection.depth (now "
+        f"{sel.depth}), or train on the triplet config, which keeps short queries"
+    )

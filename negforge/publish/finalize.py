@@ -19,6 +19,7 @@ from negforge.generators.stage import LLMStage
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.identity import REASONS as IDENTITY_REASONS
 from negforge.mining.pool import MiningContext
+from negforge.mining.selection import margin_advice
 from negforge.mixing import merge_filter_stats, ntuple_width
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.report import write_report
@@ -230,7 +231,12 @@ def finalize(
             "excluded": {r: identity.get(r, 0) for r in IDENTITY_REASONS},
             "shared_texts": ctx.identity_index().shared_texts(),
         },
-        "notes": ctx.notes,
+        "notes": ctx.notes
+        + [
+            n
+            for n in [margin_advice(dict(agg["funnel"]), len(short_ids), len(data.queries), cfg.selection)]
+            if n
+        ],
         "shards": {"total": len(shards), "reused": reused, "written": len(shards) - reused},
         "timings": timings.stages,
         "score_by": score_key,
