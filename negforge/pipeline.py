@@ -19,7 +19,6 @@ from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner, release_pages
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
-from negforge.mining.precision import BackendChoice
 from negforge.mining.topics import cluster_topics
 from negforge.mixing import judge_and_mix
 from negforge.progress import progress_bar
@@ -51,34 +50,36 @@ def prepare_bm25(cfg: RunConfig, data: TrainingInput, timings: Timings) -> BM25M
     return miner
 
 
-def pin_precision(cfg: RunConfig, data: TrainingInput) -> tuple[RunConfig, BackendChoice | None]:
+def pin_precision(cfg: RunConfig, data: TrainingInput) -> tuple[RunConfig, DenseMiner | None]:
     """Resolve `sources.dense.backend: auto` once, in the driver, to the path the parity gate picks on this
     machine (its verdict cached; see negforge.mining.precision), and return a config naming that path.
 
     The run identity then records the path actually used (a resumed run that resolves another path judges
     every shard again instead of mixing them), and shard workers on Dask or Ray encode with the driver's
     path instead of gating on their own hardware. Returns (cfg unchanged, None) when dense is off or the
-    backend is already named; else (pinned copy, the gate's choice for the manifest).
+    backend is already named; else (pinned copy, the miner that resolved it: hand it to `prepare_dense`,
+    which keeps its gate verdict for the manifest and does not fingerprint the weights again).
     """
     dense = cfg.sources.dense
     if not dense.enabled or dense.backend != "auto":
         return cfg, None
-    choice = DenseMiner(dense, cfg.cache_path).resolve_backend(data.corpus.texts)
+    miner = DenseMiner(dense, cfg.cache_path)
+    choice = miner.resolve_backend(data.corpus.texts)
     raw = cfg.model_dump(mode="json")
     raw["sources"]["dense"]["backend"] = choice.path
-    return RunConfig.model_validate(raw), choice
+    pinned = RunConfig.model_validate(raw)
+    miner.cfg = pinned.sources.dense
+    return pinned, miner
 
 
 def prepare_dense(
-    cfg: RunConfig, data: TrainingInput, timings: Timings, choice: BackendChoice | None = None
+    cfg: RunConfig, data: TrainingInput, timings: Timings, pinned: DenseMiner | None = None
 ) -> tuple[DenseMiner | None, np.ndarray | None]:
     """Embed corpus and queries (cached) and build the index; needed for dense mining, scores and topics.
-    `choice`: the gate's verdict behind a pinned backend (`pin_precision`), kept for the manifest."""
+    `pinned`: the miner `pin_precision` resolved the backend with (reused, with its gate verdict)."""
     if not cfg.sources.dense.enabled:
         return None, None
-    miner = DenseMiner(cfg.sources.dense, cfg.cache_path)
-    if choice is not None and choice.path == cfg.sources.dense.backend:
-        miner.backend_choice = choice
+    miner = pinned if pinned is not None else DenseMiner(cfg.sources.dense, cfg.cache_path)
     with timings.stage("dense_corpus", len(data.corpus), "docs"):
         miner.prepare(data.corpus.texts, cfg.seed)
     with timings.stage("dense_queries", len(data.queries), "queries"):
@@ -288,12 +289,12 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     """The whole build in this process, without Prefect (the flow does the same steps as tasks)."""
     timings = Timings()
     data = load_data(cfg, timings)
-    cfg, choice = pin_precision(cfg, data)
+    cfg, pinned = pin_precision(cfg, data)
     store = ShardStore(cfg.run_dir)
     changes = store.open(run_identity(cfg, data), overwrite=overwrite)
     report_changes(changes)
     bm25 = prepare_bm25(cfg, data, timings)
-    dense, qemb = prepare_dense(cfg, data, timings, choice)
+    dense, qemb = prepare_dense(cfg, data, timings, pinned)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     ctx.notes += [f"{c}: every shard judged again" for c in changes]
     shards = plan_shards(len(data.queries), cfg.output.shard_size)

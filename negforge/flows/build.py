@@ -98,12 +98,12 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     log = get_run_logger()
     timings = Timings()
     data = load(cfg, timings)
-    cfg, choice = pin_precision(cfg, data)  # workers encode with the driver's path
+    cfg, pinned = pin_precision(cfg, data)  # workers encode with the driver's path
     store = ShardStore(cfg.run_dir)
     changes = store.open(pipeline.run_identity(cfg, data), overwrite=overwrite)
     pipeline.report_changes(changes)
     bm25 = prepare_bm25(cfg, data, timings)
-    dense, qemb = prepare_dense(cfg, data, timings, choice)
+    dense, qemb = prepare_dense(cfg, data, timings, pinned)
     ctx = make_context(cfg, data, bm25, dense, qemb, timings)
     ctx.notes += [f"{c}: every shard judged again" for c in changes]
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
