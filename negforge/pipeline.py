@@ -21,6 +21,7 @@ from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
 from negforge.mixing import judge_and_mix
+from negforge.precision_pin import PinnedRun, pin_precision
 from negforge.progress import progress_bar
 from negforge.publish.finalize import RunResult, finalize
 from negforge.publish.rich import rich_table
@@ -50,36 +51,16 @@ def prepare_bm25(cfg: RunConfig, data: TrainingInput, timings: Timings) -> BM25M
     return miner
 
 
-def pin_precision(cfg: RunConfig, data: TrainingInput) -> tuple[RunConfig, DenseMiner | None]:
-    """Resolve `sources.dense.backend: auto` once, in the driver, to the path the parity gate picks on this
-    machine (its verdict cached; see negforge.mining.precision), and return a config naming that path.
-
-    The run identity then records the path actually used (a resumed run that resolves another path judges
-    every shard again instead of mixing them), and shard workers on Dask or Ray encode with the driver's
-    path instead of gating on their own hardware. Returns (cfg unchanged, None) when dense is off or the
-    backend is already named; else (pinned copy, the miner that resolved it: hand it to `prepare_dense`,
-    which keeps its gate verdict for the manifest and does not fingerprint the weights again).
-    """
-    dense = cfg.sources.dense
-    if not dense.enabled or dense.backend != "auto":
-        return cfg, None
-    miner = DenseMiner(dense, cfg.cache_path)
-    choice = miner.resolve_backend(data.corpus.texts)
-    raw = cfg.model_dump(mode="json")
-    raw["sources"]["dense"]["backend"] = choice.path
-    pinned = RunConfig.model_validate(raw)
-    miner.cfg = pinned.sources.dense
-    return pinned, miner
-
-
 def prepare_dense(
-    cfg: RunConfig, data: TrainingInput, timings: Timings, pinned: DenseMiner | None = None
+    cfg: RunConfig, data: TrainingInput, timings: Timings, pinned: PinnedRun | None = None
 ) -> tuple[DenseMiner | None, np.ndarray | None]:
     """Embed corpus and queries (cached) and build the index; needed for dense mining, scores and topics.
-    `pinned`: the miner `pin_precision` resolved the backend with (reused, with its gate verdict)."""
+    `pinned`: `pin_precision`'s result; its miner (the one that resolved the backend) is reused, with its
+    gate verdict."""
     if not cfg.sources.dense.enabled:
         return None, None
-    miner = pinned if pinned is not None else DenseMiner(cfg.sources.dense, cfg.cache_path)
+    miner = pinned.dense if pinned is not None and pinned.dense is not None else None
+    miner = miner or DenseMiner(cfg.sources.dense, cfg.cache_path)
     with timings.stage("dense_corpus", len(data.corpus), "docs"):
         miner.prepare(data.corpus.texts, cfg.seed)
     with timings.stage("dense_queries", len(data.queries), "queries"):
@@ -120,13 +101,16 @@ def prepare_filters(
     query_emb: np.ndarray | None,
     timings: Timings,
     llm: LLMStage | None = None,
+    pinned: PinnedRun | None = None,
 ) -> FilterStack | None:
     """Load every filter's model once; calibrate cross-encoder thresholds on a seeded sample of queries.
-    `llm`: the run's started LLM, which llm_judge filters ask."""
+    `llm`: the run's started LLM, which llm_judge filters ask. `pinned`: `pin_precision`'s result, whose
+    loaded cross-encoder and NLI models (with their gate verdicts) are reused."""
     if not cfg.filters:
         return None
     with timings.stage("filters_setup"):
-        stack = build_stack(cfg.filters, dense, query_emb, llm, cfg.cache_path)
+        scorers = pinned.scorers if pinned is not None else None
+        stack = build_stack(cfg.filters, dense, query_emb, llm, cfg.cache_path, scorers)
         queries = [
             FilterQuery(q.id, q.text, [data.corpus.texts[p] for p in q.positive_rows], q.positive_rows)
             for q in data.queries
@@ -289,7 +273,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     """The whole build in this process, without Prefect (the flow does the same steps as tasks)."""
     timings = Timings()
     data = load_data(cfg, timings)
-    cfg, pinned = pin_precision(cfg, data)
+    pinned = pin_precision(cfg, data)
+    cfg = pinned.cfg
     store = ShardStore(cfg.run_dir)
     changes = store.open(run_identity(cfg, data), overwrite=overwrite)
     report_changes(changes)
@@ -303,7 +288,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     llm = prepare_llm(cfg, timings) if todo else None
     gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
-        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm)
+        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
         with progress_bar("mine shards", len(todo)) as advance:
             if gen_llm is None:
                 for i in todo:

@@ -44,15 +44,19 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
 
 
 def precision_paths(cfg: RunConfig) -> dict[str, str]:
-    """The numeric path of each model: the dense encoder's as pinned by `pipeline.pin_precision` (e.g.
-    "torch-bf16"; "auto" only when nothing pinned it), each model filter's as configured (a cross-encoder's
-    gate runs on its first scored pairs, inside a shard)."""
+    """The numeric path of each model, as `negforge.precision_pin.pin_precision` resolved it in the driver
+    (e.g. "torch-bf16"): the dense encoder's and each cross-encoder or NLI filter's, with its per-source
+    variants' paths where they differ. "auto" only for a config nothing pinned."""
     out = {}
     if cfg.sources.dense.enabled:
         out["dense"] = cfg.sources.dense.backend
     for f in cfg.filters:
         if f.type in ("cross_encoder", "nli"):
             out[f"filter:{f.name or f.type}"] = f.backend
+            for src in f.per_source:
+                path = f.for_source(src).backend
+                if path != f.backend:
+                    out[f"filter:{f.name or f.type}:{src}"] = path
     return out
 
 

@@ -33,7 +33,7 @@ def test_build_negatives_flow_runs_tasks_and_resumes(prefect_server, make_config
     assert [n for n in names if n.startswith("shard-")] == ["shard-0", "shard-1", "shard-2"]
     stages = {n.rsplit("-", 1)[0] for n in names if not n.startswith("shard-")}
     assert stages == {
-        "load", "mine-dense-precision", "mine-bm25-index", "mine-dense-encode-index", "select-setup", "filters-setup", "llm-start", "write",
+        "load", "pin-precision", "mine-bm25-index", "mine-dense-encode-index", "select-setup", "filters-setup", "llm-start", "write",
     }  # fmt: skip
 
     async def artifacts(flow_run_id):

@@ -115,7 +115,8 @@ def test_dense_precision_is_recorded_as_resolved_and_a_change_rejudges(tmp_path,
     cfg = _config(tmp_path, tmp_path / "cache", data_dir, answers)
     cfg = load_config(None, [*_overrides(cfg), "sources.dense.enabled=true"], filters=[])
     data = load_input(cfg.data)
-    pinned, miner = pin_precision(cfg, data)
+    pinned_run = pin_precision(cfg, data)
+    pinned, miner = pinned_run.cfg, pinned_run.dense
     choice = miner.backend_choice if miner is not None else None
     assert cfg.sources.dense.backend == "auto" and choice is not None
     assert pinned.sources.dense.backend == choice.path == "torch-fp32"

@@ -210,4 +210,6 @@ class RunConfig(_Strict):
         data["sources"]["dense"].pop("backend")
         for f in data["filters"] or []:
             f.pop("backend", None)
+            for over in (f.get("per_source") or {}).values():
+                over.pop("backend", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -16,11 +16,14 @@ from negforge.filters.base import (
 from negforge.filters.stack import FilterStack
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
+    from typing import Any
 
     import numpy as np
 
     from negforge.config import FilterConfig
+    from negforge.filters.pair_scorer import PairScorer
     from negforge.generators.stage import LLMStage
     from negforge.mining.dense import DenseMiner
 
@@ -44,10 +47,13 @@ def build_filter(
     query_emb: np.ndarray | None = None,
     llm: LLMStage | None = None,
     cache_root: str | Path | None = None,
+    scorers: Mapping[str, PairScorer] | None = None,
 ) -> Filter:
     """One configured filter; models load here, once per run. `llm`: the run's started LLM, which the
     llm_judge filter asks (without it the judge can describe itself but not judge). `cache_root`: where
-    cross-encoder precision verdicts are kept (the run's cache_dir; None keeps them in fp32)."""
+    cross-encoder precision verdicts are kept (the run's cache_dir; None keeps them in fp32). `scorers`:
+    cross-encoder/NLI models already loaded, by `scorer_key` (negforge.precision_pin); reused when the
+    filter's config names the path the scorer resolved to."""
     if fc.type == "sanity":
         from negforge.filters.sanity import SanityFilter
 
@@ -65,11 +71,11 @@ def build_filter(
     if fc.type == "cross_encoder":
         from negforge.filters.cross_encoder import CrossEncoderFilter
 
-        return CrossEncoderFilter(fc, cache_root)
+        return CrossEncoderFilter(fc, cache_root, _reusable(fc, scorers))
     if fc.type == "nli":
         from negforge.filters.nli import NLIFilter
 
-        return NLIFilter(fc, cache_root)
+        return NLIFilter(fc, cache_root, _reusable(fc, scorers))
     if fc.type == "answer_leak":
         from negforge.filters.answer_leak import AnswerLeakFilter
 
@@ -88,6 +94,7 @@ def build_stack(
     query_emb: np.ndarray | None = None,
     llm: LLMStage | None = None,
     cache_root: str | Path | None = None,
+    scorers: Mapping[str, PairScorer] | None = None,
 ) -> FilterStack:
     """The configured stack; a filter with `sources` or `per_source` settings becomes a `SourceScopedFilter`.
     `llm`: the run's started LLM, for llm_judge filters; `cache_root`: see `build_filter`."""
@@ -95,12 +102,24 @@ def build_stack(
 
     out: list[Filter] = []
     for fc in configs:
-        base = build_filter(fc, dense, query_emb, llm, cache_root)
+        base = build_filter(fc, dense, query_emb, llm, cache_root, scorers)
         if fc.sources is None and not fc.per_source:
             out.append(base)
             continue
         variants = {
-            src: build_filter(fc.for_source(src), dense, query_emb, llm, cache_root) for src in fc.per_source
+            src: build_filter(fc.for_source(src), dense, query_emb, llm, cache_root, scorers)
+            for src in fc.per_source
         }
         out.append(SourceScopedFilter(base, variants, fc.sources))
     return FilterStack(out)
+
+
+def _reusable(fc: Any, scorers: Mapping[str, PairScorer] | None) -> PairScorer | None:
+    """The loaded scorer for this filter's model, if its resolved path is the one the config names."""
+    from negforge.filters.pair_scorer import scorer_key
+
+    s = (scorers or {}).get(scorer_key(fc))
+    if s is None or s.choice is None:
+        return None
+    wanted = "torch-fp32" if fc.backend == "torch" else fc.backend
+    return s if wanted in ("auto", s.choice.path) else None

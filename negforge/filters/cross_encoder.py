@@ -33,10 +33,16 @@ class CrossEncoderFilter:
         {"ce_above_max_prob", "ce_scores_like_positive", "ce_absolute_margin", "ce_relative_margin"}
     )
 
-    def __init__(self, cfg: CrossEncoderFilterConfig, cache_root: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: CrossEncoderFilterConfig,
+        cache_root: str | Path | None = None,
+        scorer: PairScorer | None = None,
+    ) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type
-        self.scorer = PairScorer(
+        # the driver's scorer (see negforge.precision_pin) when it has this model loaded: no second load
+        self.scorer = scorer or PairScorer(
             cfg.model, max_length=cfg.max_length, device=cfg.device, batch_size=cfg.batch_size,
             backend=cfg.backend, cache_root=cache_root,
         )  # fmt: skip

@@ -38,10 +38,13 @@ class NLIFilter:
     #: a candidate the positive entails restates it; a missing contradiction is no evidence of relevance
     FALSE_NEGATIVE_REASONS = frozenset({"entailed_by_positive"})
 
-    def __init__(self, cfg: NLIFilterConfig, cache_root: str | Path | None = None) -> None:
+    def __init__(
+        self, cfg: NLIFilterConfig, cache_root: str | Path | None = None, scorer: PairScorer | None = None
+    ) -> None:
         self.cfg = cfg
         self.name = cfg.name or cfg.type
-        self.scorer = PairScorer(
+        # the driver's scorer (see negforge.precision_pin) when it has this model loaded: no second load
+        self.scorer = scorer or PairScorer(
             cfg.model, max_length=cfg.max_length, device=cfg.device, batch_size=cfg.batch_size,
             backend=cfg.backend, cache_root=cache_root,
         )  # fmt: skip

@@ -62,10 +62,17 @@ def load_cross_encoder(model: str, num_labels: int | None, max_length: int | Non
     return CrossEncoder(str(path), max_length=max_length, device=device, num_labels=num_labels), path
 
 
+def scorer_key(fc: Any) -> str:
+    """What makes two filters' scorers interchangeable: model, max_length, device and batch size of a
+    cross-encoder or NLI filter config (precision aside: a shared scorer runs in the path it resolved)."""
+    return f"{fc.model}|max_length={fc.max_length}|device={fc.device}|batch_size={fc.batch_size}"
+
+
 class PairScorer:
     """One CrossEncoder, scoring (text_a, text_b) pairs in the precision its `backend` resolves to.
 
-    `backend`: "auto" (gate on the first ≥64 distinct pairs scored, verdict cached under
+    `backend`: "auto" (gate on the first ≥64 distinct pairs given to `resolve` or scored: a run's driver
+    resolves it on the (query, positive) pairs, see negforge.precision_pin; verdict cached under
     `<cache_root>/parity/`; without a cache_root, fp32), "torch" / "torch-fp32" (exact), "torch-bf16",
     "torch-fp16" (forced, no gate). `logits(pairs)` returns raw outputs, float32 of shape (n,) for a
     one-output model or (n, labels). Raises ValueError for a backend this scorer cannot run (ONNX paths).

@@ -26,7 +26,7 @@ _task = task(cache_policy=NO_CACHE, persist_result=False)
 
 load = _task(pipeline.load_data, name="load")
 prepare_bm25 = _task(pipeline.prepare_bm25, name="mine-bm25-index")
-pin_precision = _task(pipeline.pin_precision, name="mine-dense-precision")
+pin_precision = _task(pipeline.pin_precision, name="pin-precision")
 prepare_dense = _task(pipeline.prepare_dense, name="mine-dense-encode-index")
 make_context = _task(pipeline.make_context, name="select-setup")
 prepare_filters = _task(pipeline.prepare_filters, name="filters-setup")
@@ -98,7 +98,8 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     log = get_run_logger()
     timings = Timings()
     data = load(cfg, timings)
-    cfg, pinned = pin_precision(cfg, data)  # workers encode with the driver's path
+    pinned = pin_precision(cfg, data)  # workers encode and score with the driver's paths
+    cfg = pinned.cfg
     store = ShardStore(cfg.run_dir)
     changes = store.open(pipeline.run_identity(cfg, data), overwrite=overwrite)
     pipeline.report_changes(changes)
@@ -115,7 +116,7 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     llm = prepare_llm(cfg, timings) if todo else None
     gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
-        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm)
+        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
     except BaseException:
         if llm is not None:
             llm.close()
