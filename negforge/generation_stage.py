@@ -4,7 +4,7 @@ attaching the generated passages (scored by the dense model) to a shard's mined 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, wait
 
 import numpy as np
 
@@ -123,7 +123,8 @@ def pregenerate(
     shard before the first answer nor holds every item in memory; the server still never runs dry while a
     shard is being mined. Yields (shard, its generation counters) as each shard's items complete, so the
     caller judges and writes that shard (its responses are then all in the store) while the others are still
-    generating. Raises GenerationFailed (finished answers stored) when a request gets no answer.
+    generating. Raises GenerationFailed (finished answers stored) when a request gets no answer, but only
+    after every other shard in flight has finished and been yielded: a crash loses no finished shard.
     """
     from negforge.generators.run_queue import RunGeneration
 
@@ -140,15 +141,32 @@ def pregenerate(
         llm.synth.absorb(synth)
         return i, {"counts": dict(synth.stats.counts), "rejected": dict(synth.stats.rejected)}
 
+    failed: list = []
+
+    def ready() -> Iterator[tuple[int, dict]]:
+        """Finish what is done: shards that succeeded, in shard order; a failed one is set aside, so one dead
+        request never keeps a finished shard from being written."""
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for fut in sorted(done, key=lambda f: pending[f][0]):
+            if fut.exception() is not None:
+                pending.pop(fut)
+                failed.append(fut)
+            else:
+                yield finish(fut)
+
     try:
         for i in todo:
+            if failed:
+                break  # stop mining: the run is going to fail; what is in flight still completes below
             items = generation_items(ctx, llm, mine_queries(ctx, shards[i]))
             fut, synth = queue.submit(items)
             pending[fut] = (i, synth, len(items))
             queued += len(items)
-            while queued > bound and len(pending) > 1:
-                yield finish(next(as_completed(list(pending))))
-        for fut in as_completed(list(pending)):
-            yield finish(fut)
+            while queued > bound and len(pending) > 1 and not failed:
+                yield from ready()
+        while pending:  # drain: every shard in flight is written if its answers came, before any failure
+            yield from ready()
+        if failed:
+            failed[0].result()  # raises GenerationFailed: the finished answers are stored, a rerun resumes
     finally:
         queue.close()

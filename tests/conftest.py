@@ -28,6 +28,20 @@ def write_beir(dst: Path, corpus: list[dict], queries: list[dict], qrels: list[t
     return dst
 
 
+@pytest.fixture
+def gate_timing_favours_later_paths(monkeypatch):
+    """Fault injection into the parity gate's clock (negforge.mining.precision._timed): outputs are real,
+    but each path timed later reports a higher speed, so the gate's choice depends on parity alone. A real
+    timing picks bf16 over fp32 on this CPU by only 1.2-2.5x, and a load spike on a busy 2-core CI machine
+    can flip it; tests that assert which path passing parity leads to use this."""
+    import itertools
+
+    import negforge.mining.precision as precision
+
+    real, speeds = precision._timed, itertools.count(1.0)
+    monkeypatch.setattr(precision, "_timed", lambda run, items: (real(run, items)[0], float(next(speeds))))
+
+
 @pytest.fixture(scope="session")
 def tiny_beir(tmp_path_factory) -> Path:
     """12 SciFact claims with their positives and a 200-abstract corpus: small enough to encode in seconds."""

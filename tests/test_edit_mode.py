@@ -50,7 +50,9 @@ def synth(tmp_path, **cfg) -> Synthesizer:
 
 
 def client(srv) -> GeneratorClient:
-    return GeneratorClient([srv.base_url], "double", timeout=2.0, max_retries=1)
+    return GeneratorClient(
+        [srv.base_url], "double", timeout=10.0, max_retries=1
+    )  # no fault here is a timeout
 
 
 def run(s: Synthesizer, its, srv):

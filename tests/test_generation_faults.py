@@ -40,7 +40,9 @@ def synth(tmp_path, **cfg) -> Synthesizer:
 
 
 def client(urls, **kw) -> GeneratorClient:
-    return GeneratorClient(urls, "double", **{"timeout": 1.0, "max_retries": 2, **kw})
+    # 10 s: an answer from the double takes milliseconds, but a loaded 2-core CI machine can stall a second;
+    # the timeout fault alone runs with a short timeout (the double sleeps 3 s there)
+    return GeneratorClient(urls, "double", **{"timeout": 10.0, "max_retries": 2, **kw})
 
 
 def run(s: Synthesizer, its, c):
@@ -51,7 +53,7 @@ def run(s: Synthesizer, its, c):
 def test_transient_faults_are_retried(tmp_path, fault):
     with FaultyOpenAIServerDouble([fault]) as srv:
         s = synth(tmp_path)
-        out = run(s, items(1), client([srv.base_url]))
+        out = run(s, items(1), client([srv.base_url], **({"timeout": 1.0} if fault == "timeout" else {})))
     assert srv.modes[:2] == [fault, "ok"]
     assert len(out["q0"]) == 2 and {n.perturbation for n in out["q0"]} <= set(
         s.plan(items(1)[0]).perturbations

@@ -68,7 +68,9 @@ def test_gate_refuses_a_lossy_scorer_even_when_it_is_the_fastest(fresh_cross_enc
 
 
 @pytest.mark.skipif(not HAS_BF16, reason="no AVX512-BF16/AMX on this CPU: bf16 is not a candidate")
-def test_auto_runs_the_cross_encoder_in_bf16_after_the_gate(fresh_cross_encoder, pairs, tmp_path):
+def test_auto_runs_the_cross_encoder_in_bf16_after_the_gate(
+    fresh_cross_encoder, pairs, tmp_path, gate_timing_favours_later_paths
+):
     cfg = CrossEncoderFilterConfig(model=fresh_cross_encoder, batch_size=16, max_length=256)
     assert cfg.backend == "auto"
     exact = CrossEncoderFilter(cfg.model_copy(update={"backend": "torch"}), tmp_path)
