@@ -38,8 +38,9 @@ def doc_text(title: str | None, body: str | None, join_title: bool) -> str:
 def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) -> Corpus:
     """Read documents; empty or missing texts and repeated ids are skipped and counted (the first copy wins).
 
-    A missing (NaN, null) title is no title; one spelled as text ("nan", "None") too, counted as `missing_title`. Raises InputError when the file is missing, has no id column, or a
-    title/text cell holds a list, number or mapping (named by file:line and column).
+    A missing (NaN, null) title is no title; so is one spelled as text ("nan", "None"), counted as
+    `missing_title`. Raises InputError when the file is missing, has no id column, or a title/text cell holds
+    a list, number or mapping (named by file:line and column).
     """
     cols = columns_of(path)
     if cols is not None:
