@@ -156,3 +156,20 @@ def test_a_positive_that_is_a_corpus_id_not_a_text_is_refused(tmp_path):
     row = {"query": "which fruit", "pos": ["d1"]}
     with pytest.raises(InputError, match=r"train.jsonl:1: the positive 'd1' is no corpus text but the id"):
         _pairs(tmp_path, "train.jsonl", json.dumps(row) + "\n")
+
+
+# kind 06: line ends other than LF / CRLF ----------------------------------------------------------------------
+
+
+def test_cr_only_line_ends_are_lines_in_every_file_of_a_beir_folder(tmp_path):
+    """Classic Mac OS / Excel for Mac exports end lines with CR alone: the whole file was one bad line."""
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "text": f"Document {i} text."} for i in range(1, 4)]
+    (root / "corpus.jsonl").write_bytes("\r".join(json.dumps(d) for d in docs).encode() + b"\r")
+    qs = [{"_id": "q1", "text": "first"}, {"_id": "q2", "text": "second"}]
+    (root / "queries.jsonl").write_bytes("\r".join(json.dumps(q) for q in qs).encode())
+    (root / "qrels" / "train.tsv").write_bytes(b"query-id\tcorpus-id\tscore\rq1\td1\t1\rq2\td2\t1\r")
+    data = load_input(DataConfig(format="beir", path=str(root)))
+    assert len(data.corpus) == 3 and [q.id for q in data.queries] == ["q1", "q2"]
+    assert not data.skips.counts()
