@@ -173,3 +173,22 @@ def test_cr_only_line_ends_are_lines_in_every_file_of_a_beir_folder(tmp_path):
     data = load_input(DataConfig(format="beir", path=str(root)))
     assert len(data.corpus) == 3 and [q.id for q in data.queries] == ["q1", "q2"]
     assert not data.skips.counts()
+
+
+def test_a_bom_left_in_parquet_column_names_is_dropped(tmp_path):
+    """pandas.read_csv without utf-8-sig keeps the BOM in the first column name; to_parquet saves it there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    corpus = tmp_path / "corpus.parquet"
+    pq.write_table(
+        pa.table({"\ufefftitle": ["Apples", "Pears"], "_id": ["d1", "d2"], "text": ["Red.", "Green."]}),
+        corpus,
+    )
+    qrels = tmp_path / "qrels.parquet"
+    pq.write_table(pa.table({"\ufeffquery-id": ["q1"], "corpus-id": ["d1"], "score": [1]}), qrels)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"_id": "q1", "text": "red fruit"}) + "\n")
+    data = load_input(DataConfig(format="qrels", qrels=str(qrels), queries=str(queries), corpus=str(corpus)))
+    assert data.corpus.texts == ["Apples Red.", "Pears Green."]  # the title was silently dropped before
+    assert [q.id for q in data.queries] == ["q1"]

@@ -1,7 +1,8 @@
 """Row readers for JSONL, TSV/CSV and Parquet that say where every row came from (file:line).
 
 Dialects: a UTF-8 byte-order mark is ignored and CRLF line ends are stripped in every text format; a file whose
-lines end in CR alone (classic Mac OS exports) is split at its CRs. A TSV field
+lines end in CR alone (classic Mac OS exports) is split at its CRs; a BOM left in a Parquet column name (a BOM CSV
+read without utf-8-sig, then saved) is dropped. A TSV field
 is taken literally (a `"` is a character, as in BEIR and MS MARCO files); CSV follows RFC 4180 quoting.
 Bad lines (not UTF-8, not JSON) become counted skips whose detail names the line and column; a missing file or
 column is an error that names it.
@@ -239,6 +240,10 @@ def _iter_parquet(p: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         table = pq.read_table(p)
     except Exception as e:  # pyarrow raises several types for a broken file
         raise InputError(f"{p}: not a readable Parquet file ({e})") from None
+    if any(
+        n.startswith("\ufeff") for n in table.column_names
+    ):  # a BOM CSV read without utf-8-sig, then saved
+        table = table.rename_columns([n.removeprefix("\ufeff") for n in table.column_names])
     for i, row in enumerate(table.to_pylist()):
         yield f"{p}:row {i}", row
 
@@ -249,7 +254,7 @@ def columns_of(path: str | Path) -> list[str] | None:
     if p.name.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(p).names)
+        return [n.removeprefix("\ufeff") for n in pq.read_schema(p).names]
     return None
 
 
