@@ -1,26 +1,47 @@
 """When two texts are "the same text": the normalisation behind the identity rule and text matching.
 
-norm_text: Unicode NFKC, case-folded, every run of punctuation, symbols, underscores and whitespace collapsed
-to one space, stripped. Two passages that differ only in case, spacing, quotes or punctuation are one text
+norm_text: HTML entities decoded (`&amp;`, `&#39;`, `&mdash;`, twice-escaped `&amp;amp;` too) and HTML tags
+(`<p>`, `<b>`, `<br/>`, ...) removed, Unicode NFKC, case-folded, every run of punctuation, symbols,
+underscores and whitespace collapsed to one space, stripped. Two passages that differ only in case, spacing, quotes or punctuation are one text
 (the way sentence-transformers' miner and BEIR's `ignore_identical_ids` intend; stricter than exact string
-equality, which misses a copy re-saved with other whitespace or quotes).
+equality, which misses a copy re-saved with other whitespace or quotes, or scraped as HTML: `AT&amp;T` and
+`<p>AT&T</p>` are `AT&T`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import unicodedata
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+_ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+# inline tags go without a trace (`H<sub>2</sub>O` is `H2O`); block tags separate words (`<p>a</p><p>b</p>`)
+_INLINE = "a|abbr|b|big|cite|code|del|em|font|i|ins|kbd|mark|q|s|small|span|strike|strong|sub|sup|tt|u"
+_BLOCK = "blockquote|br|caption|dd|div|dl|dt|h[1-6]|hr|img|li|ol|p|pre|table|tbody|td|tfoot|th|thead|tr|ul"
+_INLINE_TAG = re.compile(rf"</?(?:{_INLINE})(?:\s[^<>]*)?/?>", re.IGNORECASE)
+_BLOCK_TAG = re.compile(rf"</?(?:{_BLOCK})(?:\s[^<>]*)?/?>", re.IGNORECASE)
+
+
+def _unhtml(text: str) -> str:
+    """Text with HTML entities decoded (at most twice: `&amp;amp;`) and common HTML tags removed."""
+    for _ in range(2):
+        if "&" not in text or not _ENTITY.search(text):
+            break
+        text = html.unescape(text)
+    if "<" in text:
+        text = _BLOCK_TAG.sub(" ", _INLINE_TAG.sub("", text))
+    return text
 
 
 def norm_text(text: str) -> str:
     """The normalised form of a text (see module doc); "" for an empty or punctuation-only text.
 
     Invisible format characters (Unicode category Cf: soft hyphen, zero-width space and joiners, BOM) are
-    removed first, so `pan\u00adcreas` equals `pancreas`.
+    removed first, so `pan\u00adcreas` equals `pancreas`; so are HTML entities and tags (`AT&amp;T` is `AT&T`).
     """
+    text = _unhtml(text)
     if any(unicodedata.category(ch) == "Cf" for ch in text):
         text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()

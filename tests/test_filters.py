@@ -217,6 +217,41 @@ def test_answer_leak(tmp_path):
         read_answers(bad)
 
 
+def test_answer_file_read_like_every_input_bom_ids_missing_and_numbers(tmp_path):
+    """A BOM on a TSV answers file made the first query id '\ufeffq1': its answers were never checked."""
+    tsv = tmp_path / "answers.tsv"
+    tsv.write_bytes(b"\xef\xbb\xbfquery_id\tanswer\r\nq1 \t44 percent\r\n7\tParis\r\n")
+    assert read_answers(tsv) == {"q1": ["44 percent"], "7": ["Paris"]}
+    f = AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(tsv)))
+    assert f.apply(batch(cand("The risk fell by 44 percent.")))[0].reason == "contains_answer"
+    cr = tmp_path / "cr.tsv"
+    cr.write_bytes(b"q1\tEiffel\rq2\tParis\r")  # classic Mac line ends
+    assert read_answers(cr) == {"q1": ["Eiffel"], "q2": ["Paris"]}
+    jl = tmp_path / "answers.jsonl"
+    rows = [
+        '{"query_id": 7.0, "answers": [null, NaN, "nan", 1945, "Caf\\u0065\\u0301"]}',
+        '{"query_id": "q2", "answers": "x"}',
+    ]
+    jl.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
+    assert read_answers(jl) == {"7": ["1945", "Cafe\u0301"], "q2": ["x"]}
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"query_id": "q1", "answers": [["Eiffel", "Tower"]]}\n')
+    with pytest.raises(InputError, match=r"nested.jsonl:1: column 'answers\[0\]' must be a text, found list"):
+        read_answers(nested)
+    u16 = tmp_path / "u16.tsv"
+    u16.write_text("q1\tEiffel\n", encoding="utf-16")
+    with pytest.raises(InputError, match="UTF-16"):
+        read_answers(u16)
+
+
+def test_answer_leak_matches_an_answer_in_another_unicode_form(tmp_path):
+    p = tmp_path / "answers.jsonl"
+    p.write_text(json.dumps({"query_id": "q1", "answers": ["Caf\u00e9 Tortoni"]}) + "\n")
+    f = AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(p)))
+    v = f.apply(batch(cand("They met at the Cafe\u0301 Tortoni in 1920."), cand("They met at AT&amp;T.")))
+    assert v[0].reason == "contains_answer" and v[1].keep
+
+
 # ---- cross-encoder ----
 
 

@@ -54,6 +54,30 @@ def test_invisible_format_characters_do_not_hide_a_copy():
     assert norm_text("caf\u0065\u0301") == norm_text("caf\u00e9")  # NFD vs NFC
 
 
+def test_html_escaped_or_tagged_copy_of_the_positive_is_the_same_text():
+    plain = "AT&T's merger cost $5 \u2014 about H2O and 3\u00bd billion"
+    for copy in (
+        "AT&amp;T&#39;s merger cost $5 &mdash; about H<sub>2</sub>O and 3&frac12; billion",
+        "<p>AT&amp;amp;T's <b>merger</b> cost $5 \u2014 about H2O and 3\u00bd billion</p>",
+    ):
+        assert text_key(copy) == text_key(plain), copy
+    assert norm_text("<p>one</p><p>two</p>") == "one two" and norm_text("x<y and z>w") == "x y and z w"
+    c = Corpus(
+        ids=["d1", "d2", "d3"],
+        texts=[plain, "AT&amp;T&#39;s merger cost $5 &mdash; about H2O and 3&frac12; billion", "Other."],
+    )
+    assert IdentityIndex(c).for_query(Query("q", "what did it cost", (0,))).excluded == {
+        1: "same_text_as_positive"
+    }
+
+
+def test_duplicate_and_answer_filters_normalise_like_the_identity_rule():
+    from negforge.filters.duplicate import normalize, text_hash
+
+    assert normalize("Caf\u0065\u0301 &amp; bar") == normalize("Caf\u00e9 & bar") == "café bar"
+    assert text_hash("<p>AT&amp;T</p>") == text_hash("AT&T")
+
+
 def test_positives_of_a_query_with_the_same_text_are_excluded():
     c = Corpus(ids=["a", "b", "c"], texts=["Alpha text.", "Beta text.", "Gamma text."])
     q1, q2 = Query("1", "Same claim.", (0,)), Query("2", "same claim", (1,))

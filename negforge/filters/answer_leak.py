@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,33 +9,67 @@ from typing import Any
 from negforge.config import AnswerLeakFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
 from negforge.filters.duplicate import normalize
-from negforge.sources.readers import InputError
+from negforge.records import SkipLog
+from negforge.sources.readers import InputError, iter_lines, iter_rows, refuse_utf16
+from negforge.sources.values import id_value, text_value
+
+_ID_HEADERS = ("query_id", "query-id", "qid", "_id", "id")
 
 
 def read_answers(path: str | Path) -> dict[str, list[str]]:
-    """query_id → answers, from JSONL ({"query_id", "answers"}) or TSV (query_id<TAB>answer per line)."""
+    """query_id → answers, from JSONL ({"query_id", "answers"}) or TSV (query_id<TAB>answer per line).
+
+    Read like every input file: a UTF-8 byte-order mark and CRLF line ends are dropped, UTF-16 is refused by
+    name, a TSV header line (`query_id<TAB>answer`) is skipped, ids are read as ids (`7`, `7.0` and `"7"` are
+    query 7; spaces stripped) and answers as texts (a number is its digits; a missing value, `null` or "nan",
+    is no answer). A line that cannot be read, a nested list or a mapping is an InputError naming
+    file:line: an answer file read wrongly would silently let a negative containing the answer through.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: answers file not found (filters answer_leak.answers)")
+    refuse_utf16(p)
+    skips = SkipLog()
     out: dict[str, list[str]] = {}
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if p.suffix == ".jsonl":
-            try:
-                rec = json.loads(line)
-                qid, answers = str(rec["query_id"]), rec["answers"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise InputError(f'{p}:{n}: expected {{"query_id", "answers"}} ({e})') from None
-            if isinstance(answers, str):
-                answers = [answers]
-        else:
-            qid, _, ans = line.partition("\t")
-            if not ans:
-                raise InputError(f"{p}:{n}: expected query_id<TAB>answer")
-            answers = [ans]
-        out.setdefault(qid, []).extend(str(a) for a in answers)
+    if p.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson", ".json")):
+        for where, rec in iter_rows(p, skips, what="answers file"):
+            if "query_id" not in rec or "answers" not in rec:
+                raise InputError(f'{where}: expected {{"query_id", "answers"}}; found keys {", ".join(rec)}')
+            qid = id_value(rec["query_id"], where, "query_id")
+            if qid is None:
+                raise InputError(f"{where}: no query_id")
+            raw = rec["answers"]
+            items = raw if isinstance(raw, list) else [raw]
+            answers = [a for i, v in enumerate(items) if (a := _answer(v, where, f"answers[{i}]"))]
+            out.setdefault(qid, []).extend(answers)
+    else:
+        for n, (where, line) in enumerate(iter_lines(p, skips), 1):
+            qid_raw, _, ans = line.partition("\t")
+            if (
+                n == 1
+                and qid_raw.strip().lower() in _ID_HEADERS
+                and ans.strip().lower() in ("answer", "answers")
+            ):
+                continue
+            qid = id_value(qid_raw, where, "query_id")
+            if qid is None or not ans.strip():
+                raise InputError(f"{where}: expected query_id<TAB>answer")
+            answer = _answer(ans, where, "answer")
+            if answer:
+                out.setdefault(qid, []).append(answer)
+    if skips.items:
+        first = skips.items[0]
+        raise InputError(f"{first.where}: {first.detail or first.reason} (answers file)")
     return out
+
+
+def _answer(value: object, where: str, column: str) -> str | None:
+    """One answer as text: a text, or an integer (a year, a count) as its digits; None when missing."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return text_value(value, where, column)
 
 
 class AnswerLeakFilter:

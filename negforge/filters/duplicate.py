@@ -1,27 +1,27 @@
 """Exact and near duplicates among a query's candidates, against its positives, and across sources.
 
-Exact: a hash of the normalised text (case, punctuation, spacing). Near: rapidfuzz ratio over each query's
-candidates (a few dozen per query, so all pairs is cheap and exact, where MinHash would only estimate).
-The first copy in batch order stays (mined before LLM, better ranked first) and inherits the others'
-sources.
+Exact: a hash of the normalised text (`norm_text`: HTML, Unicode form, case, punctuation, spacing). Near:
+rapidfuzz ratio over each query's candidates (a few dozen per query, so all pairs is cheap and exact, where
+MinHash would only estimate). The first copy in batch order stays (mined before LLM, better ranked first) and
+inherits the others' sources.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 from rapidfuzz import fuzz
 
 from negforge.config import DuplicateFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
-
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+from negforge.text_identity import norm_text
 
 
 def normalize(text: str) -> str:
-    return _NON_WORD.sub(" ", text.casefold()).strip()
+    """The identity rule's normalisation (`negforge.text_identity.norm_text`: HTML entities and tags, NFKC,
+    case, punctuation, spacing), so "the same text" means one thing in every filter."""
+    return norm_text(text)
 
 
 def text_hash(text: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from negforge.records import Corpus, SkipLog
 from negforge.sources.readers import InputError, columns_of, iter_rows, require_columns
-from negforge.sources.values import id_value, text_value
+from negforge.sources.values import id_value, is_missing, text_value
 
 ID_KEYS = ("_id", "id", "doc_id", "docid", "corpus-id")
 
@@ -17,6 +17,15 @@ def _pick(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
         if k in row:
             return k, row[k]
     return None, None
+
+
+def _spelled(value: object) -> str:
+    """` spelled {value!r}` for a text cell that is a missing value's spelling ("nan", "None"), else ""."""
+    return (
+        f" spelled {value.strip()!r}"
+        if isinstance(value, str) and value.strip() and is_missing(value)
+        else ""
+    )
 
 
 def doc_text(title: str | None, body: str | None, join_title: bool) -> str:
@@ -29,8 +38,9 @@ def doc_text(title: str | None, body: str | None, join_title: bool) -> str:
 def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) -> Corpus:
     """Read documents; empty or missing texts and repeated ids are skipped and counted (the first copy wins).
 
-    A missing (NaN, null) title is no title. Raises InputError when the file is missing, has no id column, or a
-    title/text cell holds a list, number or mapping (named by file:line and column).
+    A missing (NaN, null) title is no title; so is one spelled as text ("nan", "None"), counted as
+    `missing_title`. Raises InputError when the file is missing, has no id column, or a title/text cell holds
+    a list, number or mapping (named by file:line and column).
     """
     cols = columns_of(path)
     if cols is not None:
@@ -64,8 +74,12 @@ def corpus_from_rows(
         body = text_value(row.get("text"), where, "text")
         title = text_value(row.get("title"), where, "title") or ""
         if body is None:
-            skips.add("empty_text", where, f"document {did}")
+            skips.add("empty_text", where, f"document {did}" + _spelled(row.get("text")))
             continue
+        if _spelled(row.get("title")):
+            skips.add(
+                "missing_title", where, f"document {did}: title{_spelled(row.get('title'))}, kept untitled"
+            )
         text = doc_text(title, body, join_title)
         if did in seen:
             skips.add("duplicate_id", where, f"document {did} already at {seen[did]}")

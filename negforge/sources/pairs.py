@@ -18,7 +18,6 @@ miners see them.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from negforge.config import Columns
 from negforge.records import Corpus, GivenNegative, Query, SkipLog, TrainingInput
 from negforge.sources.corpus import doc_text, read_corpus
+from negforge.sources.layout import PairLayout, detect_layout, refuse_unread_grade
 from negforge.sources.readers import InputError, columns_of, iter_rows
 from negforge.sources.values import (
     Passage,
@@ -39,101 +39,10 @@ from negforge.sources.values import (
 )
 from negforge.text_identity import norm_text, text_key
 
-QUERY_COLS = ("query", "anchor", "question")
-POSITIVE_COLS = ("positive", "pos", "positive_passages", "positives", "passage")
-NEGATIVE_COLS = ("negative", "neg", "negative_passages", "negatives")
-QUERY_ID_COLS = ("query_id", "qid")
-LABEL_COLS = ("label", "score", "relevance")
-KNOWN_EXTRA = ("prompt", "pos_scores", "neg_scores", "type")
-_NEG_N = re.compile(r"^negative_(\d+)$")
-
 
 def text_id(prefix: str, text: str) -> str:
     """A stable id for a text that came without one."""
     return f"{prefix}{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
-
-
-@dataclass(frozen=True)
-class PairLayout:
-    """Which column plays which role in a pairs file or dataset."""
-
-    name: str
-    query: str
-    positive: str
-    negatives: tuple[str, ...] = ()
-    query_id: str | None = None
-    positive_id: str | None = None
-    label: str | None = None
-    pos_scores: str | None = None
-    neg_scores: str | None = None
-    ignored: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = [f"{self.name} layout: query {self.query!r}, positives {self.positive!r}"]
-        if self.negatives:
-            parts.append(f"given negatives {', '.join(map(repr, self.negatives))}")
-        if self.query_id:
-            parts.append(f"query id {self.query_id!r}")
-        if self.label:
-            parts.append(f"grade {self.label!r} (below min_relevance: a given negative)")
-        if self.ignored:
-            parts.append(f"ignored columns {', '.join(map(repr, self.ignored))}")
-        return "; ".join(parts)
-
-
-def detect_layout(found: list[str], cols: Columns, source: str) -> PairLayout:
-    """Map column names to roles; `cols` (data.columns) wins over detection.
-
-    Raises InputError naming the source and the columns found when no query or positive column exists.
-    """
-
-    def pick(explicit: str | None, names: tuple[str, ...], role: str, required: bool) -> str | None:
-        if explicit is not None:
-            if explicit not in found:
-                raise InputError(
-                    f"{source}: data.columns.{role}={explicit!r} is not a column; found {', '.join(found)}"
-                )
-            return explicit
-        hit = next((n for n in names if n in found), None)
-        if hit is None and required:
-            raise InputError(
-                f"{source}: no {role} column (looked for {', '.join(names)}); found {', '.join(found) or 'none'}; "
-                f"set data.columns.{role}"
-            )
-        return hit
-
-    q = pick(cols.query, QUERY_COLS, "query", True)
-    p = pick(cols.positive, POSITIVE_COLS, "positive", True)
-    if cols.negative is not None:
-        negs = tuple([cols.negative] if isinstance(cols.negative, str) else cols.negative)
-        for n in negs:
-            pick(n, (), "negative", True)
-    else:
-        numbered = sorted((int(m.group(1)), c) for c in found if (m := _NEG_N.match(c)))
-        single = next((n for n in NEGATIVE_COLS if n in found), None)
-        negs = tuple(([single] if single else []) + [c for _, c in numbered])
-    qid = pick(cols.query_id, QUERY_ID_COLS, "query_id", False)
-    pid = pick(cols.positive_id, (), "positive_id", False)
-    label = None
-    if not negs:
-        label = pick(cols.label, LABEL_COLS, "label", False)
-    pos_scores = "pos_scores" if "pos_scores" in found else None
-    neg_scores = "neg_scores" if "neg_scores" in found else None
-    used = {q, p, *negs, qid, pid, label, pos_scores, neg_scores}
-    ignored = tuple(c for c in found if c not in used)
-    if p == "pos" or "neg" in negs:
-        name = "FlagEmbedding"
-    elif p == "positive_passages":
-        name = "Tevatron"
-    elif label:
-        name = "labeled-pair"
-    elif len(negs) > 1 or any(_NEG_N.match(n) for n in negs):
-        name = "sentence-transformers n-tuple"
-    elif negs:
-        name = "sentence-transformers triplet"
-    else:
-        name = "sentence-transformers pair"
-    return PairLayout(name, q, p, negs, qid, pid, label, pos_scores, neg_scores, ignored)
 
 
 @dataclass
@@ -159,7 +68,9 @@ class _Grouper:
         """The corpus row of a passage: by id, else by normalised text; added to the corpus when absent.
 
         Raises InputError when the passage's id names a corpus document with another text (an off-by-one
-        docid would otherwise swap the user's positive for an unrelated document).
+        docid would otherwise swap the user's positive for an unrelated document), or when a passage without id
+        matches no corpus text but is a corpus document's id (a column of ids read as texts would make "d1" a
+        positive and leave document d1 free to be mined as its negative).
         """
         text = doc_text(p.title, p.text, join_title)
         if p.doc_id is not None and p.doc_id in self.corpus.index:
@@ -176,6 +87,11 @@ class _Grouper:
             r = self.by_key.get(text_key(p.text))
         if r is not None:
             return r
+        if p.doc_id is None and self.has_corpus_file and p.text in self.corpus.index:
+            raise InputError(
+                f"{where}: the {kind.replace('_', ' ')} {p.text!r} is no corpus text but the id of corpus document "
+                f"{p.text!r}; this column must hold passage texts (or {{docid, text}} passages), not document ids"
+            )
         did = p.doc_id or text_id("d-", text)
         if did in self.corpus.index:
             return None  # an id we minted names another text: a hash collision cannot happen in practice
@@ -210,6 +126,7 @@ def group_rows(
     if first is None:
         raise InputError(f"{source}: no rows")
     layout = detect_layout(found if found is not None else list(first[1]), cols, source)
+    refuse_unread_grade(layout, first[1], first[0])
     g = _Grouper(corpus or Corpus([], []), skips, corpus is not None)
     n_rows = 0
     for where, row in _chain(first, it):
@@ -263,7 +180,8 @@ def _add_row(
             sc = neg_scores[i] if col == layout.negatives[0] and i < len(neg_scores) else None
             negs.append((p, sc))
     if layout.label is not None:
-        grade = number_value(row.get(layout.label), where, layout.label)
+        raw = row.get(layout.label)  # a boolean label (`is_relevant: true`) is the grade 1 or 0
+        grade = float(raw) if isinstance(raw, bool) else number_value(raw, where, layout.label)
         if grade is None:
             g.skips.add("missing_field", where, f"no grade in {layout.label!r}")
             return

@@ -1,6 +1,8 @@
 """Row readers for JSONL, TSV/CSV and Parquet that say where every row came from (file:line).
 
-Dialects: a UTF-8 byte-order mark is ignored and CRLF line ends are stripped in every text format. A TSV field
+Dialects: a UTF-8 byte-order mark is ignored and CRLF line ends are stripped in every text format; a file whose
+lines end in CR alone (classic Mac OS exports) is split at its CRs; a BOM left in a Parquet column name (a BOM CSV
+read without utf-8-sig, then saved) is dropped. A TSV field
 is taken literally (a `"` is a character, as in BEIR and MS MARCO files); CSV follows RFC 4180 quoting.
 Bad lines (not UTF-8, not JSON) become counted skips whose detail names the line and column; a missing file or
 column is an error that names it.
@@ -49,7 +51,7 @@ def iter_rows(
     """
     p = require_file(path, what)
     name = p.name.lower().removesuffix(".gz")
-    _refuse_utf16(p)
+    refuse_utf16(p)
     if name.endswith((".jsonl", ".ndjson")):
         yield from _iter_jsonl(p, skips)
     elif name.endswith(".json"):
@@ -75,7 +77,8 @@ def open_bytes(p: Path):
     return p.open("rb")
 
 
-def _refuse_utf16(p: Path) -> None:
+def refuse_utf16(p: Path) -> None:
+    """Raise InputError when the file starts with a UTF-16/UTF-32 byte-order mark."""
     with open_bytes(p) as f:
         head = f.read(4)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.startswith((b"\x00\x00\xfe\xff",)):
@@ -105,9 +108,27 @@ def _iter_json(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{p}:item {i}", row
 
 
+def _raw_lines(f: Any) -> Iterator[bytes]:
+    """The byte lines of an open file, streamed: LF or CRLF ends, or CR alone (classic Mac OS, Excel for Mac's
+    "CSV (Macintosh)") when the first 64 KiB hold a CR but no LF."""
+    head = f.read(1 << 16)
+    if b"\n" not in head and b"\r" in head:
+        yield from (head + f.read()).split(b"\r")
+        return
+    lines = head.split(b"\n")
+    tail = lines.pop()  # the line the first read cut in two
+    for line in lines:
+        yield line + b"\n"
+    for raw in f:
+        yield tail + raw
+        tail = b""
+    if tail:
+        yield tail
+
+
 def _iter_jsonl(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
     with open_bytes(p) as f:
-        for lineno, raw in enumerate(f, 1):
+        for lineno, raw in enumerate(_raw_lines(f), 1):
             where = f"{p}:{lineno}"
             if lineno == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
@@ -136,11 +157,12 @@ def _is_header(fields: list[str], header_keys: tuple[str, ...], headerless: tupl
 
 
 def iter_lines(p: Path, skips: SkipLog) -> Iterator[tuple[str, str]]:
-    """(`file:line`, text) of each non-blank line: BOM dropped, CRLF stripped, gzip opened; a line that is not
-    UTF-8 is a counted skip naming its column."""
+    """(`file:line`, text) of each non-blank line: BOM dropped, CRLF stripped, a CR-only file split at its CRs,
+    gzip opened; a line that is not UTF-8 is a counted skip naming its column."""
     with open_bytes(p) as f:
         data = f.read()
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
+    sep = b"\r" if b"\n" not in data and b"\r" in data else b"\n"
+    for lineno, raw in enumerate(data.split(sep), 1):
         where = f"{p}:{lineno}"
         if lineno == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
@@ -218,6 +240,10 @@ def _iter_parquet(p: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         table = pq.read_table(p)
     except Exception as e:  # pyarrow raises several types for a broken file
         raise InputError(f"{p}: not a readable Parquet file ({e})") from None
+    if any(
+        n.startswith("\ufeff") for n in table.column_names
+    ):  # a BOM CSV read without utf-8-sig, then saved
+        table = table.rename_columns([n.removeprefix("\ufeff") for n in table.column_names])
     for i, row in enumerate(table.to_pylist()):
         yield f"{p}:row {i}", row
 
@@ -228,7 +254,7 @@ def columns_of(path: str | Path) -> list[str] | None:
     if p.name.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(p).names)
+        return [n.removeprefix("\ufeff") for n in pq.read_schema(p).names]
     return None
 
 

@@ -3,9 +3,16 @@
 Every reader (JSONL, TSV/CSV, Parquet, Hugging Face datasets) hands its cells to these functions, so the same
 rules hold whatever the file format:
 
-- `None`, a float NaN, `pandas.NA`/`NaT` are *missing*, never the texts "None" or "nan";
+- `None`, a float NaN, `pandas.NA`/`NaT` are *missing*, never the texts "None" or "nan"; so is a cell that is
+  exactly the spelling a missing value gets when a table is stringified before export (`"nan"`, `"None"`,
+  `"<NA>"`, `"NaT"`, `"null"`, `"NA"`, `"N/A"`, `"#N/A"`, any case: `df.astype(str)`, R's `write.csv`, SQL
+  dumps), the same list pandas' `read_csv` reads as missing;
 - a text field holding a list, a mapping, a number or a bool is an `InputError` that names where (file:line
   or dataset row), the column and the type found: it is never stringified into "['...']" or "3.0";
+- a list column exported as text is read as the list it spells: pandas' `to_csv` of a list (`"['a', 'b']"`), of
+  a tuple (`"('a', 'b')"`) or of a numpy array (`"['a' 'b']"`, no commas: never read as the one text `"ab"`
+  that Python's implicit string concatenation would make of it); numpy's elided form (`['a' ... 'z']`) is
+  refused;
 - ids may be strings or integers (an integral float such as `12.0`, pandas' way of storing an int column with
   gaps, is read as `12`); a fractional or boolean id is refused.
 
@@ -15,8 +22,10 @@ readers returning typed `Passage` records.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +33,11 @@ from negforge.sources.errors import InputError
 
 PASSAGE_TEXT_KEYS = ("text", "contents", "passage", "body")
 PASSAGE_ID_KEYS = ("docid", "doc_id", "_id", "id", "pid", "corpus-id")
+# how a missing value reads once a table was stringified (pandas str()/astype(str), R write.csv, SQL dumps)
+MISSING_SPELLINGS = frozenset({"nan", "none", "null", "<na>", "nat", "na", "n/a", "#n/a"})
+_PY_STR = r"""(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""
+_NUMPY_STR_ARRAY = re.compile(rf"\[\s*{_PY_STR}(?:\s+{_PY_STR})+\s*\]")
+_NUMPY_ELIDED = re.compile(rf"\[\s*{_PY_STR}(?:\s+(?:{_PY_STR}|\.\.\.))*\s*\]")
 
 
 @dataclass(frozen=True)
@@ -36,9 +50,12 @@ class Passage:
 
 
 def is_missing(value: Any) -> bool:
-    """True for None, float NaN, numpy NaN, pandas NA/NaT (any object whose `!=` with itself is true-ish NA)."""
+    """True for None, float NaN, numpy NaN, pandas NA/NaT, and a text that is only a missing value's spelling
+    (`MISSING_SPELLINGS`, any case: "nan", "None", "<NA>", ...)."""
     if value is None:
         return True
+    if isinstance(value, str):
+        return value.strip().lower() in MISSING_SPELLINGS
     if isinstance(value, float):
         return math.isnan(value)
     cls = type(value).__name__
@@ -70,7 +87,7 @@ def text_value(value: Any, where: str, column: str) -> str | None:
     if is_missing(value):
         return None
     if isinstance(value, str):
-        if list_in_text(value) is not None:
+        if _spelled_list(value, where, column) is not None:
             raise InputError(
                 f"{where}: column {column!r} holds a list written as text ({_preview(value)}), as pandas' "
                 "to_csv writes list columns; one text is expected here"
@@ -83,15 +100,30 @@ def text_value(value: Any, where: str, column: str) -> str | None:
 
 
 def list_in_text(value: str) -> list | None:
-    """The list a text cell spells out (`"['a', 'b']"`, pandas' to_csv of a list column, or JSON), else None.
+    """The list a text cell spells out, else None: a Python/JSON list literal (`"['a', 'b']"`, pandas' to_csv
+    of a list column), a tuple of texts (`"('a', 'b')"`), or numpy's str() of a string array (`"['a' 'b']"`,
+    items separated by whitespace only, possibly over several lines).
 
-    Only a cell that parses whole as a Python/JSON list literal counts: "[citation needed]" is text.
+    Only a cell that parses whole counts: "[citation needed]" is text. Raises InputError (no location; the
+    callers add it) for numpy's elided form `['a' 'b' ... 'z']`, whose middle items are lost.
     """
     v = value.strip()
+    if v.startswith("(") and v.endswith(")"):
+        try:
+            out = ast.literal_eval(v)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+        ok = isinstance(out, tuple) and len(out) > 1 and all(isinstance(x, str) for x in out)
+        return list(out) if ok else None
     if not (v.startswith("[") and v.endswith("]")):
         return None
-    import ast
-
+    if _NUMPY_STR_ARRAY.fullmatch(v):  # ['a' 'b']: literal_eval would concatenate them into ['ab']
+        return [ast.literal_eval(s) for s in re.findall(_PY_STR, v)]
+    if "..." in v and _NUMPY_ELIDED.fullmatch(v):
+        raise InputError(
+            f"a numpy array printed with its middle items elided ({_preview(v)}); export the list column as "
+            "JSON or Parquet instead"
+        )
     try:
         out = ast.literal_eval(v)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -100,6 +132,14 @@ def list_in_text(value: str) -> list | None:
         except ValueError:
             return None
     return out if isinstance(out, list) else None
+
+
+def _spelled_list(value: str, where: str, column: str) -> list | None:
+    """`list_in_text` with the cell's location added to its error."""
+    try:
+        return list_in_text(value)
+    except InputError as e:
+        raise InputError(f"{where}: column {column!r} holds {e}") from None
 
 
 def id_value(value: Any, where: str, column: str) -> str | None:
@@ -177,7 +217,7 @@ def passage_list(value: Any, where: str, column: str) -> tuple[list[Passage], in
     """
     if is_missing(value):
         return [], 0
-    if isinstance(value, str) and (spelled := list_in_text(value)) is not None:
+    if isinstance(value, str) and (spelled := _spelled_list(value, where, column)) is not None:
         value = spelled  # a list column exported to CSV/TSV as its repr: read the list it spells out
     if isinstance(value, dict) and value and all(_as_list(v) is not None for v in value.values()):
         cols = {k: _as_list(v) for k, v in value.items()}  # Hugging Face Sequence({...}): a dict of lists
