@@ -118,6 +118,9 @@ def prepare_filters(
         for f in stack.filters:
             if hasattr(f, "calibrate"):
                 f.calibrate(queries, cfg.seed)
+        stack.notes = stack.check_queries(
+            [q.id for q in data.queries], subset=cfg.data.max_queries is not None
+        )
     return stack
 
 
@@ -289,6 +292,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
     gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
         ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
+        ctx.notes += ctx.filters.notes if ctx.filters is not None else []
         with progress_bar("mine shards", len(todo)) as advance:
             if gen_llm is None:
                 for i in todo:

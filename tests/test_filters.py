@@ -403,3 +403,21 @@ def test_with_a_cross_encoder_in_the_stack_labels_are_gpl_margins(fresh_cross_en
                 checked += want is not None
                 at += 1
     assert at == len(trip) and checked > 0
+
+
+def test_an_answers_file_keyed_by_ids_the_run_lacks_is_refused_or_noted(tmp_path):
+    """Answers under ids the run does not have check nothing: all of them unknown is an error naming the
+    file (unless the run reads a subset of its queries), some of them a note with the count."""
+    p = tmp_path / "answers.jsonl"
+    p.write_text("".join(json.dumps({"query_id": q, "answers": ["1889"]}) + "\n" for q in ("1", "2", "q03")))
+    f = AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(p)))
+    assert f.check_queries(["q01", "q02", "q03"]) == [
+        f"filters.answer_leak: 2 of 3 query ids in {p} are not queries of this run (e.g. '1', '2'); "
+        "their answers are not used"
+    ]
+    assert f.check_queries(["1", "2", "q03", "q04"]) == []
+    with pytest.raises(InputError, match=r"answers\.jsonl: none of its 3 query ids is a query of this run"):
+        f.check_queries(["q01", "q02"])
+    assert "3 of 3" in f.check_queries(["q01", "q02"], subset=True)[0]  # data.max_queries: a note only
+    stack = FilterStack([f])
+    assert stack.check_queries(["q01", "q03"]) == f.check_queries(["q01", "q03"])

@@ -148,3 +148,15 @@ def _overrides(cfg):
         "selection.num_negatives=3",
         "selection.depth=20",
     ]
+
+
+def test_a_run_refuses_an_answers_file_keyed_by_other_ids(tmp_path, cache_dir, copied_case):
+    """`1` against the run's `q01`: the answer_leak filter would check nothing; the run stops, naming the
+    file, before any shard is written."""
+    data_dir, answers = copied_case
+    answers.write_text(json.dumps({"query_id": "1", "answers": ["1889"]}) + "\n")
+    from negforge.sources.readers import InputError
+
+    with pytest.raises(InputError, match=r"answers\.jsonl: none of its 1 query ids is a query of this run"):
+        run(_config(tmp_path, cache_dir, data_dir, answers))
+    assert not list((tmp_path / "runs").rglob("shard-*.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ class AnswerLeakFilter:
         self.cfg = cfg
         self.name = cfg.name or cfg.type
         raw = answers if answers is not None else read_answers(cfg.answers)
+        self.answer_ids = set(raw)
         self.patterns = {
             qid: [
                 (n, re.compile(rf"(?<!\w){re.escape(n)}(?!\w)"))
@@ -85,6 +87,30 @@ class AnswerLeakFilter:
             ]
             for qid, ans in raw.items()
         }
+
+    def check_queries(self, query_ids: Collection[str], subset: bool = False) -> list[str]:
+        """Match the answers file's query ids against the run's; returns notes for the manifest.
+
+        Answers keyed by ids the run does not have are never used, and the filter then checks nothing for
+        the queries the user meant (ids written `1` against a run's `q01`): a silent no-op. Raises InputError
+        naming the file when none of its ids is a query of the run (unless `subset`: the run reads only some
+        of its queries, `data.max_queries`); returns a note with the count and examples when some are not.
+        """
+        known = set(query_ids)
+        unknown = sorted(self.answer_ids - known)
+        if not unknown:
+            return []
+        theirs = ", ".join(repr(x) for x in unknown[:3])
+        if len(unknown) == len(self.answer_ids) and not subset:
+            ours = ", ".join(repr(x) for x in sorted(known)[:3])
+            raise InputError(
+                f"{self.cfg.answers}: none of its {len(unknown)} query ids is a query of this run (it has "
+                f"{theirs}; the run's ids are like {ours}): filters.{self.name} would check no negative"
+            )
+        return [
+            f"filters.{self.name}: {len(unknown)} of {len(self.answer_ids)} query ids in {self.cfg.answers} "
+            f"are not queries of this run (e.g. {theirs}); their answers are not used"
+        ]
 
     def describe(self) -> dict[str, Any]:
         return {**self.cfg.model_dump(exclude={"name"}), "queries_with_answers": len(self.patterns)}

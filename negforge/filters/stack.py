@@ -15,10 +15,20 @@ class FilterStack:
         if dup:
             raise ValueError(f"filters: names must be unique, repeated: {sorted(dup)} (set `name:`)")
         self.filters = list(filters)
+        self.notes: list[str] = []  # for the manifest, from `check_queries` (see pipeline.prepare_filters)
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.filters]
+
+    def check_queries(self, query_ids: list[str], subset: bool = False) -> list[str]:
+        """Each filter's check of its side files against the run's query ids (an answers file keyed by ids
+        the run does not have); returns the notes for the manifest, raises the filter's InputError."""
+        notes: list[str] = []
+        for f in self.filters:
+            if hasattr(f, "check_queries"):
+                notes += f.check_queries(query_ids, subset)
+        return notes
 
     def describe(self) -> list[dict]:
         return [{"name": f.name, **f.describe()} for f in self.filters]

@@ -117,6 +117,7 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
         ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
+        ctx.notes += ctx.filters.notes if ctx.filters is not None else []
     except BaseException:
         if llm is not None:
             llm.close()
