@@ -86,11 +86,16 @@ def prompt_digest() -> str:
 
 
 def model_identities(cfg: RunConfig) -> dict[str, str]:
-    """Weights fingerprints of the dense model and every model filter: a model retrained in place under the
-    same path must not let shards judged by the old weights be reused."""
+    """Weights fingerprints of the dense model, every model filter and the LLM (when the run asks one: LLM
+    negatives or an llm_judge filter; a served name without local weights is identified by its name): a
+    model retrained in place under the same path must not let shards judged by the old weights be reused."""
     from negforge.mining.fingerprint import model_fingerprint, resolve_model_path
 
     out = {}
+    if cfg.llm_needed:
+        from negforge.generators.stage import llm_identity
+
+        out["llm"] = llm_identity(cfg)[1]
     if cfg.sources.dense.enabled:
         out["dense"] = model_fingerprint(resolve_model_path(cfg.sources.dense.model))
     for f in cfg.filters:

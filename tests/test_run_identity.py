@@ -160,3 +160,23 @@ def test_a_run_refuses_an_answers_file_keyed_by_other_ids(tmp_path, cache_dir, c
     with pytest.raises(InputError, match=r"answers\.jsonl: none of its 1 query ids is a query of this run"):
         run(_config(tmp_path, cache_dir, data_dir, answers))
     assert not list((tmp_path / "runs").rglob("shard-*.json"))
+
+
+def test_a_local_llm_retrained_in_place_changes_the_identity(tmp_path, cache_dir, copied_case):
+    """The LLM's weights are part of the run identity like every model's: new weights in the same folder
+    re-judge the shards (a served name without local weights is identified by its name)."""
+    data_dir, answers = copied_case
+    model = tmp_path / "my-llm"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    base = _overrides(_config(tmp_path, cache_dir, data_dir, answers))
+    cfg = load_config(None, [*base, "sources.llm.enabled=true", f"sources.llm.model={model}"], filters=[])
+    data = load_input(cfg.data)
+    first = run_identity(cfg, data)["models"]["llm"]
+    (model / "model.safetensors").write_bytes(b"weights v2")
+    assert run_identity(cfg, data)["models"]["llm"] != first
+    served = load_config(
+        None, [*base, "sources.llm.enabled=true", "sources.llm.model=org/some-llm"], filters=[]
+    )
+    assert run_identity(served, data)["models"]["llm"].startswith("name:")
+    assert "llm" not in run_identity(load_config(None, base, filters=[]), data)["models"]
