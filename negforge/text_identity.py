@@ -6,6 +6,13 @@ underscores and whitespace collapsed to one space, stripped. Two passages that d
 (the way sentence-transformers' miner and BEIR's `ignore_identical_ids` intend; stricter than exact string
 equality, which misses a copy re-saved with other whitespace or quotes, or scraped as HTML: `AT&amp;T` and
 `<p>AT&T</p>` are `AT&T`).
+
+query_key: the much stricter rule for "the same query" where rows come without a query id (pairs layouts):
+Unicode NFC (so NFD and NFC spellings of one text agree), every run of whitespace (spaces, tabs, line breaks,
+no-break spaces) one space, stripped; nothing else. Case, punctuation and symbols are kept, because they can
+change what is asked ("C++ compiler" is not "C compiler", "5-HT" is not "5 HT", "US" is not "us"), and merging
+two queries would silently give one the other's positives. `norm_text` stays the identity rule's lenient
+comparison (a candidate against positives and queries), where erring towards "same" only excludes a negative.
 """
 
 from __future__ import annotations
@@ -45,6 +52,16 @@ def norm_text(text: str) -> str:
     if any(unicodedata.category(ch) == "Cf" for ch in text):
         text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def query_key(text: str) -> str:
+    """The grouping key of a query text given without an id (see module doc): NFC, whitespace runs one space,
+    stripped; case, punctuation, symbols and digits kept. "" for a blank text.
+
+    Two copies of one query exported twice (other whitespace, NFD vs NFC) get one key; texts that differ in
+    any letter, digit, symbol or case get different keys.
+    """
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def text_key(text: str) -> int:

@@ -401,7 +401,9 @@ def test_conflicting_judgements_are_counted(tmp_path):
     assert data.skips.counts()["conflicting_judgement"] == 1
 
 
-def test_query_variants_by_case_and_punctuation_are_one_query(tmp_path):
+def test_query_variants_by_case_and_punctuation_stay_apart_unicode_forms_group(tmp_path):
+    """Case and punctuation can change the question, so such variants stay separate queries (the identity
+    rule keeps each one's positives out of the other's negatives); NFC and NFD spellings are one query."""
     rows = [
         {"query": "What causes ocean tides?", "positive": "The Moon's gravity causes tides."},
         {"query": "what causes ocean tides", "positive": "The Sun also pulls on the oceans."},
@@ -411,7 +413,8 @@ def test_query_variants_by_case_and_punctuation_are_one_query(tmp_path):
     p = tmp_path / "pairs.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = load_input(DataConfig(format="pairs", path=str(p)))
-    assert [len(q.positive_rows) for q in data.queries] == [2, 2]
+    assert [len(q.positive_rows) for q in data.queries] == [1, 1, 2]
+    assert any("2 queries differ from another only in case" in line for line in data.layout)
 
 
 def test_hugging_face_nested_sequence_of_passages(tmp_path):

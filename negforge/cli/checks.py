@@ -65,7 +65,7 @@ def _inspect(cfg: RunConfig) -> None:
         highlight=False,
     )
     if rep.skips:
-        out.print("[bold]skips[/bold] (rows not used, by reason)", highlight=False)
+        out.print("[bold]skips[/bold] (rows and columns not used, by reason)", highlight=False)
         for reason, n in sorted(rep.skips.items()):
             out.print(f"  {reason}: {n}", highlight=False, markup=False)
             for ex in rep.skip_examples.get(reason, []):

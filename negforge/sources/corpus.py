@@ -1,4 +1,9 @@
-"""Corpus files in: JSONL or Parquet documents with an id, an optional title and a text."""
+"""Corpus files in: JSONL or Parquet documents with an id, an optional title and a text.
+
+Columns are found by name, ignoring case and surrounding spaces (`Title`, `TEXT`, `_ID`; see
+`negforge.sources.columns`); two columns with one name up to case are refused, and every other column is
+counted once as an `unread_column` skip naming it (a `heading` or `summary` column is never dropped silently).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from negforge.records import Corpus, SkipLog
-from negforge.sources.readers import InputError, columns_of, iter_rows, require_columns
+from negforge.sources.columns import ColumnMatch, match_columns, note_unread
+from negforge.sources.readers import InputError, columns_of, iter_rows
 from negforge.sources.values import id_value, is_missing, text_value
 
 ID_KEYS = ("_id", "id", "doc_id", "docid", "corpus-id")
+CORPUS_ROLES = {"id": ID_KEYS, "title": ("title",), "text": ("text",)}
+_READS = f"an id ({', '.join(ID_KEYS)}), title and text"
 
 
-def _pick(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
-    for k in keys:
-        if k in row:
-            return k, row[k]
-    return None, None
+def corpus_columns(found: list[str], where: str) -> ColumnMatch:
+    """The id, title and text columns among `found` (see module doc). Raises InputError naming `where` and
+    the columns when two are one name up to case or spaces."""
+    return match_columns(found, CORPUS_ROLES, where, what="a corpus")
 
 
 def _spelled(value: object) -> str:
@@ -44,9 +51,11 @@ def read_corpus(path: str | Path, skips: SkipLog, *, join_title: bool = True) ->
     """
     cols = columns_of(path)
     if cols is not None:
-        if not any(k in cols for k in ID_KEYS):
+        m = corpus_columns(cols, str(path))
+        if m["id"] is None:
             raise InputError(f"{path}: no id column (one of {', '.join(ID_KEYS)}); found {', '.join(cols)}")
-        require_columns(path, ["text"], cols)
+        if m["text"] is None:
+            raise InputError(f"{path}: missing column(s) text; found {', '.join(cols) or 'none'}")
     rows = iter_rows(
         path, skips, what="corpus file", headerless=("_id", "text"), header_keys=(*ID_KEYS, "text")
     )
@@ -62,24 +71,28 @@ def corpus_from_rows(
     texts: list[str] = []
     titles: list[str] = []
     seen: dict[str, str] = {}
+    matches: dict[tuple, ColumnMatch] = {}
+    noted: set[str] = set()
     for where, row in rows:
-        key, raw_id = _pick(row, ID_KEYS)
-        did = id_value(raw_id, where, key) if key is not None else None
+        m = matches.get(tuple(row))
+        if m is None:
+            m = matches[tuple(row)] = corpus_columns(list(row), where)
+            note_unread(skips, noted, m, where, _READS)
+        key, tkey, hkey = m["id"], m["text"], m["title"]
+        did = id_value(row[key], where, key) if key is not None else None
         if did is None:
             skips.add("missing_field", where, f"no document id (one of {', '.join(ID_KEYS)})")
             continue
-        if "text" not in row:
+        if tkey is None:
             skips.add("missing_field", where, "no `text` field")
             continue
-        body = text_value(row.get("text"), where, "text")
-        title = text_value(row.get("title"), where, "title") or ""
+        body = text_value(row[tkey], where, tkey)
+        title = (text_value(row[hkey], where, hkey) or "") if hkey is not None else ""
         if body is None:
-            skips.add("empty_text", where, f"document {did}" + _spelled(row.get("text")))
+            skips.add("empty_text", where, f"document {did}" + _spelled(row[tkey]))
             continue
-        if _spelled(row.get("title")):
-            skips.add(
-                "missing_title", where, f"document {did}: title{_spelled(row.get('title'))}, kept untitled"
-            )
+        if hkey is not None and _spelled(row[hkey]):
+            skips.add("missing_title", where, f"document {did}: title{_spelled(row[hkey])}, kept untitled")
         text = doc_text(title, body, join_title)
         if did in seen:
             skips.add("duplicate_id", where, f"document {did} already at {seen[did]}")

@@ -1,6 +1,8 @@
 """Which column of a pairs file or dataset plays which role (query, positives, given negatives, grade).
 
-Columns are found by name unless `data.columns` names them. A grade column that is not recognised is never
+Columns are found by name unless `data.columns` names them; names match ignoring case and surrounding spaces
+(`Query`, ` positive `), and two columns with one role's name up to case are refused
+(`negforge.sources.columns`). A grade column that is not recognised is never
 silently ignored: a labeled-pair file whose grade column has another name (`rel`, `grade`, `is_relevant`, ...)
 would otherwise make every judged row, the non-relevant ones too, a positive.
 """
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from negforge.config import Columns
+from negforge.sources.columns import canonical, find_column, match_columns
 from negforge.sources.errors import InputError
 from negforge.sources.qrels import GRADE_KEYS
 from negforge.sources.values import is_missing
@@ -72,12 +75,13 @@ def detect_layout(found: list[str], cols: Columns, source: str) -> PairLayout:
 
     def pick(explicit: str | None, names: tuple[str, ...], role: str, required: bool) -> str | None:
         if explicit is not None:
-            if explicit not in found:
+            hit = find_column(found, explicit, source)
+            if hit is None:
                 raise InputError(
                     f"{source}: data.columns.{role}={explicit!r} is not a column; found {', '.join(found)}"
                 )
-            return explicit
-        hit = next((n for n in names if n in found), None)
+            return hit
+        hit = match_columns(found, {role: names}, source, what="a pairs file")[role]
         if hit is None and required:
             raise InputError(
                 f"{source}: no {role} column (looked for {', '.join(names)}); found {', '.join(found) or 'none'}; "
@@ -88,31 +92,33 @@ def detect_layout(found: list[str], cols: Columns, source: str) -> PairLayout:
     q = pick(cols.query, QUERY_COLS, "query", True)
     p = pick(cols.positive, POSITIVE_COLS, "positive", True)
     if cols.negative is not None:
-        negs = tuple([cols.negative] if isinstance(cols.negative, str) else cols.negative)
-        for n in negs:
-            pick(n, (), "negative", True)
+        negs = tuple(
+            pick(n, (), "negative", True) or n
+            for n in ([cols.negative] if isinstance(cols.negative, str) else cols.negative)
+        )
     else:
-        numbered = sorted((int(m.group(1)), c) for c in found if (m := _NEG_N.match(c)))
-        single = next((n for n in NEGATIVE_COLS if n in found), None)
+        numbered = sorted((int(m.group(1)), c) for c in found if (m := _NEG_N.match(canonical(c))))
+        single = pick(None, NEGATIVE_COLS, "negative", False)
         negs = tuple(([single] if single else []) + [c for _, c in numbered])
     qid = pick(cols.query_id, QUERY_ID_COLS, "query_id", False)
     pid = pick(cols.positive_id, (), "positive_id", False)
     label = None
-    if not negs:
+    if not negs:  # `Label`, `Relevance`: a grade column's name in another case is still the grade
         label = pick(cols.label, LABEL_COLS, "label", False)
-        if label is None:  # `Label`, `Relevance`: a grade column's name in another case is still the grade
-            label = next((c for c in found if c.strip().lower() in LABEL_COLS and c not in (q, p)), None)
-    pos_scores = "pos_scores" if "pos_scores" in found else None
-    neg_scores = "neg_scores" if "neg_scores" in found else None
+        if label in (q, p):
+            label = None
+    pos_scores = pick(None, ("pos_scores",), "pos_scores", False)
+    neg_scores = pick(None, ("neg_scores",), "neg_scores", False)
     used = {q, p, *negs, qid, pid, label, pos_scores, neg_scores}
     ignored = tuple(c for c in found if c not in used)
-    if p == "pos" or "neg" in negs:
+    kp, kn = canonical(p or ""), {canonical(n) for n in negs}
+    if kp == "pos" or "neg" in kn:
         name = "FlagEmbedding"
-    elif p == "positive_passages":
+    elif kp == "positive_passages":
         name = "Tevatron"
     elif label:
         name = "labeled-pair"
-    elif len(negs) > 1 or any(_NEG_N.match(n) for n in negs):
+    elif len(negs) > 1 or any(_NEG_N.match(n) for n in kn):
         name = "sentence-transformers n-tuple"
     elif negs:
         name = "sentence-transformers triplet"
@@ -146,7 +152,7 @@ def refuse_unread_grade(layout: PairLayout, first: dict[str, Any], where: str) -
     if layout.label is not None or layout.negatives:
         return
     for c in layout.ignored:
-        if c not in KNOWN_EXTRA and _GRADE_LIKE.search(c) and _integer_grade(first.get(c)):
+        if canonical(c) not in KNOWN_EXTRA and _GRADE_LIKE.search(c) and _integer_grade(first.get(c)):
             raise InputError(
                 f"{where}: column {c!r} looks like a relevance grade ({first.get(c)!r}) but is not read as one, "
                 f"so every row would be a positive; set data.columns.label: {c} (rows below min_relevance become "

@@ -9,8 +9,13 @@ Recognised layouts (columns are found by name unless `data.columns` names them):
   positive, lower grades are given negatives.
 
 A cell holding a list is read as several passages, never as the text of its Python repr; a value of another
-type is refused by row and column. Rows of one query are grouped by query id (or text), so several positives
-stay one training example. Positives and given negatives are matched to the corpus by id, then by normalised
+type is refused by row and column. Rows of one query are grouped by query id, so several positives stay one
+training example. Rows without a query id are grouped by the query's exact text, up to whitespace runs and
+Unicode normalisation form (`negforge.text_identity.query_key`): texts that differ in a letter, a digit, a
+symbol, punctuation or case ("C++ compiler" / "C compiler", "Paris" / "paris") are separate queries, since
+merging them would give one query the other's positives. Such near-identical queries are counted in the layout
+notes, and the identity rule still keeps each one's positives out of the other's negatives. The id minted for
+a text is `q-` and 12 hex digits of the SHA-1 of that key (the full 40 when those 12 name another text). Positives and given negatives are matched to the corpus by id, then by normalised
 text (with or without the title); those not in it are added to it (counted), so the identity rule and the
 miners see them.
 """
@@ -37,12 +42,12 @@ from negforge.sources.values import (
     passage_list,
     text_value,
 )
-from negforge.text_identity import norm_text, text_key
+from negforge.text_identity import query_key, text_key
 
 
-def text_id(prefix: str, text: str) -> str:
-    """A stable id for a text that came without one."""
-    return f"{prefix}{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
+def text_id(prefix: str, text: str, digits: int = 12) -> str:
+    """A stable id for a text that came without one: `prefix` and the first `digits` hex digits of its SHA-1."""
+    return f"{prefix}{hashlib.sha1(text.encode('utf-8')).hexdigest()[:digits]}"
 
 
 @dataclass
@@ -58,6 +63,18 @@ class _Grouper:
     given_only: set[int] = field(
         default_factory=set
     )  # rows in the corpus only as some query's given negative
+
+    keys: dict[str, str] = field(default_factory=dict)  # query id -> query_key of its text
+
+    def minted_id(self, key: str) -> str:
+        """The id of a query text given without one: `q-` and 12 hex digits of the SHA-1 of its `query_key`
+        (stable across runs), the full 40 when those 12 already name another text. Raises InputError in the
+        impossible case that both do, so two query texts never share an id."""
+        for n in (12, 40):
+            qid = text_id("q-", key, n)
+            if self.keys.setdefault(qid, key) == key:
+                return qid
+        raise InputError(f"query id {qid} would name two texts: {key[:60]!r} and {self.keys[qid][:60]!r}")
 
     def __post_init__(self) -> None:
         for r in range(len(self.corpus)):
@@ -145,7 +162,24 @@ def group_rows(
         f"corpus: {len(g.corpus)} documents"
         + ("" if corpus is not None else " (no corpus file: the positives and given negatives)"),
     ]
+    understood += _near_same_queries(qs)
     return TrainingInput(g.corpus, qs, skips, layout=understood, given_only=frozenset(g.given_only))
+
+
+def _near_same_queries(qs: list[Query]) -> list[str]:
+    """A layout note when some queries' texts differ only in case, punctuation or symbols (one `norm_text`,
+    several `query_key`s): they stay separate queries; [] when none do."""
+    groups: dict[int, dict[str, str]] = {}
+    for q in qs:
+        groups.setdefault(text_key(q.text), {}).setdefault(query_key(q.text), q.text)
+    near = [list(v.values()) for k, v in groups.items() if k and len(v) > 1]
+    if not near:
+        return []
+    return [
+        f"{sum(map(len, near))} queries differ from another only in case, punctuation or symbols (e.g. "
+        f"{' / '.join(repr(t[:60]) for t in near[0][:2])}): kept as separate queries; the identity rule keeps "
+        "each one's positives out of the other's negatives"
+    ]
 
 
 def _chain(first: tuple[str, dict[str, Any]], rest: Iterator) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -200,15 +234,16 @@ def _add_row(
         pid = id_value(row.get(layout.positive_id), where, layout.positive_id)
         if pid is not None:
             pos = [Passage(pos[0].text, pos[0].title, pid)]
+    key = query_key(q)
     qid = id_value(row.get(layout.query_id), where, layout.query_id) if layout.query_id else None
-    if qid is None:  # rows of one query text (up to case, spacing, punctuation, Unicode form) are one query
-        qid = text_id("q-", norm_text(q))
+    if qid is None:  # rows of one query text (up to whitespace and Unicode form, see query_key) are one query
+        qid = g.minted_id(key)
+    elif g.keys.setdefault(qid, key) != key:
+        g.skips.add("duplicate_id", where, f"query id {qid} has two different texts")
+        return
     entry = g.queries.get(qid)
     if entry is None:
         entry = g.queries[qid] = (q, [], [])
-    elif entry[0] != q and layout.query_id is not None:
-        g.skips.add("duplicate_id", where, f"query id {qid} has two different texts")
-        return
     for p in pos:
         r = g.row_of(p, "positive", join_title, where)
         if r is None:

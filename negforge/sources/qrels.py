@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from negforge.records import Corpus, Query, SkipLog, TrainingInput
+from negforge.sources.columns import ColumnMatch, canonical, match_columns, note_unread
 from negforge.sources.corpus import read_corpus
 from negforge.sources.readers import InputError, iter_lines, iter_rows, require_file
 from negforge.sources.values import id_value, number_value, text_value
@@ -24,24 +25,34 @@ GRADE_KEYS = (
     "qrel",
 )
 QUERY_KEYS = ("_id", "id", "query_id", "qid", "query-id")
+QUERY_ROLES = {"id": QUERY_KEYS, "text": ("text",)}
+QRELS_ROLES = {"query id": QUERY_ID_KEYS, "document id": DOC_ID_KEYS, "grade": GRADE_KEYS}
 
 
 def read_queries(path: str | Path, skips: SkipLog) -> dict[str, str]:
-    """Query id → text; empty or missing (NaN, null) texts and repeated ids are counted skips.
+    """Query id → text; empty or missing (NaN, null) texts and repeated ids are counted skips, and so is each
+    column other than the id and `text` (an `unread_column`); names match ignoring case and spaces.
 
-    Raises InputError when a text cell holds a list, number or mapping (named by file:line and column).
+    Raises InputError when a text cell holds a list, number or mapping (named by file:line and column), or
+    when two columns are one name up to case (`text` and `Text`).
     """
     out: dict[str, str] = {}
     rows = iter_rows(
         path, skips, what="queries file", headerless=("_id", "text"), header_keys=(*QUERY_KEYS, "text")
     )
+    matches: dict[tuple, ColumnMatch] = {}
+    noted: set[str] = set()
     for where, row in rows:
-        key = next((k for k in QUERY_KEYS if k in row), None)
+        m = matches.get(tuple(row))
+        if m is None:
+            m = matches[tuple(row)] = match_columns(row, QUERY_ROLES, where, what="a queries file")
+            note_unread(skips, noted, m, where, f"an id ({', '.join(QUERY_KEYS)}) and text")
+        key, tkey = m["id"], m["text"]
         qid = id_value(row[key], where, key) if key else None
-        if qid is None or "text" not in row:
+        if qid is None or tkey is None:
             skips.add("missing_field", where, "a query needs `_id` and `text`")
             continue
-        text = text_value(row["text"], where, "text")
+        text = text_value(row[tkey], where, tkey)
         if text is None:
             skips.add("empty_text", where, f"query {qid}")
             continue
@@ -78,10 +89,8 @@ class QrelsLayout:
 
 def _grade_rule(names: list[str], where: str) -> tuple[str, str, str, str]:
     """(query col, doc col, grade col, rule) for a header; raises InputError when the grade is unknown."""
-    low = [n.strip().lower() for n in names]
-    q = next((names[i] for i, n in enumerate(low) if n in QUERY_ID_KEYS), None)
-    d = next((names[i] for i, n in enumerate(low) if n in DOC_ID_KEYS), None)
-    g = next((names[i] for i, n in enumerate(low) if n in GRADE_KEYS), None)
+    m = match_columns(names, QRELS_ROLES, where, what="a qrels file")
+    q, d, g = m["query id"], m["document id"], m["grade"]
     if q is None or d is None:
         raise InputError(
             f"{where}: qrels header {names} has no query id ({', '.join(QUERY_ID_KEYS)}) "
@@ -108,7 +117,7 @@ def _text_qrels(p: Path, skips: SkipLog) -> tuple[QrelsLayout, list[tuple[str, d
         fields = line.split("\t") if "\t" in line else line.split()
         fields = [f.strip() for f in fields]
         if layout is None:
-            if any(f.lower() in QUERY_ID_KEYS or f.lower() in DOC_ID_KEYS for f in fields):
+            if any(canonical(f) in QUERY_ID_KEYS or canonical(f) in DOC_ID_KEYS for f in fields):
                 q, d, g, rule = _grade_rule(fields, where)
                 layout, cols = QrelsLayout(True, q, d, g, rule), fields
                 continue

@@ -17,7 +17,8 @@ rules hold whatever the file format:
   gaps, is read as `12`); a fractional or boolean id is refused.
 
 Lists of texts (FlagEmbedding `pos`/`neg`) and lists of passages (Tevatron `positive_passages`) have their own
-readers returning typed `Passage` records.
+readers returning typed `Passage` records; a passage mapping's keys match ignoring case and spaces
+(`Text`, `DocID`), as columns do (`negforge.sources.columns`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from negforge.sources.columns import match_columns
 from negforge.sources.errors import InputError
 
 PASSAGE_TEXT_KEYS = ("text", "contents", "passage", "body")
 PASSAGE_ID_KEYS = ("docid", "doc_id", "_id", "id", "pid", "corpus-id")
+PASSAGE_ROLES = {"text": PASSAGE_TEXT_KEYS, "title": ("title",), "id": PASSAGE_ID_KEYS}
 # how a missing value reads once a table was stringified (pandas str()/astype(str), R write.csv, SQL dumps)
 MISSING_SPELLINGS = frozenset({"nan", "none", "null", "<na>", "nat", "na", "n/a", "#n/a"})
 _PY_STR = r"""(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""
@@ -193,7 +196,8 @@ def number_value(value: Any, where: str, column: str) -> float | None:
 def passage_value(value: Any, where: str, column: str) -> Passage | None:
     """One passage from a text cell or a `{docid, title, text}` mapping (Tevatron); None when missing/empty."""
     if isinstance(value, dict):
-        key = next((k for k in PASSAGE_TEXT_KEYS if k in value), None)
+        m = match_columns(value, PASSAGE_ROLES, f"{where}: column {column!r}", what="a passage")
+        key, tkey, id_key = m["text"], m["title"], m["id"]
         if key is None:
             raise InputError(
                 f"{where}: column {column!r}: a passage mapping needs one of {', '.join(PASSAGE_TEXT_KEYS)}; "
@@ -202,8 +206,7 @@ def passage_value(value: Any, where: str, column: str) -> Passage | None:
         text = text_value(value[key], where, f"{column}.{key}")
         if text is None:
             return None
-        title = text_value(value.get("title"), where, f"{column}.title") or ""
-        id_key = next((k for k in PASSAGE_ID_KEYS if k in value), None)
+        title = (text_value(value[tkey], where, f"{column}.{tkey}") or "") if tkey is not None else ""
         doc_id = id_value(value[id_key], where, f"{column}.{id_key}") if id_key else None
         return Passage(text, title, doc_id)
     text = text_value(value, where, column)
