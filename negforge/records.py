@@ -20,9 +20,19 @@ class SkipLog:
     """Collects skips from every stage; the manifest shows counts per reason and the first examples."""
 
     items: list[Skip] = field(default_factory=list)
+    #: columns an input has that nothing reads (named to the user; no row is lost, so not counted as skips)
+    unread: list[Skip] = field(default_factory=list)
 
     def add(self, reason: str, where: str, detail: str = "") -> None:
         self.items.append(Skip(reason, where, detail))
+
+    def add_unread(self, where: str, detail: str) -> None:
+        """Name a column nothing reads (once per column and input): shown beside the skips, not among them."""
+        self.unread.append(Skip("unread_column", where, detail))
+
+    def unread_columns(self) -> list[str]:
+        """ "file:line: column 'x' is not read: ..." for every unread column, in the order found."""
+        return [f"{s.where}: {s.detail}" for s in self.unread]
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(s.reason for s in self.items))

@@ -89,8 +89,8 @@ def test_corpus_columns_in_any_case_are_read_and_unknown_ones_named(tmp_path):
     assert data.corpus.ids == ["d1", "d2"]
     assert data.corpus.titles == ["Aspirin", "Sleep"]
     assert data.corpus.texts[0] == "Aspirin Aspirin lowers fever."
-    assert data.skips.counts() == {"unread_column": 1}
-    (note,) = data.skips.examples()["unread_column"]
+    assert data.skips.counts() == {}  # no row lost: an unread column is named, not counted as a skip
+    (note,) = data.skips.unread_columns()
     assert "corpus.jsonl:1" in note and "'heading' is not read" in note
 
 
@@ -127,7 +127,7 @@ def test_queries_and_qrels_headers_and_pair_columns_in_any_case(tmp_path):
         )
     )
     assert [(q.text, q.positive_rows) for q in data.queries] == [("what lowers fever", (0,))]
-    assert data.skips.counts() == {"unread_column": 1}  # the queries' `source`
+    assert data.skips.counts() == {} and len(data.skips.unread_columns()) == 1  # the queries' `source`
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"Query": "what lowers fever", " Positive ": "Aspirin lowers fever."}) + "\n")
     data = load_input(DataConfig(format="pairs", path=str(pairs), corpus=str(corpus)))
@@ -135,3 +135,17 @@ def test_queries_and_qrels_headers_and_pair_columns_in_any_case(tmp_path):
     pairs.write_text(json.dumps({"query": "q", "Query": "q", "positive": "p"}) + "\n")
     with pytest.raises(InputError, match="'query', 'Query'"):
         load_input(DataConfig(format="pairs", path=str(pairs)))
+
+
+def test_unread_columns_are_shown_by_inspect_not_counted_as_skips(tmp_path):
+    from typer.testing import CliRunner
+
+    from negforge.cli import app
+
+    folder = write_beir(tmp_path / "data", DOCS, QUERIES, [("q1", "d1")])
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps({"data": {"format": "beir", "path": str(folder)}}))
+    res = CliRunner().invoke(app, ["inspect", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "skips: none" in res.output
+    assert "columns not read" in res.output and "'heading' is not read" in res.output

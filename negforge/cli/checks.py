@@ -65,13 +65,17 @@ def _inspect(cfg: RunConfig) -> None:
         highlight=False,
     )
     if rep.skips:
-        out.print("[bold]skips[/bold] (rows and columns not used, by reason)", highlight=False)
+        out.print("[bold]skips[/bold] (rows not used, by reason)", highlight=False)
         for reason, n in sorted(rep.skips.items()):
             out.print(f"  {reason}: {n}", highlight=False, markup=False)
             for ex in rep.skip_examples.get(reason, []):
                 out.print(f"      {ex}", highlight=False, markup=False, soft_wrap=True)
     else:
         out.print("skips: none", highlight=False)
+    if rep.unread_columns:
+        out.print("[bold]columns not read[/bold] (no row lost; rename one to use it)", highlight=False)
+        for line in rep.unread_columns:
+            out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     st = rep.shared_texts
     out.print(
         f"[bold]shared texts[/bold]: {st['groups']} texts shared by {st['documents']} documents under different ids",

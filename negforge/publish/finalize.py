@@ -225,6 +225,7 @@ def finalize(
         "curriculum": curriculum,
         "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),
         "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},
+        "unread_columns": data.skips.unread_columns(),
         "identity": {
             "rule": "a candidate equal to its query's positive or query (normalised text, with or without "
             "title) or whose doc id is the query id is never a negative",

@@ -6,7 +6,8 @@ is one of the role's names: `Title`, `TEXT`, ` _ID ` are `title`, `text`, `_id`.
 order, so a file with both `_id` and `id` reads `_id` (and `id` is reported unread). Two columns that are the
 same known name up to case or whitespace (`title` and `Title`) are refused with an InputError naming both:
 negforge never guesses which one the user meant. Columns no role took are returned as `unread`, for the
-reader to name to the user (a counted `unread_column` skip, or the layout notes), never dropped silently.
+reader to name to the user (`SkipLog.unread`, shown beside the skips, or the layout notes), never dropped
+silently; BEIR's `metadata` is the one column known not to be read (`KNOWN_UNREAD`).
 """
 
 from __future__ import annotations
@@ -75,10 +76,16 @@ def find_column(found: Iterable[str], name: str, where: str) -> str | None:
     return match_columns(found, {name: (canonical(name),)}, where)[name]
 
 
+#: columns of the standard formats that negforge knowingly does not read: BEIR's per-document `metadata`
+#: (urls, dates), not text a retriever is trained on; named in the README, not reported on every BEIR run
+KNOWN_UNREAD = frozenset({"metadata"})
+
+
 def note_unread(skips: SkipLog, noted: set[str], match: ColumnMatch, where: str, reads: str) -> None:
-    """Count each column of `match.unread` not in `noted` yet as an `unread_column` skip at `where` (one per
-    column and input); `reads` says what the reader does read ("an id (_id, id, ...), title, text")."""
+    """Name each column of `match.unread` not in `noted` yet (one note per column and input, at `where`) in
+    `skips.unread` (the manifest's `input.unread_columns`; no row is lost, so it is not a skip). `reads` says
+    what the reader does read ("an id (_id, id, ...), title, text"). `KNOWN_UNREAD` columns are not named."""
     for c in match.unread:
-        if c not in noted:
+        if c not in noted and canonical(c) not in KNOWN_UNREAD:
             noted.add(c)
-            skips.add("unread_column", where, f"column {c!r} is not read: it reads {reads} (any case)")
+            skips.add_unread(where, f"column {c!r} is not read: it reads {reads} (any case)")

@@ -2,7 +2,8 @@
 
 Columns are found by name, ignoring case and surrounding spaces (`Title`, `TEXT`, `_ID`; see
 `negforge.sources.columns`); two columns with one name up to case are refused, and every other column is
-counted once as an `unread_column` skip naming it (a `heading` or `summary` column is never dropped silently).
+named once in the manifest's `input.unread_columns` (a `heading` or `summary` column is never dropped
+silently; BEIR's `metadata` is not read, by design).
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ class InputReport:
     shared_texts: dict
     identity: dict[str, int]
     examples: list[dict] = field(default_factory=list)
+    #: "file:line: column 'x' is not read: ..." for each column of the input that nothing reads
+    unread_columns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -85,4 +87,5 @@ def summarise(fmt: str, data: TrainingInput, examples: int = 2) -> InputReport:
         shared_texts=ident.shared_texts(),
         identity=hits,
         examples=rows,
+        unread_columns=data.skips.unread_columns(),
     )

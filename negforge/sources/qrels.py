@@ -30,8 +30,8 @@ QRELS_ROLES = {"query id": QUERY_ID_KEYS, "document id": DOC_ID_KEYS, "grade": G
 
 
 def read_queries(path: str | Path, skips: SkipLog) -> dict[str, str]:
-    """Query id → text; empty or missing (NaN, null) texts and repeated ids are counted skips, and so is each
-    column other than the id and `text` (an `unread_column`); names match ignoring case and spaces.
+    """Query id → text; empty or missing (NaN, null) texts and repeated ids are counted skips; each column
+    other than the id and `text` is named in `skips.unread`; names match ignoring case and spaces.
 
     Raises InputError when a text cell holds a list, number or mapping (named by file:line and column), or
     when two columns are one name up to case (`text` and `Text`).
