@@ -229,11 +229,12 @@ def test_answer_file_read_like_every_input_bom_ids_missing_and_numbers(tmp_path)
     assert read_answers(cr) == {"q1": ["Eiffel"], "q2": ["Paris"]}
     jl = tmp_path / "answers.jsonl"
     rows = [
-        '{"query_id": 7.0, "answers": [null, NaN, "nan", 1945, "Caf\\u0065\\u0301"]}',
+        '{"query_id": 7.0, "answers": [null, NaN, "None", "NA", 1945, "Caf\\u0065\\u0301"]}',
         '{"query_id": "q2", "answers": "x"}',
     ]
     jl.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
-    assert read_answers(jl) == {"7": ["1945", "Cafe\u0301"], "q2": ["x"]}
+    # JSON null and NaN are no answer; the texts "None" and "NA" are answers (none of them, sodium's symbol)
+    assert read_answers(jl) == {"7": ["None", "NA", "1945", "Cafe\u0301"], "q2": ["x"]}
     nested = tmp_path / "nested.jsonl"
     nested.write_text('{"query_id": "q1", "answers": [["Eiffel", "Tower"]]}\n')
     with pytest.raises(InputError, match=r"nested.jsonl:1: column 'answers\[0\]' must be a text, found list"):

@@ -51,9 +51,9 @@ def test_numpy_repr_pos_column_in_csv_gives_two_positives(tmp_path):
     assert len(data.corpus) == 4 and not data.skips.counts()
 
 
-def test_tuple_repr_is_a_list_and_elided_numpy_repr_is_refused_by_row_and_column():
-    ps, _ = passage_list(f"('{P1}', '{P2}')", "t.csv:2", "pos")
-    assert [p.text for p in ps] == [P1, P2]
+def test_parenthesised_text_is_a_text_and_elided_numpy_repr_is_refused_by_row_and_column():
+    ps, _ = passage_list("('Hello', 'World')", "t.jsonl:2", "pos")  # code-search data: one text, not two
+    assert [p.text for p in ps] == ["('Hello', 'World')"]
     with pytest.raises(
         InputError, match=r"t.csv:2: column 'pos' holds a numpy array printed with its middle"
     ):
@@ -104,12 +104,18 @@ def test_the_grade_column_set_by_name_is_used(tmp_path):
 # kind 09: a missing value spelled as text ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "spelled", ["nan", "NaN", "None", "<NA>", "NaT", "null", "NULL", "NA", "N/A", " nan "]
-)
+@pytest.mark.parametrize("spelled", ["nan", "NaN", "None", "<NA>", "NaT", "null", "NULL", " nan "])
 def test_missing_value_spellings_are_missing(spelled):
     assert text_value(spelled, "f:1", "title") is None
     assert id_value(spelled, "f:1", "_id") is None
+    assert text_value(spelled, "f:1", "answer", spellings=False) == spelled.strip()  # an answer "None"
+
+
+@pytest.mark.parametrize("real", ["NA", "N/A", "Na", "Nan", "Null", "NONE", "#N/A"])
+def test_words_that_look_missing_are_read(real):
+    """Sodium's symbol, a Wikipedia title, a country code: case-sensitive spellings only."""
+    assert text_value(real, "f:1", "title") == real
+    assert id_value(real, "f:1", "_id") == real
 
 
 def test_stringified_nan_title_is_no_title_and_counted(tmp_path):
@@ -192,3 +198,35 @@ def test_a_bom_left_in_parquet_column_names_is_dropped(tmp_path):
     data = load_input(DataConfig(format="qrels", qrels=str(qrels), queries=str(queries), corpus=str(corpus)))
     assert data.corpus.texts == ["Apples Red.", "Pears Green."]  # the title was silently dropped before
     assert [q.id for q in data.queries] == ["q1"]
+
+
+# kind 13 again: two columns that could each be the grade ----------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["query-id\tcorpus-id\tlabel\tscore", "qid\tdocid\trel\tscore"])
+def test_qrels_with_two_grade_columns_is_refused_naming_both(tmp_path, header):
+    """A retrieval score beside the relevance label: reading the wrong one makes non-relevant documents
+    positives; which one grades is the user's call."""
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": P1}) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "apples"}) + "\n")
+    (root / "qrels" / "train.tsv").write_text(f"{header}\nq1\td1\t0\t7.5\n")
+    with pytest.raises(InputError, match=r"train\.tsv.*could both be a qrels file's grade column"):
+        load_input(DataConfig(format="beir", path=str(root)))
+
+
+def test_a_stray_cr_in_a_long_first_record_does_not_make_an_lf_file_cr_only(tmp_path):
+    """CR-only line ends are recognised only when the file has no LF at all."""
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    first = {"_id": "d1", "text": "x" * 70_000 + "\r" + P1}
+    rows = [first, {"_id": "d2", "text": P2}, {"_id": "d3", "text": "A third document about plums."}]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows).replace("\\r", "\r"))
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "pears"}) + "\n")
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    data = load_input(DataConfig(format="beir", path=str(root)))
+    # the raw CR is invalid JSON (a control character in a string): that line is a counted skip, and every
+    # later record is read (read as CR-only, they merged into one bad line)
+    assert data.corpus.ids == ["d2", "d3"] and data.skips.counts() == {"bad_json": 1}
+    assert data.skips.items[0].where.endswith("corpus.jsonl:1:70024")  # file:line:column

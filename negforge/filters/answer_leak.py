@@ -22,8 +22,8 @@ def read_answers(path: str | Path) -> dict[str, list[str]]:
 
     Read like every input file: a UTF-8 byte-order mark and CRLF line ends are dropped, UTF-16 is refused by
     name, a TSV header line (`query_id<TAB>answer`) is skipped, ids are read as ids (`7`, `7.0` and `"7"` are
-    query 7; spaces stripped) and answers as texts (a number is its digits; a missing value, `null` or "nan",
-    is no answer). A line that cannot be read, a nested list or a mapping is an InputError naming
+    query 7; spaces stripped) and answers as texts (a number is its digits; a missing value, JSON `null` or a
+    NaN, is no answer; the text "None" or "NA" is an answer). A line that cannot be read, a nested list or a mapping is an InputError naming
     file:line: an answer file read wrongly would silently let a negative containing the answer through.
     """
     p = Path(path)
@@ -70,7 +70,7 @@ def _answer(value: object, where: str, column: str) -> str | None:
         return str(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return text_value(value, where, column)
+    return text_value(value, where, column, spellings=False)  # "None", "NA" are answers
 
 
 class AnswerLeakFilter:

@@ -37,12 +37,19 @@ class ColumnMatch:
 
 
 def match_columns(
-    found: Iterable[str], roles: Mapping[str, Sequence[str]], where: str, *, what: str = "a column"
+    found: Iterable[str],
+    roles: Mapping[str, Sequence[str]],
+    where: str,
+    *,
+    what: str = "a column",
+    one_per_role: bool = False,
 ) -> ColumnMatch:
     """Map `found` column names to `roles` (role -> accepted names, lower case, in priority order).
 
     `where` (a file, `file:line` or dataset row) and `what` ("a corpus", ...) go into the error. Raises
-    InputError naming the columns when two of them are one role's name up to case or whitespace.
+    InputError naming the columns when two of them are one role's name up to case or whitespace, and, with
+    `one_per_role`, when two different names of one role are both present (a qrels file with `label` and
+    `score`: which one grades relevance is the user's call, never the priority order's).
     """
     found = list(found)
     by_name: dict[str, list[str]] = {}
@@ -61,8 +68,15 @@ def match_columns(
                     f"ignoring case and surrounding spaces): {what} must have one {role} column; "
                     "rename or drop the others"
                 )
-            out[role] = hits[0]
-            break
+            if out[role] is None:
+                out[role] = hits[0]
+                if not one_per_role:
+                    break
+                continue
+            raise InputError(
+                f"{where}: columns {out[role]!r} and {hits[0]!r} could both be {what}'s {role} column; "
+                "keep one (rename or drop the other)"
+            )
     taken = {c for c in out.values() if c is not None}
     return ColumnMatch(out, tuple(c for c in found if c not in taken))
 

@@ -89,7 +89,7 @@ class QrelsLayout:
 
 def _grade_rule(names: list[str], where: str) -> tuple[str, str, str, str]:
     """(query col, doc col, grade col, rule) for a header; raises InputError when the grade is unknown."""
-    m = match_columns(names, QRELS_ROLES, where, what="a qrels file")
+    m = match_columns(names, QRELS_ROLES, where, what="a qrels file", one_per_role=True)
     q, d, g = m["query id"], m["document id"], m["grade"]
     if q is None or d is None:
         raise InputError(

@@ -110,10 +110,18 @@ def _iter_json(p: Path, skips: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _raw_lines(f: Any) -> Iterator[bytes]:
     """The byte lines of an open file, streamed: LF or CRLF ends, or CR alone (classic Mac OS, Excel for Mac's
-    "CSV (Macintosh)") when the first 64 KiB hold a CR but no LF."""
+    "CSV (Macintosh)") when the file holds a CR but no LF at all (a long first record with a stray CR in an
+    LF file is not mistaken for one)."""
     head = f.read(1 << 16)
     if b"\n" not in head and b"\r" in head:
-        yield from (head + f.read()).split(b"\r")
+        rest = f.read()
+        if b"\n" not in rest:
+            yield from (head + rest).split(b"\r")
+            return
+        *lines, last = (head + rest).split(b"\n")  # an LF file after all (read whole: it was already)
+        yield from (line + b"\n" for line in lines)
+        if last:
+            yield last
         return
     lines = head.split(b"\n")
     tail = lines.pop()  # the line the first read cut in two

@@ -3,16 +3,16 @@
 Every reader (JSONL, TSV/CSV, Parquet, Hugging Face datasets) hands its cells to these functions, so the same
 rules hold whatever the file format:
 
-- `None`, a float NaN, `pandas.NA`/`NaT` are *missing*, never the texts "None" or "nan"; so is a cell that is
-  exactly the spelling a missing value gets when a table is stringified before export (`"nan"`, `"None"`,
-  `"<NA>"`, `"NaT"`, `"null"`, `"NA"`, `"N/A"`, `"#N/A"`, any case: `df.astype(str)`, R's `write.csv`, SQL
-  dumps), the same list pandas' `read_csv` reads as missing;
+- `None`, a float NaN, `pandas.NA`/`NaT` are *missing*, never the texts "None" or "nan"; so is a text or id
+  cell that is exactly what str() makes of one when a table is stringified before export (`df.astype(str)`:
+  `"nan"`, `"NaN"`, `"None"`, `"<NA>"`, `"NaT"`; and `"null"`/`"NULL"`), case-sensitive: `"NA"`, `"N/A"`,
+  `"Na"`, `"Nan"` and `"Null"` are real values (an element, a title, an id); answers never use the spellings;
 - a text field holding a list, a mapping, a number or a bool is an `InputError` that names where (file:line
   or dataset row), the column and the type found: it is never stringified into "['...']" or "3.0";
-- a list column exported as text is read as the list it spells: pandas' `to_csv` of a list (`"['a', 'b']"`), of
-  a tuple (`"('a', 'b')"`) or of a numpy array (`"['a' 'b']"`, no commas: never read as the one text `"ab"`
-  that Python's implicit string concatenation would make of it); numpy's elided form (`['a' ... 'z']`) is
-  refused;
+- a list column exported as text is read as the list it spells: pandas' `to_csv` of a list (`"['a', 'b']"`)
+  or of a numpy array (`"['a' 'b']"`, no commas: never read as the one text `"ab"` that Python's implicit
+  string concatenation would make of it); numpy's elided form (`['a' ... 'z']`) is refused; a parenthesised
+  text (`"('Hello', 'World')"`) is a text;
 - ids may be strings or integers (an integral float such as `12.0`, pandas' way of storing an int column with
   gaps, is read as `12`); a fractional or boolean id is refused.
 
@@ -37,7 +37,10 @@ PASSAGE_TEXT_KEYS = ("text", "contents", "passage", "body")
 PASSAGE_ID_KEYS = ("docid", "doc_id", "_id", "id", "pid", "corpus-id")
 PASSAGE_ROLES = {"text": PASSAGE_TEXT_KEYS, "title": ("title",), "id": PASSAGE_ID_KEYS}
 # how a missing value reads once a table was stringified (pandas str()/astype(str), R write.csv, SQL dumps)
-MISSING_SPELLINGS = frozenset({"nan", "none", "null", "<na>", "nat", "na", "n/a", "#n/a"})
+#: exactly (case-sensitive, surrounding spaces aside) what str() makes of Python's None, a float or numpy NaN,
+#: pandas' NA and NaT, and JSON's or SQL's null; not "NA", "N/A", "Na" (sodium) or "Nan", "Null" (real words,
+#: titles and ids)
+MISSING_SPELLINGS = frozenset({"nan", "NaN", "None", "<NA>", "NaT", "null", "NULL"})
 _PY_STR = r"""(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""
 _NUMPY_STR_ARRAY = re.compile(rf"\[\s*{_PY_STR}(?:\s+{_PY_STR})+\s*\]")
 _NUMPY_ELIDED = re.compile(rf"\[\s*{_PY_STR}(?:\s+(?:{_PY_STR}|\.\.\.))*\s*\]")
@@ -52,13 +55,14 @@ class Passage:
     doc_id: str | None = None
 
 
-def is_missing(value: Any) -> bool:
-    """True for None, float NaN, numpy NaN, pandas NA/NaT, and a text that is only a missing value's spelling
-    (`MISSING_SPELLINGS`, any case: "nan", "None", "<NA>", ...)."""
+def is_missing(value: Any, spellings: bool = True) -> bool:
+    """True for None, float NaN, numpy NaN, pandas NA/NaT, and (with `spellings`) a text that is only a
+    missing value's stringified form (`MISSING_SPELLINGS`: "nan", "None", "<NA>", ...; a table stringified
+    before export). `spellings=False` where such a text is a legitimate value (an answer "None")."""
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip().lower() in MISSING_SPELLINGS
+        return spellings and value.strip() in MISSING_SPELLINGS
     if isinstance(value, float):
         return math.isnan(value)
     cls = type(value).__name__
@@ -82,12 +86,12 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def text_value(value: Any, where: str, column: str) -> str | None:
-    """The stripped text of a cell, None when missing or empty.
+def text_value(value: Any, where: str, column: str, spellings: bool = True) -> str | None:
+    """The stripped text of a cell, None when missing or empty (`spellings`: see `is_missing`).
 
     Raises InputError naming `where` (file:line or row) and `column` when the cell is not a string.
     """
-    if is_missing(value):
+    if is_missing(value, spellings):
         return None
     if isinstance(value, str):
         if _spelled_list(value, where, column) is not None:
@@ -104,20 +108,13 @@ def text_value(value: Any, where: str, column: str) -> str | None:
 
 def list_in_text(value: str) -> list | None:
     """The list a text cell spells out, else None: a Python/JSON list literal (`"['a', 'b']"`, pandas' to_csv
-    of a list column), a tuple of texts (`"('a', 'b')"`), or numpy's str() of a string array (`"['a' 'b']"`,
-    items separated by whitespace only, possibly over several lines).
+    of a list column) or numpy's str() of a string array (`"['a' 'b']"`, items separated by whitespace only,
+    possibly over several lines). A parenthesised text (`"('Hello', 'World')"`) is a text, never a tuple.
 
     Only a cell that parses whole counts: "[citation needed]" is text. Raises InputError (no location; the
     callers add it) for numpy's elided form `['a' 'b' ... 'z']`, whose middle items are lost.
     """
     v = value.strip()
-    if v.startswith("(") and v.endswith(")"):
-        try:
-            out = ast.literal_eval(v)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            return None
-        ok = isinstance(out, tuple) and len(out) > 1 and all(isinstance(x, str) for x in out)
-        return list(out) if ok else None
     if not (v.startswith("[") and v.endswith("]")):
         return None
     if _NUMPY_STR_ARRAY.fullmatch(v):  # ['a' 'b']: literal_eval would concatenate them into ['ab']
