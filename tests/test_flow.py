@@ -113,3 +113,24 @@ def test_concurrency_limit_guards_model_filter_shards(prefect_server, make_confi
     limit, shards = asyncio.run(check(state.state_details.flow_run_id))
     assert limit.concurrency_limit == 1
     assert len(shards) == 3 and all(CROSS_ENCODER_TAG in r.tags for r in shards)
+
+
+def test_a_flow_that_loses_its_llm_server_keeps_every_finished_shard(prefect_server, make_config):
+    """The flow hands shards to the task runner as their answers complete; when the server dies, the shards
+    already handed over are still written (not cancelled with the runner), and a rerun redoes only the rest."""
+    from negforge.flows.build import build_negatives
+    from negforge.generators.synthesize import GenerationFailed
+    from tests.fault_server import FaultyOpenAIServerDouble
+    from tests.test_pipeline_llm import llm_overrides
+
+    # 12 queries in shards of 4, concurrency 1: 6 answers are shard 0's four and two of shard 1's
+    with FaultyOpenAIServerDouble(["ok"] * 6, default="503") as srv:
+        cfg = make_config(*llm_overrides(srv.base_url, "seed=8", "sources.llm.concurrency=1"))
+        with pytest.raises(GenerationFailed, match="rerun to resume"):
+            build_negatives(cfg.model_dump(mode="json"))
+    assert sorted(p.name for p in (cfg.run_dir / "shards").glob("shard-*.json")) == ["shard-00000.json"]
+    with FaultyOpenAIServerDouble() as srv2:
+        again = make_config(*llm_overrides(srv2.base_url, "seed=8", "sources.llm.concurrency=1"))
+        manifest = build_negatives(again.model_dump(mode="json"))
+    assert manifest["shards"] == {"total": 3, "reused": 1, "written": 2}
+    assert len(srv2.requests) == 6  # 4 went into shard 0, 2 more were stored before the failure

@@ -137,17 +137,29 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
                 if gen_llm is not None
                 else ((i, None) for i in todo)
             )
-            futures = [
-                runner.submit(
-                    mine_shard.with_options(tags=_shard_tags(cfg)),
-                    {"config": shard_cfg, "shard": i, "qidx": shards[i], "generation": gen},
-                )
-                for i, gen in ready
-            ]
+            futures, failures = [], []
+            try:
+                for i, gen in ready:
+                    futures.append(
+                        runner.submit(
+                            mine_shard.with_options(tags=_shard_tags(cfg)),
+                            {"config": shard_cfg, "shard": i, "qidx": shards[i], "generation": gen},
+                        )
+                    )
+            except Exception as err:  # GenerationFailed: shards already handed over still finish below
+                failures.append(err)
+            # every submitted shard is waited for before any failure is raised: leaving `with runner` early
+            # would cancel the queued ones, and a crash must lose no shard that could be finished
             for fut in as_completed(futures):
-                fut.result()
+                try:
+                    fut.result()
+                except Exception as err:
+                    failures.append(err)
+                    continue
                 advance(1)
                 artifact.advance()
+            if failures:
+                raise failures[0]
     finally:
         pipeline.forget_context(cfg)
         if llm is not None:
