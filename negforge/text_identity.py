@@ -17,9 +17,11 @@ comparison (a candidate against positives and queries), where erring towards "sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
+import sys
 import unicodedata
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -29,6 +31,23 @@ _INLINE = "a|abbr|b|big|cite|code|del|em|font|i|ins|kbd|mark|q|s|small|span|stri
 _BLOCK = "blockquote|br|caption|dd|div|dl|dt|h[1-6]|hr|img|li|ol|p|pre|table|tbody|td|tfoot|th|thead|tr|ul"
 _INLINE_TAG = re.compile(rf"</?(?:{_INLINE})(?:\s[^<>]*)?/?>", re.IGNORECASE)
 _BLOCK_TAG = re.compile(rf"</?(?:{_BLOCK})(?:\s[^<>]*)?/?>", re.IGNORECASE)
+
+
+@functools.cache
+def _format_chars() -> re.Pattern[str]:
+    """Every invisible format character (Unicode category Cf, ~160 of them) as one character class: a C-level
+    scan, where a Python loop over each character's category cost ~4x the rest of `norm_text`."""
+    ranges: list[
+        list[int]
+    ] = []  # as ranges (~21): a class of ~160 single characters scans slower than the loop
+    for c in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(c)) == "Cf":
+            if ranges and ranges[-1][1] == c - 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    body = "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges)
+    return re.compile(f"[{body}]")
 
 
 def _unhtml(text: str) -> str:
@@ -48,9 +67,7 @@ def norm_text(text: str) -> str:
     Invisible format characters (Unicode category Cf: soft hyphen, zero-width space and joiners, BOM) are
     removed first, so `pan\u00adcreas` equals `pancreas`; so are HTML entities and tags (`AT&amp;T` is `AT&T`).
     """
-    text = _unhtml(text)
-    if any(unicodedata.category(ch) == "Cf" for ch in text):
-        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = _format_chars().sub("", _unhtml(text))
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
