@@ -422,3 +422,23 @@ def test_an_answers_file_keyed_by_ids_the_run_lacks_is_refused_or_noted(tmp_path
     assert "3 of 3" in f.check_queries(["q01", "q02"], subset=True)[0]  # data.max_queries: a note only
     stack = FilterStack([f])
     assert stack.check_queries(["q01", "q03"]) == f.check_queries(["q01", "q03"])
+
+
+def test_an_answers_file_with_nothing_to_check_is_refused_and_per_source_files_are_checked(tmp_path):
+    from negforge.filters import build_stack
+
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("query_id\tanswer\n")  # a header alone
+    with pytest.raises(InputError, match=r"empty\.tsv: no answer of at least 3 characters"):
+        AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(empty)))
+    short = tmp_path / "short.tsv"
+    short.write_text("q1\tNa\n")  # shorter than min_chars: nothing would ever be matched
+    with pytest.raises(InputError, match=r"short\.tsv: no answer of at least 3"):
+        AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(short)))
+    ok, other = tmp_path / "ok.tsv", tmp_path / "other.tsv"
+    ok.write_text("q1\tEiffel\n")
+    other.write_text("7\tParis\n")  # the LLM source's own answers, keyed by ids this run lacks
+    cfg = AnswerLeakFilterConfig(answers=str(ok), per_source={"llm": {"answers": str(other)}})
+    stack = build_stack([cfg])
+    with pytest.raises(InputError, match=r"other\.tsv: none of its 1 query ids is a query of this run"):
+        stack.check_queries(["q1", "q2"])

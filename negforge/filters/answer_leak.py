@@ -87,6 +87,11 @@ class AnswerLeakFilter:
             ]
             for qid, ans in raw.items()
         }
+        if not any(self.patterns.values()):  # an empty file, a header alone, or only too-short answers
+            raise InputError(
+                f"{cfg.answers}: no answer of at least {cfg.min_chars} characters (filters.{self.name}."
+                "min_chars): the filter would check no negative; fix the file or remove the filter"
+            )
 
     def check_queries(self, query_ids: Collection[str], subset: bool = False) -> list[str]:
         """Match the answers file's query ids against the run's; returns notes for the manifest.

@@ -26,9 +26,11 @@ class FilterStack:
         the run does not have); returns the notes for the manifest, raises the filter's InputError."""
         notes: list[str] = []
         for f in self.filters:
-            if hasattr(f, "check_queries"):
-                notes += f.check_queries(query_ids, subset)
-        return notes
+            # a source-scoped filter: its base and every per-source variant (which may read its own file)
+            for g in (getattr(f, "base", f), *getattr(f, "variants", {}).values()):
+                if hasattr(g, "check_queries"):
+                    notes += g.check_queries(query_ids, subset)
+        return list(dict.fromkeys(notes))  # a variant reading its filter's file notes it once
 
     def describe(self) -> list[dict]:
         return [{"name": f.name, **f.describe()} for f in self.filters]
