@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 BUNDLED = {
@@ -53,9 +54,29 @@ def resolve_model_path(name: str) -> Path:
         ) from None
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+_REMEMBER_FROM = 64 << 20
+
+
 def _file_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """sha256 of a file's bytes. A file of 64 MiB or more is remembered for this process under (path, size,
+    mtime_ns): the run identity and the LLM's start both fingerprint the same multi-GB weights, which are
+    then read once; such a file rewritten in place gets a new mtime and is read again. Smaller files are
+    always read (cheap, and two rewrites within one clock tick keep their mtime)."""
+    st = path.stat()
+    if st.st_size < _REMEMBER_FROM:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _DIGESTS_LOCK:
+        hit = _DIGESTS.get(key)
+    if hit is None:
+        with path.open("rb") as f:
+            hit = hashlib.file_digest(f, "sha256").hexdigest()
+        with _DIGESTS_LOCK:
+            _DIGESTS[key] = hit
+    return hit
 
 
 def model_fingerprint(path: str | Path) -> str:
