@@ -19,7 +19,7 @@ class RunFolderConflict(RuntimeError):
     """The run folder holds shards from another config or other input data."""
 
 
-REJUDGE_KEYS = ("models", "files", "prompts", "precision")
+REJUDGE_KEYS = ("models", "files", "prompts", "precision", "rules")
 
 
 def _detail(keys: list[str], old: dict, new: dict) -> str:
@@ -48,9 +48,9 @@ class ShardStore:
         """Claim the folder for this run identity; returns what changed since the shards were written.
 
         A different config or input data (`REFUSE_KEYS`) raises RunFolderConflict naming what differs (unless
-        `overwrite`). Different judges (`REJUDGE_KEYS`: model weights, files filters read, prompt templates, precision paths)
-        discard the finished shards so every query is judged again: never a dataset stitched from shards
-        judged by other models or answer lists.
+        `overwrite`). Different judges (`REJUDGE_KEYS`: model weights, files filters read, prompt templates,
+        precision paths, the identity rule's version) discard the finished shards so every query is judged
+        again: never a dataset stitched from shards judged by other models or answer lists.
         """
         state = self.dir / "state.json"
         changes: list[str] = []

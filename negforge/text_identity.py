@@ -24,6 +24,10 @@ import re
 import sys
 import unicodedata
 
+#: bumped whenever `norm_text` starts calling other texts equal (2: HTML entities and tags): part of the run
+#: identity, so shards judged under an older rule are judged again, never reused
+IDENTITY_RULE_VERSION = 2
+
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 # inline tags go without a trace (`H<sub>2</sub>O` is `H2O`); block tags separate words (`<p>a</p><p>b</p>`)

@@ -74,7 +74,7 @@ def test_identity_covers_prompts_and_given_negatives(tmp_path, cache_dir, copied
     cfg = _config(tmp_path, cache_dir, data_dir, answers)
     data = load_input(cfg.data)
     ident = run_identity(cfg, data)
-    assert set(ident) >= {"config", "corpus", "queries", "models", "files", "prompts"}
+    assert set(ident) >= {"config", "corpus", "queries", "models", "files", "prompts", "rules"}
     llm = cfg.model_copy(
         update={
             "sources": cfg.sources.model_copy(
@@ -180,3 +180,19 @@ def test_a_local_llm_retrained_in_place_changes_the_identity(tmp_path, cache_dir
     )
     assert run_identity(served, data)["models"]["llm"].startswith("name:")
     assert "llm" not in run_identity(load_config(None, base, filters=[]), data)["models"]
+
+
+def test_shards_judged_under_an_older_identity_rule_are_judged_again(tmp_path, cache_dir, copied_case):
+    """A new release that calls more texts equal (HTML copies) must not reuse shards whose negatives the old
+    rule let through: the rule's version is part of the identity."""
+    data_dir, answers = copied_case
+    cfg = _config(tmp_path, cache_dir, data_dir, answers)
+    first = run(cfg)
+    state = first.run_dir / "shards" / "state.json"
+    old = json.loads(state.read_text())
+    assert old["rules"].startswith("identity-v")
+    old["rules"] = "identity-v1"
+    state.write_text(json.dumps(old))
+    again = run(cfg)
+    assert again.manifest["shards"]["reused"] == 0
+    assert any("rules" in n for n in again.manifest["notes"])

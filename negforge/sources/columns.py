@@ -97,7 +97,7 @@ KNOWN_UNREAD = frozenset({"metadata"})
 
 def note_unread(skips: SkipLog, noted: set[str], match: ColumnMatch, where: str, reads: str) -> None:
     """Name each column of `match.unread` not in `noted` yet (one note per column and input, at `where`) in
-    `skips.unread` (the manifest's `input.unread_columns`; no row is lost, so it is not a skip). `reads` says
+    `skips.unread` (the manifest's `unread_columns`; no row is lost, so it is not a skip). `reads` says
     what the reader does read ("an id (_id, id, ...), title, text"). `KNOWN_UNREAD` columns are not named."""
     for c in match.unread:
         if c not in noted and canonical(c) not in KNOWN_UNREAD:

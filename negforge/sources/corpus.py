@@ -2,7 +2,7 @@
 
 Columns are found by name, ignoring case and surrounding spaces (`Title`, `TEXT`, `_ID`; see
 `negforge.sources.columns`); two columns with one name up to case are refused, and every other column is
-named once in the manifest's `input.unread_columns` (a `heading` or `summary` column is never dropped
+named once in the manifest's `unread_columns` (a `heading` or `summary` column is never dropped
 silently; BEIR's `metadata` is not read, by design).
 """
 
