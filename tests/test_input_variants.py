@@ -81,6 +81,11 @@ def test_boolean_labels_are_grades(tmp_path):
     data = _pairs(tmp_path, "labeled.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     (q,) = data.queries
     assert len(q.positive_rows) == 1 and len(q.given) == 1
+    csv = _pairs(
+        tmp_path, "labeled.csv", f"query,passage,is_relevant\nwhich fruit,{P1},True\nwhich fruit,{P2},false\n"
+    )
+    (q,) = csv.queries  # pandas writes booleans as True/False
+    assert [csv.corpus.ids[r] for r in q.positive_rows] == ["d1"] and len(q.given) == 1
 
 
 @pytest.mark.parametrize("col", ["relevant", "target", "rating"])

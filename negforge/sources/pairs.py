@@ -214,7 +214,9 @@ def _add_row(
             sc = neg_scores[i] if col == layout.negatives[0] and i < len(neg_scores) else None
             negs.append((p, sc))
     if layout.label is not None:
-        raw = row.get(layout.label)  # a boolean label (`is_relevant: true`) is the grade 1 or 0
+        raw = row.get(layout.label)  # a boolean label (`is_relevant: true`, CSV `True`) is the grade 1 or 0
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            raw = raw.strip().lower() == "true"
         grade = float(raw) if isinstance(raw, bool) else number_value(raw, where, layout.label)
         if grade is None:
             g.skips.add("missing_field", where, f"no grade in {layout.label!r}")
