@@ -78,6 +78,8 @@ def make_context(
 ) -> MiningContext:
     ctx = MiningContext(cfg, data.corpus, data.queries, bm25=bm25, dense=dense, query_emb=query_emb)
     ctx.given_only = data.given_only
+    if bm25 is not None:
+        ctx.notes.extend(bm25.notes)
     want = cfg.selection.skip_top + cfg.selection.depth
     if want > len(data.corpus) - 1:
         ctx.notes.append(

@@ -1,18 +1,21 @@
-"""When two texts are "the same text": the normalisation behind the identity rule and text matching.
+"""When two texts are "the same text": the one normalisation behind the identity rule, duplicates and answers.
 
-norm_text: HTML entities decoded (`&amp;`, `&#39;`, `&mdash;`, twice-escaped `&amp;amp;` too) and HTML tags
-(`<p>`, `<b>`, `<br/>`, ...) removed, Unicode NFKC, case-folded, every run of punctuation, symbols,
-underscores and whitespace collapsed to one space, stripped. Two passages that differ only in case, spacing, quotes or punctuation are one text
-(the way sentence-transformers' miner and BEIR's `ignore_identical_ids` intend; stricter than exact string
-equality, which misses a copy re-saved with other whitespace or quotes, or scraped as HTML: `AT&amp;T` and
-`<p>AT&T</p>` are `AT&T`).
+norm_text folds only what never carries meaning: HTML entities decoded (`&amp;`, `&#39;`, `&mdash;`,
+twice-escaped `&amp;amp;` too) and HTML tags (`<p>`, `<b>`, `<br/>`, ...) removed, invisible format characters
+(Unicode category Cf: soft hyphen, zero-width joiners, BOM) removed, Unicode NFKC (full-width letters, ligatures,
+`½`), case-folded, typographic quotes made ASCII (`’` is `'`, `“` is `"`), hyphen, dash and minus variants made
+`-`, every run of whitespace one space, and sentence punctuation (`.,;:!?…`) that ends the whole text dropped.
+Everything else is kept: operators and symbols (`return a - b` is not `return a + b`, `x < y` is not `x > y`),
+punctuation inside or around tokens (`C++`, `.NET`, `U.S.`, `3.5%`, `-40`), and combining marks (categories
+Mn/Mc/Me: Devanagari, Thai, Arabic and Hebrew vowel signs; `दिन` "day" is not `दान` "donation"), since two texts
+that differ in such a character say different things. So a copy re-saved with other case, spacing, quotes or
+Unicode form, or scraped as HTML (`AT&amp;T`, `<p>AT&T</p>`), is one text with the original, the way
+sentence-transformers' miner and BEIR's `ignore_identical_ids` intend, and nothing with another meaning is.
 
-query_key: the much stricter rule for "the same query" where rows come without a query id (pairs layouts):
+query_key: the stricter rule for "the same query" where rows come without a query id (pairs layouts):
 Unicode NFC (so NFD and NFC spellings of one text agree), every run of whitespace (spaces, tabs, line breaks,
-no-break spaces) one space, stripped; nothing else. Case, punctuation and symbols are kept, because they can
-change what is asked ("C++ compiler" is not "C compiler", "5-HT" is not "5 HT", "US" is not "us"), and merging
-two queries would silently give one the other's positives. `norm_text` stays the identity rule's lenient
-comparison (a candidate against positives and queries), where erring towards "same" only excludes a negative.
+no-break spaces) one space, stripped; nothing else. Case is kept too, because it can change what is asked
+("US" is not "us"), and merging two queries would silently give one the other's positives.
 """
 
 from __future__ import annotations
@@ -24,11 +27,20 @@ import re
 import sys
 import unicodedata
 
-#: bumped whenever `norm_text` starts calling other texts equal (2: HTML entities and tags): part of the run
-#: identity, so shards judged under an older rule are judged again, never reused
-IDENTITY_RULE_VERSION = 2
+#: bumped whenever `norm_text` calls other texts equal (2: HTML entities and tags; 3: operators, in-token
+#: punctuation and combining marks kept): part of the run identity, so shards judged under an older rule are
+#: judged again, never reused
+IDENTITY_RULE_VERSION = 3
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+# typographic quotes and dash/minus variants that NFKC leaves alone; each is one ASCII character
+_FOLD = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033", '"'),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-"),
+    }
+)
+_TRAILING_PUNCT = re.compile(r"[\s.,;:!?\u2026]+$")
 _ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 # inline tags go without a trace (`H<sub>2</sub>O` is `H2O`); block tags separate words (`<p>a</p><p>b</p>`)
 _INLINE = "a|abbr|b|big|cite|code|del|em|font|i|ins|kbd|mark|q|s|small|span|strike|strong|sub|sup|tt|u"
@@ -66,13 +78,21 @@ def _unhtml(text: str) -> str:
 
 
 def norm_text(text: str) -> str:
-    """The normalised form of a text (see module doc); "" for an empty or punctuation-only text.
+    """The normalised form of a text (see module doc); "" for an empty or whitespace-only text.
 
     Invisible format characters (Unicode category Cf: soft hyphen, zero-width space and joiners, BOM) are
     removed first, so `pan\u00adcreas` equals `pancreas`; so are HTML entities and tags (`AT&amp;T` is `AT&T`).
+    No letter, digit, mark, operator or in-text punctuation is ever removed: `norm_text("a - b") != "a + b"`.
     """
+    return _TRAILING_PUNCT.sub("", norm_span(text))
+
+
+def norm_span(text: str) -> str:
+    """`norm_text` without dropping the punctuation that ends the text: the form in which an answer (`U.S.`)
+    is searched for inside a passage (`... born in the U.S. in 1961`), both sides normalised alike."""
     text = _format_chars().sub("", _unhtml(text))
-    return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD)
+    return " ".join(text.split())
 
 
 def query_key(text: str) -> str:

@@ -429,11 +429,13 @@ def test_an_answers_file_with_nothing_to_check_is_refused_and_per_source_files_a
 
     empty = tmp_path / "empty.tsv"
     empty.write_text("query_id\tanswer\n")  # a header alone
-    with pytest.raises(InputError, match=r"empty\.tsv: no answer of at least 3 characters"):
+    with pytest.raises(InputError, match=r"empty\.tsv: no usable answer \(the file has none"):
         AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(empty)))
     short = tmp_path / "short.tsv"
     short.write_text("q1\tNa\n")  # shorter than min_chars: nothing would ever be matched
-    with pytest.raises(InputError, match=r"short\.tsv: no answer of at least 3"):
+    with pytest.raises(
+        InputError, match=r"short\.tsv: no usable answer \(1 shorter than min chars \(e\.g\. 'Na'\)"
+    ):
         AnswerLeakFilter(AnswerLeakFilterConfig(answers=str(short)))
     ok, other = tmp_path / "ok.tsv", tmp_path / "other.tsv"
     ok.write_text("q1\tEiffel\n")

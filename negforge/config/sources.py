@@ -99,8 +99,13 @@ class BM25Config(_Strict):
     k1: float = Field(1.5, gt=0)
     b: float = Field(0.75, ge=0, le=1)
     method: Literal["robertson", "lucene", "bm25l", "bm25+", "atire"] = "lucene"
-    stemmer: str | None = "english"
-    stopwords: str | None = "en"
+    stemmer: str | None = Field("english", description="a Snowball (PyStemmer) language, or null for none")
+    stopwords: str | None = Field("en", description="a bm25s stop-word list (en, de, fr, ...), or null")
+    tokenizer: str = Field(
+        "unicode",
+        description="unicode: words of any script (vowel signs kept), CJK/Thai as character bigrams; "
+        "bm25s: bm25s's regex (Latin only); module:function: your own, texts -> token lists",
+    )
 
 
 class IndexConfig(_Strict):

@@ -1,20 +1,118 @@
-"""Reject negatives that contain a known answer of their query (extractive QA data, key spans)."""
+r"""Reject negatives that contain a known answer of their query (extractive QA data, key spans).
+
+An answer is matched as the user wrote it, normalised exactly like the passage (`negforge.text_identity.
+norm_span`: case, Unicode form, HTML, quotes and dashes, whitespace; operators, signs, in-token punctuation and
+combining marks kept), at token boundaries: `C++` is found in "written in C++." but not as `C` in "C#", `-40`
+in "at -40 degrees" but not in "B-40", `.NET` in "the .NET runtime" but not in "ASP.NET", and `दिन` (day) never
+in `दान` (donation). A word character here is any letter, digit or combining mark of any script (the
+`regex` module's Unicode `\w`), so a Devanagari or Arabic answer ends where its word ends. In scripts written
+without spaces between words (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar) a character of such a script
+is a boundary on its own: `北京` is found in `我去北京了`.
+
+An answer the filter cannot use (empty once normalised, shorter than `min_chars`, or a stop word such as "the"
+or "yes" that would reject nearly every passage) is counted and named in the manifest, never silently dropped.
+"""
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import regex
+
 from negforge.config import AnswerLeakFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
-from negforge.filters.duplicate import normalize
 from negforge.records import SkipLog
 from negforge.sources.readers import InputError, iter_lines, iter_rows, refuse_utf16
 from negforge.sources.values import id_value, text_value
+from negforge.text_identity import norm_span
 
 _ID_HEADERS = ("query_id", "query-id", "qid", "_id", "id")
+# scripts written without spaces between words: one of their characters is a token boundary by itself
+_NOSPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_LEFT = rf"(?:(?<!\w)|(?<=[{_NOSPACE}]))"
+_RIGHT = rf"(?:(?!\w)|(?=[{_NOSPACE}]))"
+# answers that would match nearly every passage: an answer of only these words is reported, not used
+_TOO_COMMON = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "she",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "there",
+        "they",
+        "this",
+        "to",
+        "true",
+        "false",
+        "was",
+        "we",
+        "were",
+        "which",
+        "who",
+        "will",
+        "with",
+        "yes",
+        "you",
+    ]
+)
+
+
+def answer_width(answer: str) -> int:
+    """The length `min_chars` is compared with: characters, a wide (CJK) character counting two, so a
+    two-character Chinese name passes the default of 3 like a three-letter English word."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in answer)
+
+
+def answer_pattern(answer: str) -> regex.Pattern[str]:
+    """The search pattern of one normalised answer: the answer's text at token boundaries (module doc)."""
+    left = "" if regex.match(rf"[{_NOSPACE}]", answer) else _LEFT
+    right = "" if regex.search(rf"[{_NOSPACE}]$", answer) else _RIGHT
+    return regex.compile(left + regex.escape(answer) + right)
+
+
+def unusable_reason(answer: str, min_chars: int) -> str | None:
+    """Why a normalised answer cannot be matched usefully ("empty", "shorter_than_min_chars",
+    "too_common"), or None when it can."""
+    if not answer:
+        return "empty"
+    if answer_width(answer) < min_chars:
+        return "shorter_than_min_chars"
+    if all(w in _TOO_COMMON for w in answer.split()):
+        return "too_common"
+    return None
 
 
 def read_answers(path: str | Path) -> dict[str, list[str]]:
@@ -79,19 +177,30 @@ class AnswerLeakFilter:
         self.name = cfg.name or cfg.type
         raw = answers if answers is not None else read_answers(cfg.answers)
         self.answer_ids = set(raw)
-        self.patterns = {
-            qid: [
-                (n, re.compile(rf"(?<!\w){re.escape(n)}(?!\w)"))
-                for a in ans
-                if len(n := normalize(a)) >= cfg.min_chars
-            ]
-            for qid, ans in raw.items()
-        }
-        if not any(self.patterns.values()):  # an empty file, a header alone, or only too-short answers
+        self.patterns: dict[str, list[tuple[str, regex.Pattern[str]]]] = {}
+        #: reason -> (query_id, answer as written) for every answer the filter cannot use
+        self.unusable: dict[str, list[tuple[str, str]]] = {}
+        for qid, ans in raw.items():
+            pats = self.patterns.setdefault(qid, [])
+            for a in ans:
+                n = norm_span(a)
+                why = unusable_reason(n, cfg.min_chars)
+                if why:
+                    self.unusable.setdefault(why, []).append((qid, a))
+                elif all(n != have for have, _ in pats):
+                    pats.append((n, answer_pattern(n)))
+        if not any(self.patterns.values()):  # an empty file, a header alone, or only unusable answers
             raise InputError(
-                f"{cfg.answers}: no answer of at least {cfg.min_chars} characters (filters.{self.name}."
-                "min_chars): the filter would check no negative; fix the file or remove the filter"
+                f"{cfg.answers}: no usable answer ({self._unusable_summary() or 'the file has none'}; "
+                f"filters.{self.name}.min_chars is {cfg.min_chars}): the filter would check no negative; "
+                "fix the file or remove the filter"
             )
+
+    def _unusable_summary(self) -> str:
+        return "; ".join(
+            f"{len(v)} {why.replace('_', ' ')} (e.g. {', '.join(repr(a) for _, a in v[:3])})"
+            for why, v in sorted(self.unusable.items())
+        )
 
     def check_queries(self, query_ids: Collection[str], subset: bool = False) -> list[str]:
         """Match the answers file's query ids against the run's; returns notes for the manifest.
@@ -103,8 +212,14 @@ class AnswerLeakFilter:
         """
         known = set(query_ids)
         unknown = sorted(self.answer_ids - known)
+        notes = []
+        if self.unusable:
+            notes.append(
+                f"filters.{self.name}: answers in {self.cfg.answers} that cannot be matched and are not "
+                f"used: {self._unusable_summary()}"
+            )
         if not unknown:
-            return []
+            return notes
         theirs = ", ".join(repr(x) for x in unknown[:3])
         if len(unknown) == len(self.answer_ids) and not subset:
             ours = ", ".join(repr(x) for x in sorted(known)[:3])
@@ -113,18 +228,26 @@ class AnswerLeakFilter:
                 f"{theirs}; the run's ids are like {ours}): filters.{self.name} would check no negative"
             )
         return [
+            *notes,
             f"filters.{self.name}: {len(unknown)} of {len(self.answer_ids)} query ids in {self.cfg.answers} "
-            f"are not queries of this run (e.g. {theirs}); their answers are not used"
+            f"are not queries of this run (e.g. {theirs}); their answers are not used",
         ]
 
     def describe(self) -> dict[str, Any]:
-        return {**self.cfg.model_dump(exclude={"name"}), "queries_with_answers": len(self.patterns)}
+        return {
+            **self.cfg.model_dump(exclude={"name"}),
+            "queries_with_answers": sum(1 for p in self.patterns.values() if p),
+            "unusable_answers": {
+                why: {"count": len(v), "examples": [{"query_id": q, "answer": a} for q, a in v[:3]]}
+                for why, v in sorted(self.unusable.items())
+            },
+        }
 
     def apply(self, batch: CandidateBatch) -> list[Verdict]:
         out = []
         for c in batch.candidates:
             pats = self.patterns.get(batch.queries[c.qi].id, [])
-            text = normalize(c.text) if pats else ""
+            text = norm_span(c.text) if pats else ""
             hit = next((n for n, p in pats if p.search(text)), None)
             out.append(
                 Verdict(

@@ -1,6 +1,7 @@
 """Exact and near duplicates among a query's candidates, against its positives, and across sources.
 
-Exact: a hash of the normalised text (`norm_text`: HTML, Unicode form, case, punctuation, spacing). Near:
+Exact: a hash of the normalised text (`norm_text`: HTML, Unicode form, case, quotes, spacing; operators,
+punctuation and combining marks kept). Near:
 rapidfuzz ratio over each query's candidates (a few dozen per query, so all pairs is cheap and exact, where
 MinHash would only estimate). The first copy in batch order stays (mined before LLM, better ranked first) and
 inherits the others' sources.
@@ -20,7 +21,8 @@ from negforge.text_identity import norm_text
 
 def normalize(text: str) -> str:
     """The identity rule's normalisation (`negforge.text_identity.norm_text`: HTML entities and tags, NFKC,
-    case, punctuation, spacing), so "the same text" means one thing in every filter."""
+    case, quotes, spacing; never operators or combining marks), so "the same text" means one thing in every
+    filter."""
     return norm_text(text)
 
 

@@ -167,7 +167,7 @@ def group_rows(
 
 
 def _near_same_queries(qs: list[Query]) -> list[str]:
-    """A layout note when some queries' texts differ only in case, punctuation or symbols (one `norm_text`,
+    """A layout note when some queries' texts differ only in case, quotes or Unicode form (one `norm_text`,
     several `query_key`s): they stay separate queries; [] when none do."""
     groups: dict[int, dict[str, str]] = {}
     for q in qs:
@@ -176,7 +176,7 @@ def _near_same_queries(qs: list[Query]) -> list[str]:
     if not near:
         return []
     return [
-        f"{sum(map(len, near))} queries differ from another only in case, punctuation or symbols (e.g. "
+        f"{sum(map(len, near))} queries differ from another only in case, quotes or Unicode form (e.g. "
         f"{' / '.join(repr(t[:60]) for t in near[0][:2])}): kept as separate queries; the identity rule keeps "
         "each one's positives out of the other's negatives"
     ]
