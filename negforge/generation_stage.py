@@ -52,9 +52,7 @@ def _spans(
         return [None] * len(results)
     qpos = {q.id: i for i, q in enumerate(ctx.queries)}
     qemb = np.asarray(ctx.query_emb[[qpos[r.query.id] for r in results]])
-    return choose_spans(
-        ctx.dense.encoder(), qemb, passages, kind, batch_size=ctx.cfg.sources.dense.batch_size
-    )
+    return choose_spans(ctx.dense.encode_passages, qemb, passages, kind)
 
 
 def positive_spans(ctx: MiningContext, results: list[QueryResult]) -> list[EditSpan | None]:
@@ -100,11 +98,7 @@ def attach_synthetic(
     embs: list[np.ndarray | None] = [None] * len(texts)
     if texts and ctx.dense is not None and ctx.query_emb is not None:
         qpos = {q.id: i for i, q in enumerate(ctx.queries)}
-        embs = list(
-            ctx.dense.encoder().encode(
-                [g.text for _, g in texts], batch_size=ctx.cfg.sources.dense.batch_size
-            )
-        )
+        embs = list(ctx.dense.encode_passages([g.text for _, g in texts]))
         scores = [
             float(e @ np.asarray(ctx.query_emb[qpos[r.query.id]]))
             for e, (r, _) in zip(embs, texts, strict=True)

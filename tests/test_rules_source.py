@@ -31,7 +31,7 @@ def test_choose_spans_picks_the_sentence_closest_to_the_query(minilm_path):
 
     enc = TorchEncoder(minilm_path, max_seq_length=None, normalize=True)
     q = enc.encode(["Does aspirin lower heart attack risk in men?", "unused"], batch_size=2)
-    spans = choose_spans(enc, q, [("d1", ABSTRACT), None], "positive")
+    spans = choose_spans(lambda t: enc.encode(t, batch_size=8), q, [("d1", ABSTRACT), None], "positive")
     assert spans[1] is None
     s = spans[0]
     assert s.sentence.startswith("In this cohort, aspirin reduced") and s.base_doc_id == "d1"

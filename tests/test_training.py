@@ -189,7 +189,9 @@ def test_evaluate_matches_hand_computed_metrics(eval_beir, minilm_path, tmp_path
     cache = tmp_path / "cache"
     res = evaluate(minilm_path, eval_beir, "test", cache_dir=cache)
     assert set(res) == {"model", "fingerprint", "split", "ndcg@10", "mrr@10", "recall@100", "queries",
-                        "corpus_docs", "seconds", "backend"}  # fmt: skip
+                        "corpus_docs", "seconds", "backend", "query_prompt", "corpus_prompt",
+                        "prompts_from"}  # fmt: skip
+    assert (res["query_prompt"], res["corpus_prompt"], res["prompts_from"]) == ("", "", "none")
     assert res["backend"] == "torch-fp32"  # six documents: too few for the parity gate, so fp32
     for k, v in EXPECTED.items():
         assert res[k] == pytest.approx(v, abs=1e-6), k

@@ -57,6 +57,16 @@ def train(
         Engine, typer.Option(help="prefect: the train flow; local: plain Python.")
     ] = Engine.prefect,
     progress: Annotated[bool, typer.Option(help="Show training progress bars.")] = True,
+    query_prompt: Annotated[
+        str | None,
+        typer.Option(help="Prepended to queries; default: the run's sources.dense.query_prompt (manifest)."),
+    ] = None,
+    corpus_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="Prepended to passages; default: the run's sources.dense.corpus_prompt (manifest)."
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune a sentence-transformers bi-encoder on a negforge dataset and save the checkpoint.
 
@@ -71,7 +81,7 @@ def train(
             dataset=dataset, config=config, curriculum=curriculum or [], model=model, loss=loss.value,
             batch_size=batch_size, mini_batch_size=mini_batch_size, epochs=epochs, max_steps=max_steps,
             learning_rate=learning_rate, warmup_ratio=warmup_ratio, seed=seed, max_seq_length=max_seq_length,
-            output_dir=output_dir,
+            output_dir=output_dir, query_prompt=query_prompt, corpus_prompt=corpus_prompt,
         )  # fmt: skip
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
@@ -130,6 +140,17 @@ def evaluate(
         Engine,
         typer.Option(help="prefect: the evaluate flow (publishes a metrics artifact); local: plain Python."),
     ] = Engine.prefect,
+    query_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="Prepended to queries, for every model; default: each checkpoint's own (what it was "
+            "trained with, from the run's manifest), else the model's query prompt, else none."
+        ),
+    ] = None,
+    corpus_prompt: Annotated[
+        str | None,
+        typer.Option(help="Prepended to documents, for every model; default as for --query-prompt."),
+    ] = None,
 ) -> None:
     """nDCG@10, MRR@10 and Recall@100 of each model on a BEIR split, printed side by side."""
     from negforge.training.evaluate import print_comparison
@@ -142,7 +163,8 @@ def evaluate(
 
             results = evaluate_flow(
                 list(models), str(data), split, cache_dir=cache, batch_size=batch_size,
-                max_seq_length=max_seq_length, max_queries=max_queries,
+                max_seq_length=max_seq_length, max_queries=max_queries, query_prompt=query_prompt,
+                corpus_prompt=corpus_prompt,
             )  # fmt: skip
         else:
             from negforge.training.evaluate import BeirSplit
@@ -150,7 +172,15 @@ def evaluate(
 
             beir = BeirSplit(data, split, max_queries)
             results = [
-                evaluate_local(m, beir, cache_dir=cache, batch_size=batch_size, max_seq_length=max_seq_length)
+                evaluate_local(
+                    m,
+                    beir,
+                    cache_dir=cache,
+                    batch_size=batch_size,
+                    max_seq_length=max_seq_length,
+                    query_prompt=query_prompt,
+                    corpus_prompt=corpus_prompt,
+                )  # fmt: skip
                 for m in models
             ]
     except _user_errors() as e:

@@ -39,9 +39,7 @@ class EmbeddingFilter:
             out[rows] = self.dense.corpus_emb[np.array([cands[i].row for i in rows])]
         need = [i for i, c in enumerate(cands) if c.row is None and "embedding" not in c.meta]
         if need:
-            enc = self.dense.encoder().encode(
-                [cands[i].text for i in need], batch_size=self.dense.cfg.batch_size
-            )
+            enc = self.dense.encode_passages([cands[i].text for i in need])  # corpus_prompt, one space
             for i, e in zip(need, enc, strict=True):
                 cands[i].meta["embedding"] = np.asarray(e, dtype=np.float32)
         for i, c in enumerate(cands):

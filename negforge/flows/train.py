@@ -63,11 +63,23 @@ def evaluate_flow(
     batch_size: int = 64,
     max_seq_length: int | None = None,
     max_queries: int | None = None,
+    query_prompt: str | None = None,
+    corpus_prompt: str | None = None,
 ) -> list[dict]:
-    """Score each model on the BEIR split at `data`; publishes the metrics as table and markdown artifacts."""
+    """Score each model on the BEIR split at `data`; publishes the metrics as table and markdown artifacts.
+    Prompts: None takes each model's own (negforge.training.prompts)."""
     beir = load_split(data, split, max_queries)
     results: list[EvalResult] = [
-        score(m, beir, split, cache_dir=cache_dir, batch_size=batch_size, max_seq_length=max_seq_length)
+        score(
+            m,
+            beir,
+            split,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            query_prompt=query_prompt,
+            corpus_prompt=corpus_prompt,
+        )  # fmt: skip
         for m in models
     ]
     key = _artifact_key(data, split)

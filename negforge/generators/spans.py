@@ -9,12 +9,11 @@ digit or bracket), which keeps abbreviations such as "et al." and "e.g." inside 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from negforge.generators.synthesize import EditSpan
-from negforge.mining.encoders import TextEncoder
 
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 _NO_SPLIT_BEFORE = re.compile(r"(\bet al|\be\.g|\bi\.e|\bvs|\bFig|\bNo|\bDr|\bSt)\.$", re.I)
@@ -42,15 +41,15 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def choose_spans(
-    encoder: TextEncoder,
+    encode: Callable[[list[str]], np.ndarray],
     query_embs: np.ndarray,
     passages: Sequence[tuple[str | None, str] | None],
     kind: str,
-    *,
-    batch_size: int = 64,
 ) -> list[EditSpan | None]:
     """For each (doc id, passage) the sentence closest to its query (cosine of normalised embeddings).
 
+    `encode`: texts -> (n, dim) embeddings in the corpus space (`DenseMiner.encode_passages`: the corpus prompt,
+    the corpus's encoder path), so sentences are compared with queries as documents are.
     `query_embs`: (n, dim) float32, row i for passage i (None passages give None). Sentences under
     MIN_WORDS words are not chosen; a passage without one gives None. All sentences of all passages are
     encoded in one batched call. Raises ValueError when the lengths differ.
@@ -67,7 +66,7 @@ def choose_spans(
     out: list[EditSpan | None] = [None] * len(passages)
     if not cands:
         return out
-    emb = encoder.encode([passages[i][1][a:b] for i, a, b in cands], batch_size=batch_size)  # type: ignore[index]
+    emb = np.asarray(encode([passages[i][1][a:b] for i, a, b in cands]), dtype=np.float32)  # type: ignore[index]
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     q = np.asarray(query_embs, dtype=np.float32)
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)

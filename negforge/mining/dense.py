@@ -182,6 +182,20 @@ class DenseMiner:
             description=f"encode {role}",
         )
 
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        """Embeddings (len(texts), dim) float32 of passages that are not corpus rows (rule edits, LLM passages,
+        sentences of a positive), in the corpus's own space: `corpus_prompt` prepended, through the one encoder
+        (same path, precision, max length and normalisation as the cached corpus embeddings), so a written
+        negative's score means what a mined one's does. Not cached on disk (written texts are run-specific).
+        sentence-transformers PR #3334 splits mining prompts the same way."""
+        if not texts:
+            return np.zeros((0, self.corpus_emb.shape[1] if self.corpus_emb is not None else 0), np.float32)
+        self.resolve_backend(texts)
+        enc = self.encoder().encode(
+            [self.cfg.corpus_prompt + t for t in texts], batch_size=self.cfg.batch_size
+        )
+        return np.asarray(enc, dtype=np.float32)
+
     def prepare(self, corpus_texts: list[str], seed: int = 13) -> None:
         """Pick the encoder path (parity gate on a sample of this corpus), embed the corpus, build its index."""
         self.resolve_backend(corpus_texts)

@@ -131,14 +131,15 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
     queries = [ctx.queries[i] for i in qidx]
     idents = [ctx.query_identity(q) for q in queries]
     foreign = min(len(ctx.given_only), 2 * (cfg.selection.skip_top + cfg.selection.depth))
-    # over-fetch by every row a query excludes: its positives and the rows the identity rule removes
-    k = ctx.fetch_depth(
-        max((len(q.positive_rows) + len(i.excluded) for q, i in zip(queries, idents, strict=True)), default=0)
-        + foreign
-    )
-    dense_rows = dense_scores = None
+    # each query's own fetch depth: over-fetch by every row it excludes (its positives and the rows the identity
+    # rule removes), never by its shard neighbours', so its pool is the same whatever shares its shard
+    depths = [
+        ctx.fetch_depth(len(q.positive_rows) + len(i.excluded) + foreign)
+        for q, i in zip(queries, idents, strict=True)
+    ]
+    dense_rows = None
     if ctx.dense is not None and ctx.query_emb is not None and cfg.sources.dense.enabled:
-        dense_rows, dense_scores = ctx.dense.search(np.asarray(ctx.query_emb[qidx]), k)
+        dense_rows = _dense_search(ctx, qidx, depths)
     bm25_ids = ctx.bm25.query_token_ids([q.text for q in queries]) if ctx.bm25 is not None else None
     score_by = cfg.score_by
     out = []
@@ -146,6 +147,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
         pos = q.positive_rows
         posset = set(pos)
         qident = idents[j]
+        k = depths[j]
         excluded = posset | set(qident.excluded)
         if ctx.given_only:  # documents known only as another query's given negative are not mined
             excluded |= ctx.given_only - {g.row for g in q.given}
@@ -153,12 +155,8 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
         pool_sizes: Counter = Counter()
         funnel: Counter = Counter()
         if dense_rows is not None:
-            rank = 0
-            for r, s in zip(dense_rows[j], dense_scores[j], strict=True):
-                if r < 0 or int(r) in excluded:
-                    continue
-                rank += 1
-                cands[int(r)] = Candidate(int(r), {"dense": float(s)}, {"dense": rank})
+            for rank, (r, s) in enumerate(_dense_hits(ctx, qi, dense_rows[j], k, excluded), 1):
+                cands[r] = Candidate(r, {"dense": s}, {"dense": rank})
         bm25_all = None
         if bm25_ids is not None:
             bm25_all = ctx.bm25.score_all(bm25_ids[j])
@@ -250,6 +248,41 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             )
         )
     return out
+
+
+#: rows searched beyond a query's depth, so a near-tie at the cut that faiss orders differently for another
+#: batch (its BLAS path starts at 20 queries) still reaches the rescoring in `_dense_hits`
+_SEARCH_SLACK = 8
+
+
+def _dense_search(ctx: MiningContext, qidx: list[int], depths: list[int]) -> list[np.ndarray]:
+    """Each query's searched rows, searched together only with queries of the same depth: an approximate index
+    (HNSW's ef is at least k, IVF's lists) answers a query the same only when asked for the same k."""
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(qidx)
+    groups: dict[int, list[int]] = {}
+    for j, k in enumerate(depths):
+        groups.setdefault(k, []).append(j)
+    for k, js in sorted(groups.items()):
+        rows, _ = ctx.dense.search(
+            np.asarray(ctx.query_emb[[qidx[j] for j in js]]), min(k + _SEARCH_SLACK, len(ctx.corpus))
+        )
+        for jj, j in enumerate(js):
+            out[j] = rows[jj]
+    return out
+
+
+def _dense_hits(
+    ctx: MiningContext, qi: int, rows: np.ndarray, k: int, excluded: set[int]
+) -> list[tuple[int, float]]:
+    """One query's dense hits: the first `k` of its searched rows, rescored from the cached embeddings
+    (`pair_scores`, one query at a time, so a score never depends on how many queries faiss searched together:
+    faiss#1808), ranked by (score, row), excluded rows dropped. Returns (row, score) best first."""
+    rows = np.asarray([int(r) for r in rows if r >= 0], dtype=np.int64)
+    if not len(rows):
+        return []
+    scores = ctx.dense.pair_scores(ctx.query_emb[qi], rows)
+    order = np.lexsort((rows, -scores))[:k]
+    return [(int(rows[o]), float(scores[o])) for o in order if int(rows[o]) not in excluded]
 
 
 def _score_all(

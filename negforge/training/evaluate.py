@@ -21,6 +21,7 @@ from negforge.sources.corpus import read_corpus
 from negforge.sources.qrels import read_qrels, read_queries
 from negforge.sources.readers import InputError, require_file
 from negforge.training.checkpoint import checkpoint_fingerprint
+from negforge.training.prompts import for_evaluation
 
 EvalResult = TypedDict(
     "EvalResult",
@@ -35,6 +36,9 @@ EvalResult = TypedDict(
         "corpus_docs": int,
         "seconds": float,
         "backend": str,
+        "query_prompt": str,
+        "corpus_prompt": str,
+        "prompts_from": str,
     },
 )
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
@@ -86,10 +90,6 @@ class _LoadedEncoder:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _has_document_prompt(model: Any) -> bool:
-    return bool(getattr(model, "prompts", {}).get("document") or getattr(model, "default_prompt_name", None))
-
-
 def _corpus_embeddings(
     model: Any,
     fingerprint: str,
@@ -98,15 +98,17 @@ def _corpus_embeddings(
     max_seq_length: int | None,
     batch_size: int,
     backend: str,
+    corpus_prompt: str,
 ) -> Any:
-    """Cached corpus embeddings as a tensor; the spec matches the dense miner's, so their entries are shared."""
+    """Cached corpus embeddings as a tensor; the spec matches the dense miner's (prompt included), so their
+    entries are shared. None when the model would add a default prompt of its own to a plain encode."""
     import torch
 
     from negforge.mining.embedding_cache import EmbeddingCache, EmbeddingSpec
 
-    if _has_document_prompt(model):
-        return None  # encode_document would add the model's prompt; the cache's plain encode would not
-    spec = EmbeddingSpec(fingerprint, backend, max_seq_length, True, "")
+    if getattr(model, "default_prompt_name", None):
+        return None  # a plain encode would add the model's default prompt; the evaluator's would not
+    spec = EmbeddingSpec(fingerprint, backend, max_seq_length, True, corpus_prompt)
     emb = EmbeddingCache(cache_dir).get_or_encode(
         spec,
         texts,
@@ -159,9 +161,14 @@ def evaluate(
     max_seq_length: int | None = None,
     max_queries: int | None = None,
     backend: str = "auto",
+    query_prompt: str | None = None,
+    corpus_prompt: str | None = None,
 ) -> EvalResult:
     """Encode the split's corpus and queries with `model` and score exact cosine retrieval.
 
+    `query_prompt`/`corpus_prompt`: prepended to queries and to documents; None takes what the checkpoint
+    was trained with (its negforge record), else the model's own `query`/`document` prompts, else none
+    (negforge.training.prompts). The result names the prompts used.
     `backend`: "auto" picks the encoder precision as dense mining does (negforge.mining.precision: CUDA fp16,
     CPU bf16, else fp32, each only after the parity gate, whose verdict is cached in `cache_dir`; without a
     cache_dir, fp32); "torch" is fp32; "torch-bf16"/"torch-fp16" force a precision. ONNX paths are not used
@@ -182,6 +189,7 @@ def evaluate(
     st = SentenceTransformer(str(path), device=pick_device(), local_files_only=True)
     if max_seq_length:
         st.max_seq_length = max_seq_length
+    prompts = for_evaluation(path, query_prompt, corpus_prompt)
     precision = _eval_precision(backend, path, fingerprint, beir, cache_dir, max_seq_length, batch_size)
     dtype = precision.split("-", 1)[1]
     if dtype != "fp32":
@@ -193,6 +201,7 @@ def evaluate(
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100],
         score_functions={"cosine": lambda a, b: cos_sim(a.float(), b.float())},
         batch_size=batch_size,
+        query_prompt=prompts.query, corpus_prompt=prompts.corpus,
         corpus_chunk_size=max(len(beir.corpus_ids), 1),
         write_csv=False,
         name=beir.split,
@@ -201,7 +210,7 @@ def evaluate(
     if cache_dir is not None:
         corpus_emb = _corpus_embeddings(
             st, fingerprint, beir.corpus_texts, Path(cache_dir).expanduser(), max_seq_length, batch_size,
-            precision,
+            precision, prompts.corpus,
         )  # fmt: skip
     scores = evaluator.compute_all_metrics(st, corpus_embeddings=corpus_emb)["cosine"]
     return {
@@ -215,11 +224,15 @@ def evaluate(
         "corpus_docs": len(beir.corpus_ids),
         "seconds": round(time.perf_counter() - t0, 2),
         "backend": precision,
+        "query_prompt": prompts.query,
+        "corpus_prompt": prompts.corpus,
+        "prompts_from": prompts.source,
     }
 
 
 def compare_table(results: Sequence[EvalResult], title: str | None = None) -> Any:
     """Models side by side (a rich Table); every row after the first also shows its change from the first."""
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title or (f"retrieval on {results[0]['split']}" if results else "retrieval"))
@@ -230,6 +243,9 @@ def compare_table(results: Sequence[EvalResult], title: str | None = None) -> An
     t.add_column("queries", justify="right")
     t.add_column("docs", justify="right")
     t.add_column("s", justify="right")
+    prompted = any(r.get("query_prompt") or r.get("corpus_prompt") for r in results)
+    if prompted:
+        t.add_column("prompts (query | corpus)")
     base = results[0] if results else None
     for i, r in enumerate(results):
         cells = []
@@ -240,8 +256,11 @@ def compare_table(results: Sequence[EvalResult], title: str | None = None) -> An
                 colour = "green" if d > 0 else "red" if d < 0 else "dim"
                 cell += f" [{colour}]({d:+.4f})[/{colour}]"
             cells.append(cell)
-        t.add_row(r["model"], r["fingerprint"][:12], *cells, str(r["queries"]), str(r["corpus_docs"]),
-                  f"{r['seconds']:.1f}")  # fmt: skip
+        extra = (
+            [escape(f"{r.get('query_prompt', '')!r} | {r.get('corpus_prompt', '')!r}")] if prompted else []
+        )
+        t.add_row(escape(r["model"]), r["fingerprint"][:12], *cells, str(r["queries"]), str(r["corpus_docs"]),
+                  f"{r['seconds']:.1f}", *extra)  # fmt: skip
     return t
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from negforge.mining.fingerprint import resolve_model_path
 from negforge.training.checkpoint import checkpoint_fingerprint, write_checkpoint_info
+from negforge.training.prompts import for_training
 
 Loss = Literal["mnrl", "cached_mnrl", "marginmse"]
 IN_BATCH_LOSSES = ("mnrl", "cached_mnrl")
@@ -52,6 +53,12 @@ class TrainConfig(BaseModel):
     seed: int = 13
     max_seq_length: int | None = Field(256, ge=8)
     output_dir: Path = Field(Path("checkpoints/negforge"), description="where the checkpoint is saved")
+    query_prompt: str | None = Field(
+        None, description="prepended to queries (anchor); None: the run manifest's sources.dense.query_prompt"
+    )
+    corpus_prompt: str | None = Field(
+        None, description="prepended to passages; None: the run manifest's sources.dense.corpus_prompt"
+    )
 
     @model_validator(mode="after")
     def _in_batch_needs_pairs(self) -> TrainConfig:
@@ -121,7 +128,9 @@ def make_loss(model: Any, cfg: TrainConfig) -> Any:
     return losses.MarginMSELoss(model)
 
 
-def _training_args(cfg: TrainConfig, work_dir: str, progress: bool) -> Any:
+def _training_args(
+    cfg: TrainConfig, work_dir: str, progress: bool, prompts: dict[str, str] | None = None
+) -> Any:
     import torch
     import transformers
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -151,6 +160,7 @@ def _training_args(cfg: TrainConfig, work_dir: str, progress: bool) -> Any:
         logging_steps=10,
         disable_tqdm=not progress,
         dataloader_pin_memory=torch.cuda.is_available(),
+        prompts=prompts or None,
     )
 
 
@@ -179,6 +189,7 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> TrainResult:
     dd = load_from_disk(str(dataset_dir))
     stage_data = [(name, prepare_stage(dd, name, cfg.loss)) for name in cfg.stages]  # fail before loading
 
+    prompts = for_training(cfg.query_prompt, cfg.corpus_prompt, manifest)
     base_path = resolve_model_path(cfg.model)
     set_seed(cfg.seed)
     model = SentenceTransformer(str(base_path), device=pick_device(), local_files_only=True)
@@ -189,9 +200,8 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> TrainResult:
     stages: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="negforge-train-") as work:
         for name, ds in stage_data:
-            trainer = SentenceTransformerTrainer(
-                model=model, args=_training_args(cfg, work, progress), train_dataset=ds, loss=loss
-            )
+            args = _training_args(cfg, work, progress, prompts.column_prompts(ds.column_names))
+            trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss)
             if not progress:  # without tqdm, transformers prints every log dict instead
                 trainer.remove_callback(PrinterCallback)
             out = trainer.train()
@@ -202,6 +212,8 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> TrainResult:
 
     out_dir = Path(cfg.output_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if prompts.query or prompts.corpus:  # saved with the model: encode_query/encode_document apply them
+        model.prompts = {**model.prompts, "query": prompts.query, "document": prompts.corpus}
     model.save(str(out_dir))
     fingerprint = checkpoint_fingerprint(out_dir)
     steps = sum(s["steps"] for s in stages)
@@ -214,6 +226,7 @@ def train(cfg: TrainConfig, *, progress: bool = False) -> TrainResult:
         "run_name": (manifest or {}).get("run_name"),
         "config_fingerprint": (manifest or {}).get("config_fingerprint"),
         "loss": cfg.loss,
+        "prompts": prompts.as_dict(),
         "stages": stages,
         "steps": steps,
         "seed": cfg.seed,
