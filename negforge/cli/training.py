@@ -78,11 +78,23 @@ def train(
 
     try:
         cfg = TrainConfig(
-            dataset=dataset, config=config, curriculum=curriculum or [], model=model, loss=loss.value,
-            batch_size=batch_size, mini_batch_size=mini_batch_size, epochs=epochs, max_steps=max_steps,
-            learning_rate=learning_rate, warmup_ratio=warmup_ratio, seed=seed, max_seq_length=max_seq_length,
-            output_dir=output_dir, query_prompt=query_prompt, corpus_prompt=corpus_prompt,
-        )  # fmt: skip
+            dataset=dataset,
+            config=config,
+            curriculum=curriculum or [],
+            model=model,
+            loss=loss.value,
+            batch_size=batch_size,
+            mini_batch_size=mini_batch_size,
+            epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            warmup_ratio=warmup_ratio,
+            seed=seed,
+            max_seq_length=max_seq_length,
+            output_dir=output_dir,
+            query_prompt=query_prompt,
+            corpus_prompt=corpus_prompt,
+        )
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         err.print(f"[red]error:[/red] {msgs}", highlight=False, soft_wrap=True)
@@ -162,10 +174,16 @@ def evaluate(
             from negforge.flows.train import evaluate_flow
 
             results = evaluate_flow(
-                list(models), str(data), split, cache_dir=cache, batch_size=batch_size,
-                max_seq_length=max_seq_length, max_queries=max_queries, query_prompt=query_prompt,
+                list(models),
+                str(data),
+                split,
+                cache_dir=cache,
+                batch_size=batch_size,
+                max_seq_length=max_seq_length,
+                max_queries=max_queries,
+                query_prompt=query_prompt,
                 corpus_prompt=corpus_prompt,
-            )  # fmt: skip
+            )
         else:
             from negforge.training.evaluate import BeirSplit
             from negforge.training.evaluate import evaluate as evaluate_local
@@ -180,7 +198,7 @@ def evaluate(
                     max_seq_length=max_seq_length,
                     query_prompt=query_prompt,
                     corpus_prompt=corpus_prompt,
-                )  # fmt: skip
+                )
                 for m in models
             ]
     except _user_errors() as e:

@@ -79,7 +79,7 @@ def evaluate_flow(
             max_seq_length=max_seq_length,
             query_prompt=query_prompt,
             corpus_prompt=corpus_prompt,
-        )  # fmt: skip
+        )
         for m in models
     ]
     key = _artifact_key(data, split)
