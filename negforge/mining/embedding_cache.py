@@ -23,6 +23,9 @@ from negforge.mining.fingerprint import texts_digest
 from negforge.progress import progress_bar
 
 CHUNK = 1024
+#: bumped when encoders change how they batch (2: batches of one token count, no padding: every embedding is
+#: the text's own), so an entry encoded the older way is never mixed with new ones
+ENCODING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class EmbeddingSpec:
     prompt: str
 
     def key(self, digest: str) -> str:
-        blob = json.dumps({**asdict(self), "texts": digest}, sort_keys=True)
+        blob = json.dumps({**asdict(self), "texts": digest, "encoding": ENCODING_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

@@ -25,6 +25,29 @@ class TextEncoder(Protocol):
         ...
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Batches of text positions in which every text has the same token count, longest first.
+
+    No batch is padded, so a text's embedding is the one it gets alone, bit for bit (measured on CPU in fp32
+    and bf16: padding to a batch neighbour's length moved bf16 embeddings by up to 2e-3), and it never
+    depends on which texts share its shard, its batch or the run (faiss#1808 is the same fault in search).
+    Padding is also wasted compute. Returns index arrays covering range(len(lengths)) once each.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    out: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and lengths[order[end]] == lengths[order[start]]:
+            end += 1
+        out.extend(order[s : min(s + batch_size, end)] for s in range(start, end, batch_size))
+        start = end
+    return out
+
+
 def pick_device() -> str:
     """CUDA when torch sees a GPU, else CPU: the same config runs on a laptop and on a GPU node."""
     import torch
@@ -70,13 +93,23 @@ class TorchEncoder:
         self.dim = int(dim())
 
     def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
-        out = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-            show_progress_bar=False,
+        """Float32 embeddings (len(texts), dim) in input order, batched by exact token count
+        (`length_batches`): each text's embedding is independent of the other texts."""
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        tok = self.model.tokenizer(
+            texts, truncation=True, max_length=self.model.max_seq_length, padding=False
         )
+        for idx in length_batches([len(x) for x in tok["input_ids"]], batch_size):
+            out[idx] = self.model.encode(
+                [texts[i] for i in idx],
+                batch_size=len(idx),
+                convert_to_numpy=True,
+                normalize_embeddings=self.normalize,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(out, dtype=np.float32)
 
 

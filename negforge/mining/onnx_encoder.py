@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from negforge.mining.encoders import length_batches
+
 logger = logging.getLogger(__name__)
 
 #: Bump when the export recipe changes, so stale exports in a shared export_dir are not reused.
@@ -354,8 +356,8 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
         """Embed texts as float32 (len(texts), dim) in input order.
 
-        Texts are tokenized once, sorted by token count (longest first) and batched in that order, so each
-        batch is padded only to its own longest text: padding is pure wasted compute on CPU.
+        Texts are tokenized once and batched by exact token count (`length_batches`), so no batch is padded:
+        a text's embedding does not depend on its neighbours, and no compute goes to padding.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -372,9 +374,7 @@ class OnnxEncoder:
             return_token_type_ids="token_type_ids" in self.input_names,
         )
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
-        order = np.argsort(-lengths, kind="stable")
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in length_batches(lengths, batch_size):
             feeds = {name: self._pad([encoded[name][i] for i in idx], name) for name in self.input_names}
             hidden = self.session.run(None, feeds)[0]
             out[idx] = pool(
