@@ -46,18 +46,24 @@ def test_scifact_demo_sample_and_flagembedding_file_give_the_same_positives(tmp_
     assert flag_pos == merged
 
 
-@pytest.mark.slow
-def test_demo_run_output_has_no_negative_equal_to_its_positive_or_query(tmp_path):
-    """The shipped demo config (real vLLM with SmolLM2 for a few claims), checked row by row."""
+def _demo(tmp_path, out_dir: str, shard_size: int) -> None:
     out = subprocess.run(
         [
             sys.executable, "-m", "negforge.cli", "run", str(ROOT / "configs" / "demo.yaml"), "--engine", "local",
-            "--no-progress", "--set", f"output.dir={tmp_path / 'runs'}", "--set", f"cache_dir={tmp_path / 'cache'}",
+            "--no-progress", "--set", f"output.dir={tmp_path / out_dir}", "--set", f"cache_dir={tmp_path / 'cache'}",
             "--set", "data.max_queries=12", "--set", "sources.llm.fraction=0.25",
+            "--set", f"output.shard_size={shard_size}",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_demo_run_output_has_no_negative_equal_to_its_positive_or_query(tmp_path):
+    """The shipped demo config (real vLLM with SmolLM2 for a few claims), checked row by row; then the same
+    demo with shards of 64 instead of 8 (LLM answers from the run's response cache) writes the same tables."""
+    _demo(tmp_path, "runs", 8)
     from datasets import load_from_disk
 
     rows = load_from_disk(str(tmp_path / "runs" / "demo" / "dataset"))["rich"].to_list()
@@ -72,3 +78,9 @@ def test_demo_run_output_has_no_negative_equal_to_its_positive_or_query(tmp_path
     assert "identity" in manifest and set(manifest["identity"]["excluded"]) == {
         "same_text_as_positive", "same_text_as_query", "query_document", "positive_of_same_query_text"
     }  # fmt: skip
+    _demo(tmp_path, "runs64", 64)
+    a = load_from_disk(str(tmp_path / "runs" / "demo" / "dataset"))
+    b = load_from_disk(str(tmp_path / "runs64" / "demo" / "dataset"))
+    assert sorted(a) == sorted(b) == ["n-tuple", "rich", "triplet"]
+    for config in a:
+        assert a[config].to_list() == b[config].to_list(), config
