@@ -27,6 +27,8 @@ import re
 import sys
 import unicodedata
 
+import regex
+
 #: bumped whenever `norm_text` calls other texts equal (2: HTML entities and tags; 3: operators, in-token
 #: punctuation and combining marks kept): part of the run identity, so shards judged under an older rule are
 #: judged again, never reused
@@ -40,6 +42,7 @@ _FOLD = str.maketrans(
         **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-"),
     }
 )
+_WORDS = regex.compile(r"\w+")  # the regex module's \w: letters, digits and combining marks of any script
 _TRAILING_PUNCT = re.compile(r"[\s.,;:!?\u2026]+$")
 _ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 # inline tags go without a trace (`H<sub>2</sub>O` is `H2O`); block tags separate words (`<p>a</p><p>b</p>`)
@@ -93,6 +96,13 @@ def norm_span(text: str) -> str:
     text = _format_chars().sub("", _unhtml(text))
     text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD)
     return " ".join(text.split())
+
+
+def word_key(text: str) -> str:
+    """The words of `norm_span(text)` (letters, digits and combining marks of any script), one space apart:
+    a loose key for near-repeats where erring towards "same" only drops a candidate (LLM-written queries that
+    repeat each other or copy a passage). Never the identity rule: it erases operators (`a - b` is `a b`)."""
+    return " ".join(_WORDS.findall(norm_span(text)))
 
 
 def query_key(text: str) -> str:

@@ -35,7 +35,7 @@ from negforge.mining.fingerprint import texts_digest
 from negforge.records import Corpus
 from negforge.sources import load_input
 from negforge.sources.readers import InputError
-from negforge.text_identity import norm_text
+from negforge.text_identity import word_key
 from tests.fault_server import FaultyOpenAIServerDouble
 
 DOCS = [
@@ -156,8 +156,8 @@ def test_promptagator_needs_examples_and_paths_resolve_against_the_config(tmp_pa
 def test_query_checks_reject_copies_examples_duplicates_and_bad_lengths():
     cfg = QueryGenConfig()
     passage = DOCS[1][1]
-    examples = {norm_text("does caffeine raise blood pressure")}
-    seen = {norm_text("statin cholesterol heart attack risk")}
+    examples = {word_key("does caffeine raise blood pressure")}
+    seen = {word_key("statin cholesterol heart attack risk")}
     assert check_query("statins and heart attacks", passage, examples, seen, cfg) == "kept"
     assert check_query("LDL cholesterol", passage, examples, seen, cfg) == "too_short"
     assert check_query("word " * 41, passage, examples, seen, cfg) == "too_long"

@@ -39,7 +39,7 @@ from negforge.generators.store import GenerationStore
 from negforge.progress import progress_bar
 from negforge.prompts import template_identity
 from negforge.records import Corpus
-from negforge.text_identity import norm_text
+from negforge.text_identity import norm_text, word_key
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 BUILTIN_EXAMPLES = PROMPTS_DIR / "querygen_examples.jsonl"
@@ -195,10 +195,10 @@ def check_query(text: str, passage: str, examples: set[str], seen: set[str], cfg
         return "too_short"
     if len(words) > cfg.max_words:
         return "too_long"
-    n = norm_text(text)
+    n = word_key(text)
     if not n:
         return "too_short"
-    np_ = norm_text(passage)
+    np_ = word_key(passage)
     if n == np_ or (len(n.split()) >= cfg.copy_min_words and f" {n} " in f" {np_} "):
         return "copy_of_passage"
     if n in examples:
@@ -261,7 +261,7 @@ def plan_queries(
             sent = {**params, "seed": s} if send_seed else params
             key = request_key(fingerprint, tpl, msgs, {**params, "seed": s})
             plan.append((corpus.ids[row], row, ChatRequest(key, msgs, sent, QUERY_SCHEMA)))
-    return QueryPlan(tpl, plan, {norm_text(e.query) for e in examples})
+    return QueryPlan(tpl, plan, {word_key(e.query) for e in examples})
 
 
 def ask_queries(todo: list[tuple[str, int, ChatRequest]], endpoint: LLMEndpoint) -> None:
@@ -341,7 +341,7 @@ def dedupe_queries(queries: list[GeneratedQuery]) -> int:
     for q in queries:
         if q.status != "kept":
             continue
-        k = norm_text(q.text or "")
+        k = word_key(q.text or "")
         if k not in first:
             first[k] = q
             continue
