@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from negforge.ownership import check_owned, claim, inside, is_owned, legacy_dataset, remove_owned
 
 
 class RunFolderConflict(RuntimeError):
@@ -54,6 +55,9 @@ class ShardStore:
         """
         state = self.dir / "state.json"
         changes: list[str] = []
+        inside(self.dir.parent.parent, self.dir.parent, "run_name")
+        check_owned(self.dir, "shards", _legacy_shards)
+        check_owned(self.dir.parent / "dataset", "dataset", legacy_dataset)  # refused now, not after mining
         if state.exists():
             old = json.loads(state.read_text())
             if old != identity:
@@ -68,8 +72,9 @@ class ShardStore:
                     f"{k} changed since the shards were written ({_detail([k], old, identity)})"
                     for k in changed
                 ]
-                shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+                remove_owned(self.dir, "shards", _legacy_shards)
+        if not is_owned(self.dir, "shards"):
+            claim(self.dir, "shards")
         _atomic_write(state, json.dumps(identity, indent=2).encode())
         return changes
 
@@ -91,6 +96,21 @@ class ShardStore:
 
     def read(self, i: int) -> pa.Table:
         return pq.read_table(self._paths(i)[0])
+
+
+def _legacy_shards(folder: Path) -> bool:
+    """A shards folder written before ownership markers: negforge's state.json (with the identity rule's
+    version) and nothing but shard files beside it."""
+    try:
+        old = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    names = {p.name for p in folder.iterdir()}
+    return (
+        isinstance(old, dict)
+        and "rules" in old
+        and all(n == "state.json" or n.startswith("shard-") or n.endswith(".tmp") for n in names)
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from negforge.cli.common import ConfigArg, Engine, SetOpt, _load, _train_errors, _user_errors, app, err, out
+from negforge.cli.common import (
+    ConfigArg,
+    Engine,
+    SetOpt,
+    _load,
+    _train_errors,
+    _user_errors,
+    app,
+    esc,
+    fail,
+    out,
+)
 from negforge.cli.report import _report
 
 
@@ -50,11 +61,10 @@ def refresh(
 
             manifest = refresh_local(cfg, checkpoint, chunk=chunk, run_name=run_name).manifest
     except _user_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     _report(manifest)
     r = manifest.get("refresh") or {}
-    out.print(f"refreshed with {r.get('checkpoint')} (fingerprint {r.get('checkpoint_fingerprint')})")
+    out.print(f"refreshed with {esc(r.get('checkpoint'))} (fingerprint {r.get('checkpoint_fingerprint')})")
 
 
 @app.command()
@@ -96,8 +106,7 @@ def loop(
 
             done = [vars(r) for r in ance_loop(cfg, tc, rounds, out_dir=out_dir)]
     except _train_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     for r in done:
         out.print(
             f"round {r['round']}: checkpoint {r['checkpoint']} ({r['fingerprint']}) → negatives {r['run_dir']}"

@@ -9,7 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from negforge.cli.common import ConfigArg, Engine, SetOpt, _load, _user_errors, app, err, out
+from negforge.cli.common import (
+    ConfigArg,
+    Engine,
+    SetOpt,
+    _load,
+    _user_errors,
+    app,
+    err,
+    esc,
+    fail,
+    out,
+    print_error,
+)
 from negforge.cli.report import _report
 from negforge.config import RunConfig
 
@@ -56,8 +68,7 @@ def run(
 
             manifest = run_local(cfg, overwrite=overwrite).manifest
     except _user_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     _report(manifest)
 
 
@@ -105,8 +116,7 @@ def adapt(
 
             manifest = adapt_local(cfg, overwrite=overwrite, train=train).manifest
     except (*_user_errors(), QueryGenFailed, AdaptError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     _adapt_report(manifest, cfg)
 
 
@@ -121,7 +131,7 @@ def _adapt_report(m: dict, cfg: RunConfig) -> None:
         t.add_row(st["stage"], f"{st['seconds']:.1f}", rest)
     out.print(t)
     g, c = m.get("generation", {}), m.get("consistency", {})
-    out.print(f"queries written: {g.get('requests')} (by status: {g.get('by_status')})")
+    out.print(f"queries written: {g.get('requests')} (by status: {g.get('by_status')})", markup=False)
     if c.get("pass_rate") is not None:
         out.print(
             f"round-trip ({c['retriever']}, top {c['k']}): pass rate {c['pass_rate']:.1%} of {c['judged']}"
@@ -131,7 +141,7 @@ def _adapt_report(m: dict, cfg: RunConfig) -> None:
         out.print(
             f"{r['row']}: nDCG@10 {r['ndcg@10']:.4f}{delta}, MRR@10 {r['mrr@10']:.4f}, R@100 {r['recall@100']:.4f}"
         )
-    out.print(f"[bold]adapt manifest:[/bold] {adapt_dir(cfg) / 'adapt.json'}")
+    out.print(f"[bold]adapt manifest:[/bold] {esc(adapt_dir(cfg) / 'adapt.json')}")
 
 
 @app.command()
@@ -174,18 +184,17 @@ def serve(
             path, python=python, host=host, port=port, extra_args=ServerConfig().extra_args,
             env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log,
         )  # fmt: skip
-        err.print(f"starting vLLM for {path} (log: {log}) ...")
+        err.print(f"starting vLLM for {path} (log: {log}) ...", markup=False, highlight=False)
         url = srv.start()
     except Exception as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     out.print(
-        f"serving [bold]negforge-llm[/bold] at {url} (started in {srv.startup_seconds:.0f} s); Ctrl-C stops it"
+        f"serving [bold]negforge-llm[/bold] at {esc(url)} (started in {srv.startup_seconds:.0f} s); Ctrl-C stops it"
     )
     try:
         while srv.proc is not None and srv.proc.poll() is None:
             time.sleep(1)
-        err.print(f"[red]vLLM exited[/red]; log tail:\n{srv.log_tail()}")
+        print_error(f"log tail:\n{srv.log_tail()}", prefix="vLLM exited;")
         raise typer.Exit(1)
     except KeyboardInterrupt:
         pass

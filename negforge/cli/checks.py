@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from negforge.cli.common import ConfigArg, SetOpt, _load, app, err, out
+from negforge.cli.common import ConfigArg, SetOpt, _load, app, fail, out
 from negforge.cli.report import _report
 from negforge.config import RunConfig
 
@@ -52,8 +52,7 @@ def _inspect(cfg: RunConfig) -> None:
     try:
         rep = inspect_data(cfg.data)
     except InputError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     out.print(f"[bold]input[/bold] ({rep.format})", highlight=False)
     for line in rep.layout:
         out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
@@ -110,8 +109,7 @@ def show(
     """Print the summary of a finished run from its manifest (with --open, then the run explorer's path)."""
     path = run_dir / "manifest.json"
     if not path.is_file():
-        err.print(f"[red]error:[/red] {path}: no manifest (is the run finished?)", soft_wrap=True)
-        raise typer.Exit(2)
+        raise fail(f"{path}: no manifest (is the run finished?)")
     _report(json.loads(path.read_text()))
     if open_:
         from negforge.publish.explorer import open_explorer
@@ -119,5 +117,4 @@ def show(
         try:
             print(open_explorer(run_dir))  # the last line: the page's path
         except FileNotFoundError as e:
-            err.print(f"[red]error:[/red] {e}", soft_wrap=True, markup=False)
-            raise typer.Exit(2) from None
+            raise fail(e) from None

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from negforge.config import ConfigError, RunConfig, load_config
 
@@ -48,19 +50,36 @@ class Engine(StrEnum):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from negforge.mining.fingerprint import ModelNotFound
+    from negforge.ownership import ForeignFolder
     from negforge.shards import RunFolderConflict
     from negforge.sources.readers import InputError
 
-    return (ConfigError, InputError, ModelNotFound, RunFolderConflict)
+    return (ConfigError, InputError, ModelNotFound, RunFolderConflict, ForeignFolder)
+
+
+def esc(value: object) -> str:
+    """A user-supplied value (a path, a run name, a model id) made safe inside Rich markup: printed literally."""
+    return escape(str(value))
+
+
+def print_error(message: object, prefix: str = "error:") -> None:
+    """One error for the person at the terminal, on stderr: a red prefix, then `message` literally (a `[/red]`
+    in a path or a --set value is text, never markup)."""
+    err.print(Text.assemble((prefix + " ", "red"), str(message)), highlight=False, soft_wrap=True)
+
+
+def fail(message: object) -> typer.Exit:
+    """`print_error(message)` and the exit of a user mistake (code 2): `raise fail(e) from None`."""
+    print_error(message)
+    return typer.Exit(2)
 
 
 def _load(config: Path, overrides: list[str] | None, run_name: str | None) -> RunConfig:
-    extra = ["run_name=" + run_name] if run_name else []
+    extra = {"run_name": run_name} if run_name else {}  # a name as typed: `--run-name 2024` is a text
     try:
-        return load_config(config, [*(overrides or []), *extra])
+        return load_config(config, overrides or [], **extra)
     except ConfigError as e:
-        err.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
 
 
 def _train_errors() -> tuple[type[BaseException], ...]:

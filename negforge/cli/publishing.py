@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from negforge.cli.common import app, err, out
+from negforge.cli.common import app, fail, out
 
 
 class ExportFormat(StrEnum):
@@ -70,13 +70,14 @@ def publish(
             score=score,
         )
     except PublishError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     if outcome.local:
-        out.print(f"Hub layout written to {outcome.local}", highlight=False)
+        out.print(f"Hub layout written to {outcome.local}", highlight=False, markup=False)
     for kind, path in outcome.exports.items():
-        out.print(f"{kind} export: {path}", highlight=False)
+        out.print(f"{kind} export: {path}", highlight=False, markup=False)
     if outcome.push:
         p = outcome.push
         state = "already up to date" if p.skipped else f"{len(p.commits)} commits"
-        out.print(f"pushed {outcome.run_id} to {p.repo_id}@{p.revision}: {state}", highlight=False)
+        out.print(
+            f"pushed {outcome.run_id} to {p.repo_id}@{p.revision}: {state}", highlight=False, markup=False
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from negforge.cli.common import out
+from negforge.cli.common import esc, out
 
 
 def _report(manifest: dict) -> None:
@@ -16,8 +16,8 @@ def _report(manifest: dict) -> None:
 
     counts = manifest["counts"]
     data = manifest["data"]
-    out.print(f"\n[bold green]dataset:[/bold green] {manifest['outputs']['dataset']}")
-    out.print(f"[bold]manifest:[/bold] {Path(manifest['outputs']['dataset']).parent / 'manifest.json'}")
+    out.print(f"\n[bold green]dataset:[/bold green] {esc(manifest['outputs']['dataset'])}")
+    out.print(f"[bold]manifest:[/bold] {esc(Path(manifest['outputs']['dataset']).parent / 'manifest.json')}")
     out.print(
         f"{data['queries']} queries, {data['positives']} positives, {data['corpus_docs']} documents; "
         f"rows: {', '.join(f'{k}={v}' for k, v in counts['rows'].items())}"
@@ -28,19 +28,19 @@ def _report(manifest: dict) -> None:
     for k, v in counts["funnel"].items():
         t.add_row(k, str(v))
     for k, v in counts["selected"].items():
-        t.add_row(f"selected from {k}", str(v))
+        t.add_row(f"selected from {esc(k)}", str(v))
     out.print(t)
     funnel = (manifest.get("filters") or {}).get("funnel") or []
     if funnel and manifest["filters"].get("stack"):
         ft = Table(title="verdicts: candidates per source through each filter")
         for col in funnel[0]:
-            ft.add_column(col.removeprefix("after_"), justify="left" if col == "source" else "right")
+            ft.add_column(esc(col.removeprefix("after_")), justify="left" if col == "source" else "right")
         for row in funnel:
-            ft.add_row(*(str(v) for v in row.values()))
+            ft.add_row(*(esc(v) for v in row.values()))
         out.print(ft)
     print_summary(manifest["score_summary"], manifest["score_by"], out)
     if manifest["outputs"].get("report"):
-        out.print(f"[bold]report:[/bold] {manifest['outputs']['report']}")
+        out.print(f"[bold]report:[/bold] {esc(manifest['outputs']['report'])}")
     gen = manifest.get("generation")
     if gen:
         c = gen["counts"]
@@ -58,9 +58,9 @@ def _report(manifest: dict) -> None:
             f"[yellow]{counts['ntuple_rows_dropped_short']} n-tuple rows left out: too few negatives[/yellow]"
         )
     if manifest["skips"]["counts"]:
-        out.print(f"[yellow]input skips:[/yellow] {manifest['skips']['counts']} (examples in manifest)")
+        out.print(f"[yellow]input skips:[/yellow] {esc(manifest['skips']['counts'])} (examples in manifest)")
     excluded = {k: v for k, v in (manifest.get("identity") or {}).get("excluded", {}).items() if v}
     if excluded:
         out.print(f"identity rule (never negatives): {excluded}", highlight=False)
     for note in manifest["notes"]:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {esc(note)}")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from negforge.cli.common import Engine, _train_errors, _user_errors, app, err, out
+from negforge.cli.common import Engine, _train_errors, _user_errors, app, esc, fail, out
 
 
 class LossName(StrEnum):
@@ -97,8 +97,7 @@ def train(
         )
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        err.print(f"[red]error:[/red] {msgs}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(msgs) from None
     try:
         if engine is Engine.prefect:
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -111,9 +110,8 @@ def train(
             res = train_local(cfg, progress=progress)
             info = {**res.info, "output_dir": str(res.output_dir)}
     except _train_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    out.print(f"\n[bold green]checkpoint:[/bold green] {info['output_dir']}")
+        raise fail(e) from None
+    out.print(f"\n[bold green]checkpoint:[/bold green] {esc(info['output_dir'])}")
     out.print(f"fingerprint {info['fingerprint']} (base {info['base_fingerprint']}), loss {info['loss']}, "
               f"{info['steps']} steps in {info['seconds']:.0f} s")  # fmt: skip
     for s in info["stages"]:
@@ -202,10 +200,9 @@ def evaluate(
                 for m in models
             ]
     except _user_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(e) from None
     print_comparison(results, out)  # type: ignore[arg-type]
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(list(results), indent=2) + "\n")
-        out.print(f"results written to {json_out}")
+        out.print(f"results written to {json_out}", markup=False)

@@ -79,7 +79,17 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. selection.num_negatives=3")
         key, _, value = item.partition("=")
-        out.append((key.strip(), yaml.safe_load(value) if value.strip() else ""))
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            why = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(
+                f"--set {key.strip()}: the value {value!r} is not a YAML scalar or list ({why}); quote a text "
+                f"as {key.strip()}='\"...\"'"
+            ) from None
+        if key.strip() == "run_name" and isinstance(parsed, int | float) and not isinstance(parsed, bool):
+            parsed = value.strip()  # `--set run_name=2024` is the folder name 2024, not a number
+        out.append((key.strip(), parsed))
     return out
 
 

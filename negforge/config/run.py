@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from negforge.adapt.config import AdaptConfig
 from negforge.config.base import _Strict
@@ -89,7 +89,11 @@ class RunConfig(_Strict):
     """A whole run. Every field has a default except where the data lives."""
 
     run_name: str = Field(
-        "run", pattern=r"^[A-Za-z0-9._-]+$", description="the run folder: output.dir/run_name"
+        "run",
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$",
+        max_length=200,
+        description="the run folder: output.dir/run_name; letters, digits, '.', '_', '-', not starting "
+        "with '.' (so never '.' or '..': a run stays inside output.dir)",
     )
     seed: int = Field(13, description="seeds every random choice (sampling, random negatives, mixing, LLM)")
     cache_dir: str = Field(
@@ -187,6 +191,12 @@ class RunConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output.dir).expanduser() / self.run_name
+
+    @field_validator("run_name", mode="before")
+    @classmethod
+    def _name_as_text(cls, v: Any) -> Any:
+        """`run_name: 2024` in YAML is the folder 2024, not a number to refuse."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @property
     def cache_path(self) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from negforge.config.base import _Strict
 
@@ -65,6 +65,12 @@ class DataConfig(_Strict):
     )
     min_relevance: int = Field(1, description="qrels rows with a lower score are not positives")
     max_queries: int | None = Field(None, ge=1)
+    max_passage_chars: int | None = Field(
+        100_000,
+        ge=1,
+        description="longer documents are cut to this many characters (counted, with examples, in the "
+        "manifest's layout notes; the encoder reads far fewer tokens anyway); null: no limit",
+    )
     chunk: str | None = Field(
         None,
         pattern=r"^\d+/[1-9]\d*$",
@@ -183,6 +189,29 @@ class ServerConfig(_Strict):
     startup_timeout: float = Field(900, gt=0)
 
 
+#: environment variables that hold a secret of another service than an LLM endpoint
+FOREIGN_SECRETS = frozenset(
+    [
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HUGGINGFACE_TOKEN",
+        "HUGGINGFACEHUB_API_TOKEN",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "GITLAB_TOKEN",
+        "PREFECT_API_KEY",
+        "WANDB_API_KEY",
+        "NPM_TOKEN",
+        "PYPI_TOKEN",
+        "TWINE_PASSWORD",
+        "DOCKER_PASSWORD",
+        "SSH_AUTH_SOCK",
+        "DATABASE_URL",
+        "SLACK_TOKEN",
+    ]
+)
+
+
 class LLMConfig(_Strict):
     """Generation 6: SyNeg-style synthetic negatives from a local OpenAI-compatible server (vLLM)."""
 
@@ -204,7 +233,10 @@ class LLMConfig(_Strict):
         default_factory=list, description="OpenAI-compatible endpoints; empty starts a server"
     )
     api_key_env: str = Field(
-        "NEGFORGE_LLM_API_KEY", description="environment variable holding the key (never logged)"
+        "NEGFORGE_LLM_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the LLM endpoint's key (never logged); the key of another "
+        "service (HF_TOKEN, AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, ...) is refused: it would be sent to the endpoint",
     )
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(180, gt=0, description="seconds per request")
@@ -226,6 +258,19 @@ class LLMConfig(_Strict):
         90, ge=0, le=100, description="rapidfuzz ratio at or above which text is a copy"
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _only_an_llm_key(cls, v: str) -> str:
+        """Refuse the variable of another service's secret: its value would be sent as the LLM's key."""
+        if v.upper() in FOREIGN_SECRETS or v.upper().startswith(
+            ("AWS_", "AZURE_", "GOOGLE_", "HF_", "HUGGING")
+        ):
+            raise ValueError(
+                f"{v} holds another service's secret, and api_key_env's value is sent to the LLM endpoint "
+                "as its key; put the endpoint's key in NEGFORGE_LLM_API_KEY (or a variable of its own)"
+            )
+        return v
 
 
 class SourcesConfig(_Strict):

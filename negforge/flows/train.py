@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from negforge.publish.markdown import code, md
 from negforge.training.evaluate import METRICS, EvalResult
 from negforge.training.evaluate import evaluate as evaluate_model
 from negforge.training.evaluate import load_split as read_split
@@ -41,13 +42,13 @@ def _artifact_key(data: str, split: str) -> str:
 
 def _markdown(results: list[EvalResult], data: str, split: str) -> str:
     head = "| model | fingerprint | " + " | ".join(METRICS) + " | queries | docs |"
-    lines = [f"# Retrieval on `{data}` ({split})", "", head, "|" + "---|" * (len(METRICS) + 4)]
+    lines = [f"# Retrieval on {code(data)} ({md(split)})", "", head, "|" + "---|" * (len(METRICS) + 4)]
     for i, r in enumerate(results):
         cells = [
             f"{r[m]:.4f}" + (f" ({r[m] - results[0][m]:+.4f})" if i else "")
             for m in METRICS  # type: ignore[literal-required]
         ]
-        lines.append(f"| `{r['model']}` | `{r['fingerprint'][:12]}` | {' | '.join(cells)} | {r['queries']} | "
+        lines.append(f"| {code(r['model'])} | {code(r['fingerprint'][:12])} | {' | '.join(cells)} | {r['queries']} | "
                      f"{r['corpus_docs']} |")  # fmt: skip
     if len(results) > 1:
         lines += ["", "Changes in brackets are against the first model (zero-shot)."]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from negforge.mining.identity import REASONS as IDENTITY_REASONS
 from negforge.mining.pool import MiningContext
 from negforge.mining.selection import margin_advice
 from negforge.mixing import merge_filter_stats, ntuple_width
+from negforge.ownership import claim, legacy_dataset, remove_owned
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.report import write_report
 from negforge.publish.rich import RICH_SCHEMA
@@ -81,10 +81,11 @@ def _save_dataset(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, str]:
     from datasets import Dataset, DatasetDict
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_owned(tmp, "dataset")
     # one shard per ~500 MB and at least one: datasets cannot reload a config saved with zero shards
     shards = {name: max(1, -(-t.nbytes // 500_000_000)) for name, t in tables.items()}
     DatasetDict({name: Dataset(t) for name, t in tables.items()}).save_to_disk(str(tmp), num_shards=shards)
+    claim(tmp, "dataset")
     parquet = {}
     for name, t in tables.items():
         p = tmp / "parquet" / name / "train.parquet"
@@ -93,8 +94,7 @@ def _save_dataset(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, str]:
 
         pq.write_table(t, p)
         parquet[name] = str(out_dir / "parquet" / name / "train.parquet")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    remove_owned(out_dir, "dataset", legacy_dataset)
     tmp.rename(out_dir)
     return parquet
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from negforge.publish.explorer import write_explorer
+from negforge.publish.markdown import code, md
 
 EXAMPLES_PER_REASON = 2
 SNIPPET = 280
@@ -20,7 +21,7 @@ def _snip(text: str | None) -> str:
     if not text:
         return "_(text not stored; see doc_id)_"
     text = " ".join(text.split())
-    return (text[:SNIPPET] + "…") if len(text) > SNIPPET else text
+    return md((text[:SNIPPET] + "…") if len(text) > SNIPPET else text)
 
 
 def _score(cand: dict, key: str | None) -> float | None:
@@ -79,23 +80,23 @@ def _funnel_table(filters: dict) -> list[str]:
     if not funnel:
         return ["_(no candidates)_"]
     cols = list(funnel[0].keys())
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(md(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for row in funnel:
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+        lines.append("| " + " | ".join(md(row.get(c, "")) for c in cols) + " |")
     return lines
 
 
 def _input_lines(manifest: dict) -> list[str]:
     """What was read (layout, skips) and what the identity rule excluded."""
     data = manifest.get("data") or {}
-    out = [f"- {line}" for line in data.get("layout") or []]
+    out = [f"- {md(line)}" for line in data.get("layout") or []]
     skips = (manifest.get("skips") or {}).get("counts") or {}
-    out.append(f"- Input skips by reason: {skips or 'none'}")
+    out.append(f"- Input skips by reason: {md(skips or 'none')}")
     ident = manifest.get("identity") or {}
     if ident:
         out.append(
             "- Never negatives (identity rule: same text as a positive or the query, or the query's own "
-            f"document): {ident.get('excluded')}"
+            f"document): {md(ident.get('excluded'))}"
         )
         st = ident.get("shared_texts") or {}
         out.append(
@@ -113,9 +114,9 @@ def write_report(
     filters = manifest.get("filters") or {}
     counts = manifest.get("counts", {})
     lines = [
-        f"# negforge run `{manifest.get('run_name')}`",
+        f"# negforge run {code(manifest.get('run_name'))}",
         "",
-        f"Config fingerprint `{manifest.get('config_fingerprint')}`, seed {manifest.get('seed')}, "
+        f"Config fingerprint {code(manifest.get('config_fingerprint'))}, seed {manifest.get('seed')}, "
         f"{manifest.get('data', {}).get('queries')} queries, {manifest.get('data', {}).get('corpus_docs')} "
         f"documents, created {manifest.get('created_at')}.",
         "",
@@ -128,7 +129,7 @@ def write_report(
         "",
         f"Rows written: {counts.get('rows')}. Short queries (fewer negatives than asked): "
         f"{counts.get('short_queries', 0)}.",
-        *[f"- `{q}`: {why}" for q, why in (counts.get("short_reasons") or {}).items()],
+        *[f"- {code(q)}: {md(why)}" for q, why in (counts.get("short_reasons") or {}).items()],
         "",
         "## Input and the identity rule",
         "",
@@ -143,14 +144,14 @@ def write_report(
         settings = ", ".join(
             f"{k}={v}" for k, v in f.items() if k not in ("name", "calibration") and v is not None
         )
-        lines.append(f"- **{name}** ({settings}): saw {sum(st.get('seen', {}).values())}, "
-                     f"rejected {st.get('rejected', {})}, {st.get('seconds', 0)} s")  # fmt: skip
+        lines.append(f"- **{md(name)}** ({md(settings)}): saw {sum(st.get('seen', {}).values())}, "
+                     f"rejected {md(st.get('rejected', {}))}, {st.get('seconds', 0)} s")  # fmt: skip
         if f.get("calibration"):
-            lines.append(f"  - calibration: {f['calibration']}")
+            lines.append(f"  - calibration: {md(f['calibration'])}")
     if not filters.get("stack"):
         lines.append("_(no filters configured)_")
     lines += ["", "All verdicts (filter/reason → candidates):", ""]
-    lines += [f"- `{k}`: {v}" for k, v in (filters.get("verdicts") or {}).items()]
+    lines += [f"- {code(k)}: {md(v)}" for k, v in (filters.get("verdicts") or {}).items()]
     lines += ["", "## Score histograms", ""]
     lines += [f"![{p.stem}](report/{p.name})" for p in plots]
     lines += ["", "## Examples", ""]
@@ -176,7 +177,7 @@ def _examples(rows: list[dict], corpus_text: Callable[[str], str | None] | None)
     for r, n in kept:
         out += _example(r, n, corpus_text)
     for key in sorted(by_reason):
-        out += [f"### Dropped: `{key}`", ""]
+        out += [f"### Dropped: {code(key)}", ""]
         for r, d in by_reason[key]:
             out += _example(r, d, corpus_text)
     return out
@@ -193,8 +194,8 @@ def _example(row: dict, cand: dict, corpus_text: Callable[[str], str | None] | N
     }
     sc = {k: round(v, 4) for k, v in (cand.get("scores") or {}).items() if v is not None}
     return [
-        f"- query `{row['query_id']}`: {textwrap.shorten(row['query'], 200)}",
-        f"  - {cand['source']} `{cand.get('doc_id') or 'synthetic'}` scores {sc} filter scores {fs}",
+        f"- query {code(row['query_id'])}: {md(textwrap.shorten(row['query'], 200))}",
+        f"  - {md(cand['source'])} {code(cand.get('doc_id') or 'synthetic')} scores {md(sc)} filter scores {md(fs)}",
         f"  - > {_snip(text)}",
         "",
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from negforge.config import DataConfig
-from negforge.records import TrainingInput
+from negforge.records import Corpus, TrainingInput
 from negforge.sources.pairs import load_hf, load_pairs
 from negforge.sources.qrels import load_beir, load_qrels_input
 from negforge.sources.readers import InputError
@@ -45,4 +45,22 @@ def load_input(cfg: DataConfig) -> TrainingInput:
         )
     if cfg.max_queries is not None:
         out = replace(out, queries=out.queries[: cfg.max_queries])
+    if cfg.max_passage_chars is not None:
+        out = replace(out, layout=[*out.layout, *cut_long_passages(out.corpus, cfg.max_passage_chars)])
     return out
+
+
+def cut_long_passages(corpus: Corpus, max_chars: int) -> list[str]:
+    """Cut every document text longer than `max_chars` characters to that length, in place (a 5 MB passage
+    would otherwise land whole in every triplet that uses it); returns the layout note, [] when none was cut."""
+    cut = [(corpus.ids[r], len(t)) for r, t in enumerate(corpus.texts) if len(t) > max_chars]
+    if not cut:
+        return []
+    for r, t in enumerate(corpus.texts):
+        if len(t) > max_chars:
+            corpus.texts[r] = t[:max_chars]
+    ex = ", ".join(f"{d} ({n:,} characters)" for d, n in cut[:3])
+    return [
+        f"{len(cut)} documents longer than data.max_passage_chars={max_chars:,} characters were cut to that "
+        f"length (e.g. {ex})"
+    ]
