@@ -42,6 +42,16 @@ def gate_timing_favours_later_paths(monkeypatch):
     monkeypatch.setattr(precision, "_timed", lambda run, items: (real(run, items)[0], float(next(speeds))))
 
 
+@pytest.fixture
+def cpu_offers_bf16(monkeypatch):
+    """Fault injection into the machine check (negforge.mining.precision.cpu_flags): the CPU is said to have
+    AVX512-BF16, so the parity gate has bf16 to try on any machine (torch runs bf16 on AVX2 too, slower);
+    without it a CPU without the flag has only fp32 and the gate never runs."""
+    import negforge.mining.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+
+
 @pytest.fixture(scope="session")
 def tiny_beir(tmp_path_factory) -> Path:
     """12 SciFact claims with their positives and a 200-abstract corpus: small enough to encode in seconds."""

@@ -471,3 +471,14 @@ def test_given_negatives_added_to_the_corpus_are_only_their_own_querys(tmp_path)
     )
     only = [data.corpus.texts[r] for r in data.given_only]
     assert only == ["only a given negative"]  # the added positive is a real document for everyone
+
+
+def test_tsv_fields_are_literal_unless_csv_quoted_by_pandas():
+    """Case 02's TSV export: the old lenient normaliser hid that `"[""text""]"` was read with its quotes."""
+    from negforge.sources.readers import _tsv_field
+
+    assert _tsv_field('"Hello"') == '"Hello"'  # a quoted title in a BEIR TSV stays as written
+    assert _tsv_field('say "hi"') == 'say "hi"'
+    assert _tsv_field('"say ""hi"" now"') == 'say "hi" now'  # pandas' to_csv(sep="\t") quoting
+    assert _tsv_field('"[""a"", ""b""]"') == '["a", "b"]'
+    assert _tsv_field('"a"" b"c"') == '"a"" b"c"'  # a lone quote inside: not CSV quoting, literal

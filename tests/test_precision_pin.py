@@ -82,7 +82,7 @@ def test_filter_backends_are_pinned_in_the_driver_per_model_setting(
 
 
 def test_a_run_records_the_pinned_filter_path_and_reuses_the_driver_scorer(
-    tiny_beir, fresh_cross_encoder, tmp_path
+    tiny_beir, fresh_cross_encoder, tmp_path, cpu_offers_bf16
 ):
     """12 queries: fewer pairs than the gate's sample, so auto resolves to fp32 and says why; the identity,
     the manifest and a rerun asking for bf16 all name the path."""

@@ -104,7 +104,9 @@ def test_corpus_ids_swapped_in_place_are_refused(tmp_path, cache_dir, copied_cas
         run(cfg)
 
 
-def test_dense_precision_is_recorded_as_resolved_and_a_change_rejudges(tmp_path, copied_case):
+def test_dense_precision_is_recorded_as_resolved_and_a_change_rejudges(
+    tmp_path, copied_case, cpu_offers_bf16
+):
     """`backend: auto` is pinned in the driver: the identity and the shard workers' config name the path the
     gate chose (here fp32: the fixture corpus is smaller than the gate's sample), never "auto"; a run asking
     for another path judges every shard again instead of refusing the folder or mixing paths."""

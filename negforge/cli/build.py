@@ -165,24 +165,44 @@ def serve(
         str, typer.Option(help="Where the converted checkpoint is kept.")
     ] = "~/.cache/negforge",
     log: Annotated[Path, typer.Option(help="Server log file.")] = Path("runs/vllm-serve.log"),
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the key clients must send (passed to vLLM's --api-key; "
+            "the value is never printed). Required when --host is not a loopback address."
+        ),
+    ] = None,
 ) -> None:
-    """Start a local vLLM server for the LLM source and keep it up until Ctrl-C.
+    """Start a local vLLM server for the LLM source and keep it up until Ctrl-C or SIGTERM.
 
     Point runs at it with --set sources.llm.base_urls=[URL] --set sources.llm.model=negforge-llm.
     """
+    import os
+    import signal
     import time
 
     from negforge.config import ServerConfig
     from negforge.generators.server import ServerError, VLLMServer
     from negforge.generators.stage import resolve_llm_model
 
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise fail(f"--api-key-env {api_key_env}: that environment variable is empty or not set")
+        env["VLLM_API_KEY"] = key  # vLLM's own variable: never on a command line, never in its logged args
+    elif host not in ("127.0.0.1", "localhost", "::1"):
+        raise fail(
+            f"--host {host} serves the model to the network without a key: pass --api-key-env NAME (a variable "
+            "holding the key clients must send, e.g. NEGFORGE_LLM_API_KEY), or keep the default 127.0.0.1"
+        )
     try:
         path = resolve_llm_model(model, Path(cache_dir).expanduser())
         if path is None:
             raise ServerError(f"{model}: not a checkpoint folder")
         srv = VLLMServer(
             path, python=python, host=host, port=port, extra_args=ServerConfig().extra_args,
-            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log,
+            env=env, log_path=log,
         )  # fmt: skip
         err.print(f"starting vLLM for {path} (log: {log}) ...", markup=False, highlight=False)
         url = srv.start()
@@ -191,6 +211,12 @@ def serve(
     out.print(
         f"serving [bold]negforge-llm[/bold] at {esc(url)} (started in {srv.startup_seconds:.0f} s); Ctrl-C stops it"
     )
+
+    def on_term(signum: int, frame: object) -> None:  # `kill PID` stops the server like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     try:
         while srv.proc is not None and srv.proc.poll() is None:
             time.sleep(1)

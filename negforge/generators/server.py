@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -127,8 +128,10 @@ class VLLMServer:
         log = self.log_path.open("ab")
         env = {**os.environ, **self.env}
         t0 = time.perf_counter()
+        # under parent_watch: the server ends with this process, even after a kill -9 of it
+        watched = [sys.executable, "-m", "negforge.generators.parent_watch", str(os.getpid()), "--", *cmd]
         self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            watched, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         log.close()
         deadline = t0 + self.startup_timeout

@@ -3,7 +3,9 @@
 Dialects: a UTF-8 byte-order mark is ignored and CRLF line ends are stripped in every text format; a file whose
 lines end in CR alone (classic Mac OS exports) is split at its CRs; a BOM left in a Parquet column name (a BOM CSV
 read without utf-8-sig, then saved) is dropped. A TSV field
-is taken literally (a `"` is a character, as in BEIR and MS MARCO files); CSV follows RFC 4180 quoting.
+is taken literally (a `"` is a character, as in BEIR and MS MARCO files), except a field that carries CSV
+quoting's proof, as pandas' `to_csv(sep="\t")` writes a text with quotes in it: wrapped in `"` with every inner
+`"` doubled (the field `"say ""hi"" now"` is the text `say "hi" now`); CSV follows RFC 4180 quoting.
 Bad lines (not UTF-8, not JSON) become counted skips whose detail names the line and column; a missing file or
 column is an error that names it.
 """
@@ -204,6 +206,16 @@ def _with_header(
         yield where, dict(zip(header, fields, strict=True))
 
 
+def _tsv_field(field: str) -> str:
+    """A TSV field as written: literal, unless it is CSV-quoted (wrapped in quotes, inner quotes all doubled
+    and at least one pair of them), which only a CSV writer produces; then the quoting is undone."""
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        inner = field[1:-1]
+        if '""' in inner and '"' not in inner.replace('""', ""):
+            return inner.replace('""', '"')
+    return field
+
+
 def _iter_delimited(
     p: Path,
     skips: SkipLog,
@@ -211,8 +223,8 @@ def _iter_delimited(
     headerless: tuple[str, ...] | None = None,
     header_keys: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    # literal fields: BEIR/MS MARCO TSVs do not quote
-    lines = ((where, line.split(delimiter)) for where, line in iter_lines(p, skips))
+    # literal fields (BEIR/MS MARCO TSVs do not quote), but CSV-quoted ones from pandas read as meant
+    lines = ((where, [_tsv_field(f) for f in line.split(delimiter)]) for where, line in iter_lines(p, skips))
     yield from _with_header(lines, skips, headerless, header_keys)
 
 
