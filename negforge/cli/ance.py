@@ -51,6 +51,9 @@ def refresh(
     try:
         if engine is Engine.prefect:
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            from negforge.flows.environment import quiet_user_errors  # (the import configures Prefect)
+
+            quiet_user_errors(_train_errors())
             from negforge.flows.refresh import refresh_negatives
 
             manifest = refresh_negatives(
@@ -96,6 +99,9 @@ def loop(
     try:
         if engine is Engine.prefect:
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            from negforge.flows.environment import quiet_user_errors  # (the import configures Prefect)
+
+            quiet_user_errors(_train_errors())
             from negforge.flows.refresh import ance_loop_flow
 
             done = ance_loop_flow(

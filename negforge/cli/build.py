@@ -55,11 +55,12 @@ def run(
     prog.set_enabled(progress)
     try:
         if engine is Engine.prefect:
-            from negforge.flows.environment import configure_prefect
+            from negforge.flows.environment import configure_prefect, quiet_user_errors
 
             # no telemetry, a private database for the ephemeral server (see negforge.flows.environment);
             # task-by-task INFO lines drown the progress output: PREFECT_LOGGING_LEVEL=INFO brings them back
             configure_prefect(logging_level="WARNING")
+            quiet_user_errors(_user_errors())  # the one line below says it; no Prefect tracebacks
             from negforge.flows.build import build_negatives
 
             manifest = build_negatives(cfg.model_dump(mode="json"), overwrite=overwrite)
@@ -105,9 +106,10 @@ def adapt(
     prog.set_enabled(progress)
     try:
         if engine is Engine.prefect:
-            from negforge.flows.environment import configure_prefect
+            from negforge.flows.environment import configure_prefect, quiet_user_errors
 
             configure_prefect(logging_level="WARNING")
+            quiet_user_errors(_user_errors())
             from negforge.flows.adapt import adapt_flow
 
             manifest = adapt_flow(cfg.model_dump(mode="json"), overwrite=overwrite, train=train)

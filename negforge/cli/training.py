@@ -101,6 +101,9 @@ def train(
     try:
         if engine is Engine.prefect:
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            from negforge.flows.environment import quiet_user_errors  # (the import configures Prefect)
+
+            quiet_user_errors(_train_errors())
             from negforge.flows.train import train_flow
 
             info = train_flow(cfg.model_dump(mode="json"), progress=progress)
@@ -169,6 +172,9 @@ def evaluate(
     try:
         if engine is Engine.prefect:
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+            from negforge.flows.environment import quiet_user_errors  # (the import configures Prefect)
+
+            quiet_user_errors(_train_errors())
             from negforge.flows.train import evaluate_flow
 
             results = evaluate_flow(

@@ -126,3 +126,37 @@ def quiet_foreign_loggers() -> None:
             isinstance(f, RootLevelFilter) for f in handler.filters
         ):
             handler.addFilter(RootLevelFilter())
+
+
+class UserErrorFilter(logging.Filter):
+    """Keeps a user's mistake (a bad input file, a config error) out of Prefect's console: the CLI prints it
+    as one line naming the file or key, where Prefect would print it with two tracebacks and the engine's
+    state messages. Records without such an error pass; the run's Prefect UI and API keep everything."""
+
+    def __init__(self, errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.errors = errors
+        self.names = tuple(e.__name__ for e in errors)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record about one of `errors` (its exception, or a message naming it)."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and isinstance(exc, self.errors):
+            return False
+        if record.levelno >= logging.ERROR:
+            msg = record.getMessage()
+            if any(f"{n}(" in msg or f"{n}:" in msg for n in self.names):
+                return False
+        return True
+
+
+def quiet_user_errors(errors: tuple[type[BaseException], ...]) -> None:
+    """Put a `UserErrorFilter` on Prefect's console handlers (once): see the class."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict)):
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, UserErrorFilter) for f in handler.filters
+            ):
+                handler.addFilter(UserErrorFilter(errors))
