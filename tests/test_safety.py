@@ -208,6 +208,37 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_prefect_server(make_config, tmp_path):
+    """kill -9 of a run under the Prefect engine: its temporary API server (uvicorn) ends with it."""
+    cfg = make_config("run_name=killed")
+    path = tmp_path / "c.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "negforge.cli", "run", str(path), "--no-progress"], cwd=tmp_path
+    )
+    deadline, servers = time.time() + 120, []
+    while not servers:
+        assert run.poll() is None and time.time() < deadline, "no Prefect server was started"
+        servers = [p for p in _children(run.pid) if "uvicorn" in _cmdline(p)]
+        time.sleep(0.5)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.time() + 30
+    while any(_alive(p) for p in servers):
+        assert time.time() < deadline, "the Prefect server outlived the run"
+        time.sleep(0.5)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def test_serve_on_a_public_address_needs_a_key():
     from negforge.cli import app
 

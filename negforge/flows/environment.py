@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping
+from typing import Any
 
 # (Prefect setting, environment variable, value)
 SAFE_SETTINGS: tuple[tuple[str, str, str], ...] = (
@@ -100,7 +101,35 @@ def configure_prefect(logging_level: str | None = None) -> dict[str, str]:
 
         setup_logging(incremental=True)  # new levels on the handlers Prefect already made
     quiet_foreign_loggers()
+    watch_ephemeral_server()
     return changed
+
+
+class _WatchedSubprocess:
+    """The `subprocess` module as Prefect's server module sees it, with Popen under parent_watch."""
+
+    def __getattr__(self, name: str) -> Any:
+        import subprocess
+
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(args: list[str], **kwargs: Any) -> Any:
+        import subprocess
+
+        watched = [sys.executable, "-m", "negforge.generators.parent_watch", str(os.getpid()), "--", *args]
+        return subprocess.Popen(watched, **kwargs)
+
+
+def watch_ephemeral_server() -> None:
+    """Start Prefect's temporary API server (no PREFECT_API_URL set) under negforge's parent_watch, so it ends
+    with the run even after a kill -9; otherwise it keeps listening, unauthenticated, on loopback."""
+    try:
+        import prefect.server.api.server as server
+    except ImportError:  # pragma: no cover - prefect without its server extra
+        return
+    if not isinstance(server.subprocess, _WatchedSubprocess):
+        server.subprocess = _WatchedSubprocess()
 
 
 class RootLevelFilter(logging.Filter):
