@@ -3,6 +3,7 @@ attaching the generated passages (scored by the dense model) to a shard's mined 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -44,21 +45,36 @@ def generation_items(ctx: MiningContext, llm: LLMStage, results: list[QueryResul
 
 
 def _spans(
-    ctx: MiningContext, results: list[QueryResult], passages: list[tuple[str | None, str] | None], kind: str
+    ctx: MiningContext,
+    results: list[QueryResult],
+    passages: list[tuple[str | None, str] | None],
+    kind: str,
+    rows: list[int | None] | None = None,
 ) -> list[EditSpan | None]:
+    """`rows[i]`: the corpus row of passage i, when it is one: its joined title is never a span."""
     from negforge.generators.spans import choose_spans
 
     if ctx.dense is None or ctx.query_emb is None:
         return [None] * len(results)
     qpos = {q.id: i for i, q in enumerate(ctx.queries)}
     qemb = np.asarray(ctx.query_emb[[qpos[r.query.id] for r in results]])
-    return choose_spans(ctx.dense.encode_passages, qemb, passages, kind)
+    starts = None
+    if rows is not None:
+        starts = [_body_start(ctx.corpus, r) if r is not None else 0 for r in rows]
+    return choose_spans(ctx.dense.encode_passages, qemb, passages, kind, starts)
+
+
+def _body_start(corpus, row: int) -> int:
+    """Where a corpus row's body begins in its text (after the title BEIR joins in front), 0 when untitled."""
+    title, text = corpus.titles[row], corpus.texts[row]
+    return len(title) + 1 if title and text.startswith(title + " ") else 0
 
 
 def positive_spans(ctx: MiningContext, results: list[QueryResult]) -> list[EditSpan | None]:
-    """The sentence of each query's first positive that matches the query best (edit bases)."""
+    """The sentence of each query's first positive that matches the query best (edit bases), from its body:
+    never the joined title."""
     rows = [r.query.positive_rows[0] for r in results]
-    return _spans(ctx, results, [(ctx.corpus.ids[i], ctx.corpus.texts[i]) for i in rows], "positive")
+    return _spans(ctx, results, [(ctx.corpus.ids[i], ctx.corpus.texts[i]) for i in rows], "positive", rows)
 
 
 def add_rule_negatives(ctx: MiningContext, results: list[QueryResult]) -> dict:
@@ -76,7 +92,11 @@ def add_rule_negatives(ctx: MiningContext, results: list[QueryResult]) -> dict:
         sample = rng.choice(n, size=min(n, cfg.entity_pool_docs), replace=False)
         ctx.entity_pool = entity_pool([ctx.corpus.texts[i] for i in sorted(sample)])
     spans = positive_spans(ctx, results)
-    made = rule_negatives([r.query.id for r in results], spans, cfg, ctx.cfg.seed, ctx.entity_pool)
+    rejected: Counter = Counter()
+    made = rule_negatives(
+        [r.query.id for r in results], spans, cfg, ctx.cfg.seed, ctx.entity_pool,
+        queries=[r.query.text for r in results], rejected=rejected,
+    )  # fmt: skip
     attach_synthetic(ctx, results, made)
     kinds: dict[str, int] = {}
     for negs in made.values():
@@ -86,6 +106,7 @@ def add_rule_negatives(ctx: MiningContext, results: list[QueryResult]) -> dict:
         "made": sum(kinds.values()),
         "by_kind": kinds,
         "queries_without_edit": len(results) - len(made),
+        "rejected": dict(rejected),
     }
 
 

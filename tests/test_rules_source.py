@@ -1,6 +1,8 @@
 """The `rules` source (no LLM): a sentence of the positive picked by the bi-encoder, edited by a verified
 rule operator, spliced back; and the sentence choice itself. Real MiniLM, bm25s and faiss."""
 
+import re
+
 from datasets import load_from_disk
 
 from negforge.generators.spans import choose_spans, split_sentences
@@ -58,7 +60,17 @@ def test_rules_source_makes_verified_edits_of_the_positive(make_config):
             g = n["generation"]
             assert n["doc_id"] is None and g["verified"] is True and g["mode"] == "rules"
             pos = next(p for p in r["positives"] if g["span"] in p)
-            assert n["text"] == pos.replace(g["span"], g["replacement"], 1)
+            want = pos.replace(g["span"], g["replacement"], 1)
+            if g["perturbation"] in (
+                "entity_shift",
+                "changed_value",
+            ):  # the fact edited everywhere it is stated
+                old, new = re.match(r"rule \w+: '(.*)' -> '(.*)'$", g["reasoning"]).groups()
+                i = want.index(g["replacement"])
+                before, after = want[:i], want[i + len(g["replacement"]) :]
+                word = re.compile(rf"(?<!\w){re.escape(old.strip())}(?!\w)")
+                want = word.sub(new.strip(), before) + g["replacement"] + word.sub(new.strip(), after)
+            assert n["text"] == want
             assert verify_edit(g["span"], g["replacement"], g["perturbation"]).verified
             assert norm_text(n["text"]) not in forbidden
             assert g["base_doc_id"] in r["positive_ids"]

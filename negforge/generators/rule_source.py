@@ -1,7 +1,7 @@
 """The `rules` source: rule-based counterfactual negatives that need no LLM (a verified floor on any machine).
 
-For each query the sentence of its first positive that matches the query best (see `spans`) is edited by a
-rule operator (negate, change a value or direction word, swap an entity for a same-shape corpus term, reverse
+For each query the sentence of its first positive's body that matches the query best (see `spans`; never the
+joined title), and in it the clause that answers the query (`answer_clause`), is edited by a rule operator (negate, change a value or direction word, swap an entity for a same-shape corpus term, reverse
 roles), checked by its verifier, and spliced back into the positive. The result contradicts the positive in
 exactly one place, keeps its length and style, and is labelled `source: rules` with the operator, span and
 replacement in its provenance (CausalNeg's perturbations; counterfactual data augmentation).
@@ -10,14 +10,17 @@ replacement in its provenance (CausalNeg's perturbations; counterfactual data au
 from __future__ import annotations
 
 import hashlib
+import re
+from collections import Counter
 
 import numpy as np
 
 from negforge.config import RulesConfig
+from negforge.generators.answer_clause import answer_clause, changes_only_the_question, restate
 from negforge.generators.rules import apply_rules
 from negforge.generators.synthesize import EditSpan, SyntheticNegative
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"  # 2: the answer clause only, body only, restated facts followed
 
 
 def _seed(seed: int, query_id: str) -> int:
@@ -30,28 +33,48 @@ def rule_negatives(
     cfg: RulesConfig,
     seed: int,
     pool: dict[str, list[str]] | None,
+    queries: list[str] | None = None,
+    rejected: Counter | None = None,
 ) -> dict[str, list[SyntheticNegative]]:
     """Up to `cfg.count` verified rule edits per query (distinct kinds, seeded order); {} for a None span.
 
-    `spans[i]` is the positive's span for `query_ids[i]`. Deterministic for the same inputs and seed.
+    `spans[i]` is the positive's span for `query_ids[i]`, `queries[i]` its text (the answer clause is the
+    clause of the span closest to it; without queries, the whole sentence). Edits that change only the
+    query's own words (`changes_question`) or leave the fact restated elsewhere (`answer_restated`) are
+    refused and counted in `rejected`. Deterministic for the same inputs and seed.
     """
     out: dict[str, list[SyntheticNegative]] = {}
-    for qid, span in zip(query_ids, spans, strict=True):
+    rejected = rejected if rejected is not None else Counter()
+    for i, (qid, span) in enumerate(zip(query_ids, spans, strict=True)):
         if span is None:
             continue
         s = _seed(seed, qid)
         rng = np.random.default_rng(s)
         kinds = [str(k) for k in rng.permutation(cfg.kinds)]
+        clause = answer_clause(span.sentence, queries[i] if queries is not None else "")
         made = []
-        for edit in apply_rules(span.sentence, kinds, rng, pool):
+        for edit in apply_rules(clause.text, kinds, rng, pool):
             if len(made) == cfg.count:
                 break
-            key = hashlib.sha256(
-                f"rules:{RULES_VERSION}:{qid}:{edit.kind}:{edit.edited}".encode()
-            ).hexdigest()[:32]
+            if queries is not None and changes_only_the_question(edit, clause):
+                rejected["changes_question"] += 1
+                continue
+            if edit.kind == "entity_shift" and re.search(
+                rf"(?<!\w){re.escape(edit.replacement.strip())}(?!\w)", span.base_text, re.IGNORECASE
+            ):
+                rejected["replacement_in_passage"] += 1
+                continue
+            sentence = clause.splice(edit.edited)
+            text = restate(span.splice(sentence), span.start, span.start + len(sentence), edit)
+            if text is None:
+                rejected["answer_restated"] += 1
+                continue
+            key = hashlib.sha256(f"rules:{RULES_VERSION}:{qid}:{edit.kind}:{sentence}".encode()).hexdigest()[
+                :32
+            ]
             made.append(
                 SyntheticNegative(
-                    text=span.splice(edit.edited),
+                    text=text,
                     perturbation=edit.kind,
                     perturbation_kind="contradicting",
                     reasoning=f"rule {edit.kind}: {edit.replaced!r} -> {edit.replacement!r}",
@@ -70,7 +93,7 @@ def rule_negatives(
                     request_key=key,
                     source="rules",
                     span=span.sentence,
-                    replacement=edit.edited,
+                    replacement=sentence,
                     verified=True,
                 )
             )

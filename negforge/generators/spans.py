@@ -45,11 +45,14 @@ def choose_spans(
     query_embs: np.ndarray,
     passages: Sequence[tuple[str | None, str] | None],
     kind: str,
+    body_starts: Sequence[int] | None = None,
 ) -> list[EditSpan | None]:
     """For each (doc id, passage) the sentence closest to its query (cosine of normalised embeddings).
 
     `encode`: texts -> (n, dim) embeddings in the corpus space (`DenseMiner.encode_passages`: the corpus prompt,
     the corpus's encoder path), so sentences are compared with queries as documents are.
+    `body_starts[i]`: where passage i's body begins after a joined title; sentences come from the body only,
+    so an edit never changes just the title that BEIR joins to the text (the body would still answer).
     `query_embs`: (n, dim) float32, row i for passage i (None passages give None). Sentences under
     MIN_WORDS words are not chosen; a passage without one gives None. All sentences of all passages are
     encoded in one batched call. Raises ValueError when the lengths differ.
@@ -60,9 +63,10 @@ def choose_spans(
     for i, p in enumerate(passages):
         if p is None:
             continue
-        for a, b in split_sentences(p[1]):
-            if len(p[1][a:b].split()) >= MIN_WORDS:
-                cands.append((i, a, b))
+        skip = body_starts[i] if body_starts is not None else 0
+        for a, b in split_sentences(p[1][skip:]):
+            if len(p[1][skip + a : skip + b].split()) >= MIN_WORDS:
+                cands.append((i, skip + a, skip + b))
     out: list[EditSpan | None] = [None] * len(passages)
     if not cands:
         return out

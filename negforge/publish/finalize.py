@@ -157,6 +157,7 @@ def finalize(
     gen_counts: Counter = Counter()
     rules_made: Counter = Counter()
     rules_missing = 0
+    rules_rejected: Counter = Counter()
     gen_rejected: Counter = Counter()
     verdicts: Counter = Counter()
     entering: Counter = Counter()
@@ -178,6 +179,7 @@ def finalize(
         if s.get("rules"):
             rules_made.update(s["rules"]["by_kind"])
             rules_missing += s["rules"]["queries_without_edit"]
+            rules_rejected.update(s["rules"].get("rejected") or {})
     manifest = {
         "negforge_version": __version__,
         "run_name": cfg.run_name,
@@ -221,6 +223,7 @@ def finalize(
             "made": sum(rules_made.values()),
             "by_kind": dict(rules_made),
             "queries_without_edit": rules_missing,
+            "rejected": dict(rules_rejected),  # changes_question, answer_restated
         },
         "curriculum": curriculum,
         "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),
