@@ -31,8 +31,10 @@ import regex
 NOSPACE_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar")
 _NOSPACE_CLASS = "".join(rf"\p{{{s}}}" for s in NOSPACE_SCRIPTS)
 _WORD = regex.compile(r"\w+")
+
 _PIECE = regex.compile(rf"([{_NOSPACE_CLASS}]+(?:\p{{M}}*))|([^{_NOSPACE_CLASS}]+)")
 _GRAPHEME = regex.compile(r"\X")
+_HAS_NOSPACE = regex.compile(rf"[{_NOSPACE_CLASS}]")
 _SCRIPT_OF = {s: regex.compile(rf"\p{{{s}}}") for s in NOSPACE_SCRIPTS}
 
 
@@ -67,21 +69,34 @@ class UnicodeTokenizer:
         self.stopwords = stopwords
         self.stemmer = stemmer
         self.stats = TokenStats()
+        self._stems: dict[str, str] = {}  # each distinct word is stemmed once (bm25s stems its vocabulary)
+
+    def _stem(self, words: list[str]) -> list[str]:
+        memo = self._stems
+        new = [w for w in dict.fromkeys(words) if w not in memo]
+        if new:
+            memo.update(zip(new, self.stemmer.stemWords(new), strict=True))
+        return [memo[w] for w in words]
 
     def tokens(self, text: str, stats: TokenStats | None = None) -> list[str]:
         """Tokens of one text (list of str), in order; `stats` counts it when it holds no-space script text."""
         out: list[str] = []
         words: list[str] = []
         split = False
-        for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
-            for nospace, other in _PIECE.findall(w):
-                if nospace:
-                    split = True
-                    out.extend(_bigrams(nospace))
-                elif len(other) >= 2 and other not in self.stopwords:
-                    words.append(other)
+        ascii_only = text.isascii()
+        folded = (text if ascii_only else unicodedata.normalize("NFKC", text)).casefold()
+        if ascii_only or not _HAS_NOSPACE.search(folded):  # the common case: words only, one regex pass
+            words = [w for w in _WORD.findall(folded) if len(w) >= 2 and w not in self.stopwords]
+        else:
+            for w in _WORD.findall(folded):
+                for nospace, other in _PIECE.findall(w):
+                    if nospace:
+                        split = True
+                        out.extend(_bigrams(nospace))
+                    elif len(other) >= 2 and other not in self.stopwords:
+                        words.append(other)
         if words:
-            out.extend(self.stemmer.stemWords(words) if self.stemmer is not None else words)
+            out.extend(self._stem(words) if self.stemmer is not None else words)
         if stats is not None:
             stats.documents += 1
             if split:
