@@ -130,8 +130,13 @@ def make_config(tiny_beir, cache_dir, tmp_path):
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    """A real Prefect server for flow tests; started once (12-25 s here)."""
+    """A real Prefect server for flow tests; started once (12-25 s here), under negforge's parent_watch (so a
+    killed test session leaves no server behind)."""
     from prefect.testing.utilities import prefect_test_harness
+
+    from negforge.flows.environment import watch_ephemeral_server
+
+    watch_ephemeral_server()
 
     with prefect_test_harness(server_startup_timeout=120):
         yield

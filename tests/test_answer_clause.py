@@ -84,3 +84,14 @@ def test_edit_spans_come_from_the_body_never_the_joined_title():
     )
     for g in made:
         assert not g.text.endswith(text[13:])  # the body changed, not only the title
+
+
+def test_the_probe_tells_shifted_embeddings_apart_and_not_alike_ones():
+    import numpy as np
+
+    from negforge.publish.separability import probe_auc
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(80, 16))
+    assert probe_auc(rng.normal(size=(80, 16)) + 1.0, real, 13) > 0.95
+    assert abs(probe_auc(rng.normal(size=(80, 16)), real, 13) - 0.5) < 0.15

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from negforge import __version__
@@ -24,6 +25,7 @@ from negforge.ownership import claim, legacy_dataset, remove_owned
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.report import write_report
 from negforge.publish.rich import RICH_SCHEMA
+from negforge.publish.separability import written_separability
 from negforge.publish.summary import score_summary
 from negforge.publish.trainer import (
     CE_LABEL,
@@ -148,6 +150,18 @@ def finalize(
         dataset_dir = cfg.run_dir / "dataset"
         parquet = _save_dataset(tables, dataset_dir)
     summary = score_summary(rows, score_key)
+    separability = None
+    if (
+        ctx.dense is not None
+        and ctx.dense.corpus_emb is not None
+        and (cfg.sources.rules.enabled or llm is not None)
+    ):
+        with timings.stage("separability"):
+            pos = sorted({r for q in data.queries for r in q.positive_rows})
+            separability = written_separability(
+                rows, ctx.dense.encode_passages, [data.corpus.texts[r] for r in pos],
+                ctx.dense.corpus_emb[np.asarray(pos, dtype=np.int64)], cfg.seed,
+            )  # fmt: skip
     stats = [store.stats(i) for i in range(len(shards))]
     mining_seconds = sum(s["seconds"] for s in stats)
     timings.add("mine", mining_seconds, len(data.queries), "queries")
@@ -225,6 +239,7 @@ def finalize(
             "queries_without_edit": rules_missing,
             "rejected": dict(rules_rejected),  # changes_question, answer_restated
         },
+        "separability": separability,  # written negatives vs the run's positives: probe AUC (0.5 = alike)
         "curriculum": curriculum,
         "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),
         "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},

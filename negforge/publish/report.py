@@ -152,6 +152,16 @@ def write_report(
         lines.append("_(no filters configured)_")
     lines += ["", "All verdicts (filter/reason → candidates):", ""]
     lines += [f"- {code(k)}: {md(v)}" for k, v in (filters.get("verdicts") or {}).items()]
+    sep = manifest.get("separability") or {}
+    if sep:
+        lines += ["", "## Written negatives vs real passages", "",
+                  "A 5-fold logistic-regression probe on embeddings, written negatives against the run's positives: "
+                  "ROC AUC 0.5 means it cannot tell them apart; near 1.0 a trainer could learn \"written\" as a "
+                  "shortcut (SyNeg's adversarial gap).", "",
+                  "| source | passages | probe AUC | length ratio | new-word share |", "|---|---|---|---|---|"]  # fmt: skip
+        for src, v in sep.items():
+            lines.append(f"| {md(src)} | {v.get('n')} | {v.get('auc') if v.get('auc') is not None else md(v.get('note', ''))} | "
+                         f"{v.get('length_ratio', '')} | {v.get('new_word_share', '')} |")  # fmt: skip
     lines += ["", "## Score histograms", ""]
     lines += [f"![{p.stem}](report/{p.name})" for p in plots]
     lines += ["", "## Examples", ""]
