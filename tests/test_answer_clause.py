@@ -95,3 +95,15 @@ def test_the_probe_tells_shifted_embeddings_apart_and_not_alike_ones():
     real = rng.normal(size=(80, 16))
     assert probe_auc(rng.normal(size=(80, 16)) + 1.0, real, 13) > 0.95
     assert abs(probe_auc(rng.normal(size=(80, 16)), real, 13) - 0.5) < 0.15
+
+
+def test_the_probe_does_not_score_near_copies_when_pairs_share_a_fold():
+    import numpy as np
+
+    from negforge.publish.separability import probe_auc
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(60, 16))
+    edited = real + rng.normal(scale=0.01, size=real.shape)  # one-span edits: near-copies of their positives
+    groups = np.concatenate([np.arange(60), np.arange(60)])
+    assert abs(probe_auc(edited, real, 13, groups) - 0.5) < 0.2

@@ -76,7 +76,7 @@ def test_rules_source_makes_verified_edits_of_the_positive(make_config):
             assert g["base_doc_id"] in r["positive_ids"]
     assert seen == m["counts"]["selected"]["rules"]
     sep = m["separability"]["rules"]  # the adversarial gap, measured on every run with written negatives
-    assert sep["n"] == min(seen, 400, len({p for r in rows for p in r["positives"]})) or sep["auc"] is None
+    assert sep["n"] == min(seen, 400)
     assert sep["auc"] is None or 0.0 <= sep["auc"] <= 1.0
     # a rerun gives the same edits (seeded), and two rules negatives of one query are never the same text
     again = load_from_disk(

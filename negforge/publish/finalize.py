@@ -157,10 +157,10 @@ def finalize(
         and (cfg.sources.rules.enabled or llm is not None)
     ):
         with timings.stage("separability"):
-            pos = sorted({r for q in data.queries for r in q.positive_rows})
+            emb, index = ctx.dense.corpus_emb, data.corpus.index
             separability = written_separability(
-                rows, ctx.dense.encode_passages, [data.corpus.texts[r] for r in pos],
-                ctx.dense.corpus_emb[np.asarray(pos, dtype=np.int64)], cfg.seed,
+                rows, ctx.dense.encode_passages,
+                lambda ids: emb[np.asarray([index[d] for d in ids], dtype=np.int64)], cfg.seed,
             )  # fmt: skip
     stats = [store.stats(i) for i in range(len(shards))]
     mining_seconds = sum(s["seconds"] for s in stats)
