@@ -85,7 +85,7 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
             reason = r.identity.text_reason(c.text) if r.identity is not None else None
             if reason:
                 identity.append((_with_qi(c, qi), Outcome(False, "identity", reason)))
-            elif (m := synthetic_margin_reason(ctx.cfg, r, c)) is not None:
+            elif (m := synthetic_margin_reason(ctx, r, c)) is not None:
                 margin_out.append((_with_qi(c, qi), Outcome(False, "selection", m)))
             else:
                 mine.append(c)
@@ -104,16 +104,31 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
     return CandidateBatch(queries, cands), per_query
 
 
-def synthetic_margin_reason(cfg: RunConfig, r: QueryResult, c: FilterCandidate) -> str | None:
-    """The selection margins (TopK-PercPos) for an LLM passage, on its dense score against the weakest
-    positive's dense score: a synthetic negative that outscores its positive is dropped like a mined one."""
-    sel = cfg.selection
+def synthetic_margin_reason(ctx: MiningContext, r: QueryResult, c: FilterCandidate) -> str | None:
+    """The selection margin of a synthetic passage, on its dense score against the query (the run's scorer,
+    same prompt and precision as the positives), or None when it passes.
+
+    A verified edit of a positive is close to that positive by design, so the TopK-PercPos margins do not
+    apply to it; it must instead score below the very positive it edits by `selection.edit_margin` (an edit
+    the scorer ranks at or above its base has likely not moved the meaning: `edit_margin`). Any other
+    synthetic passage (rewrites, edits of a mined negative, unverified kinds) gets the mined candidates'
+    margins against the weakest positive (`absolute_margin`, `relative_margin`)."""
+    sel = ctx.cfg.selection
     pos = r.positive_scores.get("dense") or []
     score = c.scores.get("dense")
     if score is None or not pos:
         return None
-    if (c.meta.get("generation") or {}).get("verified"):
-        return None  # a verified edit of the positive is close to it by design and is not a positive
+    gen = c.meta.get("generation") or {}
+    if gen.get("verified"):
+        if sel.edit_margin is None:
+            return None
+        rows = [
+            i for i, row in enumerate(r.query.positive_rows) if ctx.corpus.ids[row] == gen.get("base_doc_id")
+        ]
+        if not rows:
+            return None  # not an edit of one of this query's positives: nothing to compare with
+        base = pos[rows[0]]
+        return "edit_margin" if score >= base - sel.edit_margin else None
     weakest = min(pos)
     if sel.absolute_margin is not None and score > weakest - sel.absolute_margin:
         return "absolute_margin"

@@ -17,10 +17,10 @@ from tests.fault_server import FaultyOpenAIServerDouble, negate
 
 POSITIVE = (
     "Fever is a common symptom of infection in adults. Aspirin is an effective antipyretic that lowers body "
-    "temperature within two hours of a single dose. It acts by inhibiting cyclooxygenase in the hypothalamus."
+    "temperature within 2 hours of a single dose. It acts by inhibiting cyclooxygenase in the hypothalamus."
 )
 POS_SENTENCE = (
-    "Aspirin is an effective antipyretic that lowers body temperature within two hours of a single dose."
+    "Aspirin is an effective antipyretic that lowers body temperature within 2 hours of a single dose."
 )
 NEGATIVE = (
     "Ibuprofen relieves pain and inflammation in many conditions. Paracetamol is widely used to treat fever in "
@@ -136,7 +136,7 @@ def test_negation_edit_is_verified_spliced_and_recorded(tmp_path):
             "contradicting",
             "pos1",
         )
-        assert (neg.template, neg.template_version, neg.attributes) == ("syneg_edit", "1", {})
+        assert (neg.template, neg.template_version, neg.attributes) == ("syneg_edit", "2", {})
         assert neg.reasoning and neg.request_key == s.plan(it).request.key
     d = s.stats.as_dict()
     assert d["valid"] == d["verified"] == 2 and d["sent_ok"] == 2 and not d["rejected"]
@@ -152,7 +152,12 @@ def test_reversed_words_are_rejected_as_too_large_and_reasked(tmp_path):
     assert srv.modes == ["ok", "negate_edit"]
     assert s.stats.rejected == {"edit_too_large": 1} and s.stats.counts["reasks"] == 1
     assert srv.requests[0]["seed"] != srv.requests[1]["seed"]  # new seed, same perturbation and sentence
-    assert user(srv.requests[0]) == user(srv.requests[1])
+    first, again = user(srv.requests[0]), user(srv.requests[1])
+    assert sentence_in(srv.requests[0]) == sentence_in(srv.requests[1]) == POS_SENTENCE
+    assert (
+        "<span>is</span>" in first and "Your last answer" not in first
+    )  # the answer clause's span to negate
+    assert "Your last answer changed too much. Change only <span>is</span>" in again  # the re-ask says why
     assert [n.verified for n in out[it.query_id]] == [True]
 
 
@@ -218,7 +223,7 @@ def test_compact_system_block_is_within_the_token_budget():
     assert estimate <= 350, estimate
     for full in ("from_positive", "rewrite"):
         assert len(load_template(full).system_block()) > 2 * len(system)
-    assert edit.name == "syneg_edit" and edit.version == "1" and edit.sha != load_template("rewrite").sha
+    assert edit.name == "syneg_edit" and edit.version == "2" and edit.sha != load_template("rewrite").sha
     msgs = edit.render_edit(
         perturbation="entity_shift", query="does aspirin lower fever", sentence=POS_SENTENCE
     )

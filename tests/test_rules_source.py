@@ -74,6 +74,13 @@ def test_rules_source_makes_verified_edits_of_the_positive(make_config):
             assert verify_edit(g["span"], g["replacement"], g["perturbation"]).verified
             assert norm_text(n["text"]) not in forbidden
             assert g["base_doc_id"] in r["positive_ids"]
+            # the meaning moved as the run's scorer sees it: below the very positive it edits (edit_margin 0)
+            base = r["positive_scores"]["dense"][r["positive_ids"].index(g["base_doc_id"])]
+            assert n["scores"]["dense"] <= base
+        for d in r["dropped"]:
+            if d["reason"] == "edit_margin":
+                base = r["positive_scores"]["dense"][r["positive_ids"].index(d["generation"]["base_doc_id"])]
+                assert d["source"] == "rules" and d["scores"]["dense"] >= base - 1e-6
     assert seen == m["counts"]["selected"]["rules"]
     sep = m["separability"]["rules"]  # the adversarial gap, measured on every run with written negatives
     assert sep["n"] == min(seen, 400)

@@ -44,6 +44,13 @@ class SelectionConfig(_Strict):
         description="TopK-PercPos (NV-Retriever): drop candidates above pos - |pos|*r, pos = weakest positive; "
         "on by default (0.05): a negative that outscores its positive is a likely false negative",
     )
+    edit_margin: float | None = Field(
+        0.0,
+        ge=0,
+        description="a verified edit of a positive (rules, LLM edit) must score below that positive for the "
+        "query by this much (dense cosine, the run's scorer): an edit ranked at or above its base has likely "
+        "not moved the meaning (`edit_margin`); null turns the check off",
+    )
     max_score: float | None = Field(None, description="drop candidates scoring above this")
     min_score: float | None = Field(None, description="drop candidates scoring below this")
     topics: TopicsConfig = Field(default_factory=TopicsConfig)

@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from negforge.generators.answer_clause import restate
 from negforge.generators.checks import EditReply, edit_response_schema, parse_reply, sentence_problem
 from negforge.generators.client import ChatRequest
+from negforge.generators.edit_targets import (
+    TARGETED_KINDS,
+    EditTarget,
+    changed_region,
+    edit_targets,
+    edit_touches_target,
+)
 from negforge.generators.records import (
     EditSpan,
     GenItem,
@@ -33,6 +41,7 @@ from negforge.generators.records import (
     derive_seed,
     request_key,
 )
+from negforge.generators.rules import RuleEdit
 from negforge.generators.verifiers import (
     DIRECTION_POLARITY,
     VERIFIABLE_KINDS,
@@ -63,9 +72,23 @@ def span_for(item: GenItem, perturbation: str) -> EditSpan | None:
     return item.edit_positive if kind == CONTRADICTING else item.edit_negative
 
 
+def target_for(item: GenItem, perturbation: str) -> EditTarget | None:
+    """The span of the positive's answer clause a contradicting perturbation must change (edit_targets),
+    None for other kinds and when the sentence has none."""
+    if perturbation not in TARGETED_KINDS or item.edit_positive is None:
+        return None
+    return edit_targets(item.edit_positive.sentence, item.query).get(perturbation)
+
+
 def edit_kinds(item: GenItem) -> list[str]:
-    """Perturbation names (menu order) whose base span exists for `item`; empty when it has no span."""
-    return [name for name in perturbations() if span_for(item, name) is not None]
+    """Perturbation names (menu order) that can be asked for `item`: its base span exists, and for the
+    targeted contradicting kinds the answer clause has their target (no "change a value" in a sentence
+    whose only value is the query's own); empty when it has no span."""
+    return [
+        name
+        for name in perturbations()
+        if span_for(item, name) is not None and (name not in TARGETED_KINDS or target_for(item, name))
+    ]
 
 
 def choose_perturbation(run_seed: int, item: GenItem, slot: int) -> str:
@@ -85,18 +108,46 @@ def edit_max_tokens(sentence: str, cap: int) -> int:
     return min(cap, 48 + (REASONING_CHARS + 3 * len(sentence)) // 2)
 
 
-def plan_edit(synth: Synthesizer, item: GenItem, attempt: int, slot: int) -> GenTask:
-    """The edit request of (item, slot, attempt): one perturbation with its worked example, the sentence
-    (the compact template shows no query); a json_schema response {"sentence", "reasoning"}, the
-    sentence bounded to about three times the original.
+#: what a re-ask tells the model about its previous answer, by rejection reason ({target}: the span)
+FEEDBACK = {
+    "edit_too_small": "Your last answer kept the meaning. Change {target} so the sentence says something false.",
+    "edit_too_large": "Your last answer changed too much. Change only {target} and copy every other word.",
+    "off_answer": "Your last answer changed other words. Change {target} and copy every other word.",
+    "perturbation_not_verified": "Your last answer did not do what was asked. Change {target} as asked.",
+    "answer_restated": "Your last answer left the same fact in the passage. Change {target} as asked.",
+}
+_JSON_ONLY = "Answer only with the JSON object."
+
+
+def feedback_for(reason: str | None, target: EditTarget | None) -> str | None:
+    """The re-ask line for a rejection `reason` (None: a first ask, no line)."""
+    if reason is None:
+        return None
+    where = f"<span>{target.text}</span>" if target is not None else "the few words the perturbation needs"
+    if reason.startswith("response_"):
+        return _JSON_ONLY
+    return FEEDBACK.get(reason, FEEDBACK["perturbation_not_verified"]).format(target=where)
+
+
+def plan_edit(
+    synth: Synthesizer, item: GenItem, attempt: int, slot: int, rejection: str | None = None
+) -> GenTask:
+    """The edit request of (item, slot, attempt): one perturbation with its worked example, the sentence and,
+    for contradicting kinds, the target span of the answer clause to change (the compact template shows no
+    query); on a re-ask, `rejection` (the previous answer's reason) becomes one line of feedback. A
+    json_schema response {"sentence", "reasoning"}, the sentence bounded to about three times the original.
     The key follows the store's scheme (model fingerprint, template name+sha, messages, params, seed, schema)."""
     cfg = synth.cfg
     kind = choose_perturbation(synth.seed, item, slot)
     span = span_for(item, kind)
     assert span is not None
+    target = target_for(item, kind)
     seed = derive_seed(synth.seed, item.query_id, "edit", slot, attempt)
     tpl = load_template("edit")
-    messages = tpl.render_edit(perturbation=kind, query=item.query, sentence=span.sentence)
+    messages = tpl.render_edit(
+        perturbation=kind, query=item.query, sentence=span.sentence,
+        target=target.text if target is not None else None, feedback=feedback_for(rejection, target),
+    )  # fmt: skip
     schema = edit_response_schema(max(60, 3 * len(span.sentence)), REASONING_CHARS)
     params: dict = {
         "temperature": cfg.temperature,
@@ -116,6 +167,7 @@ def plan_edit(synth: Synthesizer, item: GenItem, attempt: int, slot: int) -> Gen
         ChatRequest(key, messages, params, schema),
         span=span,
         slot=slot,
+        target=target,
     )
 
 
@@ -188,11 +240,28 @@ def bounds_problem(original: str, edited: str, perturbation: str) -> str | None:
     return None if added else "edit_too_small"
 
 
+def restated_text(span: EditSpan, target: EditTarget, new: str, kind: str) -> str | None:
+    """The spliced passage with the fact edited consistently elsewhere, or None when another sentence still
+    states it (`answer_clause.restate`, as for rule edits): a changed value is changed at its other
+    whole-word occurrences (the conclusion repeating "2.5-fold"); for other kinds, a sentence holding most
+    of the answer clause's content words refuses the edit."""
+    region = changed_region(target.sentence, new)
+    assert region is not None  # edit_touches_target passed
+    a0, a1, b0, b1 = region
+    rule_kind = "changed_value" if kind == "changed_value" and a1 > a0 else kind
+    edit = RuleEdit(rule_kind, target.clause, new, a0, a1, target.sentence[a0:a1], new[b0:b1])
+    start = span.start
+    return restate(span.splice(new), start, start + len(new.strip()), edit)
+
+
 def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticNegative]:
     """The verified negative of one edit answer, or [] with the reason counted in `synth.stats.rejected`:
     response problems (`response_bad_json`...), sentence problems (`refusal`, `meta_text`, `copy_of_query`,
     `empty_sentence`), then `verify_span_edit`'s (`edit_too_small`, `edit_too_large`,
-    `perturbation_not_verified`), then, for kinds without a verifier, `bounds_problem`'s."""
+    `perturbation_not_verified`), then, for kinds without a verifier, `bounds_problem`'s; then, for targeted
+    contradicting kinds, `off_answer` (the target span of the answer clause was left as it was) and
+    `answer_restated` (another sentence still states the fact: `restated_text`). The reason is also left in
+    `task.rejection` for the re-ask."""
     stats = synth.stats
     parsed = parse_reply(rec.get("text"), EditReply)
     if parsed.value is None:
@@ -212,15 +281,22 @@ def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticN
         why = verdict.reason if not verdict.verified else None
         if why is None and kind not in EDIT_VERIFIABLE:
             why = bounds_problem(original, new, kind)
+    if why is None and task.target is not None and not edit_touches_target(task.target, new):
+        why = "off_answer"  # the answer clause's span still stands: the passage still answers
+    text = span.splice(new)
+    if why is None and task.target is not None:
+        restated = restated_text(span, task.target, new, kind)
+        why, text = ("answer_restated", text) if restated is None else (None, restated)
     if why:
         stats.rejected[why] += 1
+        task.rejection = why
         return []
     verified = True if kind in EDIT_VERIFIABLE else None
     stats.counts["verified" if verified else "unverifiable_kind"] += 1
     tpl = load_template("edit")
     return [
         SyntheticNegative(
-            text=span.splice(new), perturbation=kind, perturbation_kind=perturbations()[kind]["kind"],
+            text=text, perturbation=kind, perturbation_kind=perturbations()[kind]["kind"],
             reasoning=parsed.value.reasoning.strip(), attributes={}, mode="edit", base_doc_id=span.base_doc_id,
             seed=task.seed, template=tpl.name, template_version=tpl.version, template_sha=tpl.sha,
             model=synth.served_model, model_fingerprint=synth.model_fingerprint,

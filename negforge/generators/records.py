@@ -8,10 +8,14 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from negforge.generators.client import ChatRequest
+
+if TYPE_CHECKING:
+    from negforge.generators.edit_targets import EditTarget
 
 
 @dataclass
@@ -81,7 +85,8 @@ class GenItem:
 @dataclass
 class GenTask:
     """One planned request: `perturbations` asked (edit mode: exactly one), the seed, and the ChatRequest.
-    Edit mode also carries the `span` to rewrite and the `slot` (which of the query's `count` requests)."""
+    Edit mode also carries the `span` to rewrite, the `slot` (which of the query's `count` requests) and,
+    for contradicting kinds, the `target` span of the answer clause to change."""
 
     item: GenItem
     mode: str
@@ -92,6 +97,10 @@ class GenTask:
     request: ChatRequest
     span: EditSpan | None = None
     slot: int = 0
+    target: EditTarget | None = (
+        None  # edit mode: the EditTarget (generators/edit_targets) the edit must change
+    )
+    rejection: str | None = None  # set by the acceptor: why this answer was refused (the re-ask says it)
 
 
 def tokens_per_valid(counts: Mapping[str, int]) -> dict[str, float | None]:

@@ -1,5 +1,6 @@
 """SyNeg-style synthetic negatives: plan one request per query (all of its negatives together, so the
-instruction prefix is shared), send them through the client, check every item, re-ask on empty results.
+instruction prefix is shared), send them through the client, check every item, re-ask on empty results
+(edit mode: saying why the answer was refused).
 Edit mode (negforge.generators.edit_mode) plans `count` one-sentence requests per query instead, one
 perturbation each, and verifies every edit.
 
@@ -89,13 +90,14 @@ class Synthesizer:
         span), else one request that asks for all `count` negatives."""
         return self.cfg.count if self.cfg.mode == "edit" and edit_kinds(item) else 1
 
-    def plan(self, item: GenItem, attempt: int = 0, slot: int = 0) -> GenTask:
+    def plan(self, item: GenItem, attempt: int = 0, slot: int = 0, rejection: str | None = None) -> GenTask:
         """The request of (item, attempt[, slot]) and what it asks for; deterministic, so its key finds a
-        stored answer. Edit mode without any edit span falls back to from_positive."""
+        stored answer. Edit mode without any edit span falls back to from_positive; its re-asks say why the
+        previous answer (`rejection`) was refused."""
         mode = self.cfg.mode
         if mode == "edit":
             if edit_kinds(item):
-                return plan_edit(self, item, attempt, slot)
+                return plan_edit(self, item, attempt, slot, rejection)
             mode = "from_positive"
         if mode == "mixed":
             mode = "rewrite" if _seed(self.seed, item.query_id, "mode") % 2 else "from_positive"
@@ -190,8 +192,9 @@ class Synthesizer:
             self.store.refresh()  # another process (the run's generation stage) may have answered since
 
         async def chain(item: GenItem, slot: int) -> None:
+            rejection: str | None = None
             for attempt in range(self.cfg.max_reasks + 1):
-                task = self.plan(item, attempt, slot)
+                task = self.plan(item, attempt, slot, rejection)
                 self.stats.counts["requests"] += 1
                 if attempt:
                     self.stats.counts["reasks"] += 1
@@ -218,6 +221,7 @@ class Synthesizer:
                 if got:
                     got_by_slot[(item.query_id, slot)] = got
                     return
+                rejection = task.rejection
 
         await asyncio.gather(*(chain(it, s) for it, s in slots))
         if failed:

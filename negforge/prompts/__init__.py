@@ -73,29 +73,40 @@ class PromptTemplate:
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user.strip()}]
 
-    def render_edit(self, *, perturbation: str, query: str, sentence: str) -> list[dict[str, str]]:
+    def render_edit(
+        self,
+        *,
+        perturbation: str,
+        query: str,
+        sentence: str,
+        target: str | None = None,
+        feedback: str | None = None,
+    ) -> list[dict[str, str]]:
         """Edit mode's chat messages: the fixed system block first; then the perturbation's worked example
         as a user turn and its answer (small models copy the shape of an example far better than they follow
         a description); then the real user turn, its per-item data last. The template gets `perturbation`,
-        `kind` (contradicting / not_answering), `edit` (its perturbations_edit.yaml entry), `query` and
-        `sentence`; the compact one shows no query (SmolLM2 copied it into the edit)."""
+        `kind` (contradicting / not_answering), `edit` (its perturbations_edit.yaml entry), `query`,
+        `sentence`, `target` (the span to change, see generators/edit_targets; the example shows its own
+        when a target is sent) and `feedback` (why the previous answer was refused, on a re-ask); the
+        compact one shows no query (SmolLM2 copied it into the edit)."""
         system = _env.get_template(f"{self.name}.j2").render().strip()
         ex = edit_perturbations()[perturbation]
         kind = perturbations()[perturbation]["kind"]
         tpl = _env.get_template(f"{self.name}.user.j2")
 
-        def user(q: str, s: str) -> dict[str, str]:
+        def user(q: str, s: str, t: str | None, f: str | None) -> dict[str, str]:
             text = tpl.render(
-                perturbation=perturbation, kind=kind, edit=ex, query=_as_data(q), sentence=_as_data(s)
-            )
+                perturbation=perturbation, kind=kind, edit=ex, query=_as_data(q), sentence=_as_data(s),
+                target=_as_data(t) if t else None, feedback=f,
+            )  # fmt: skip
             return {"role": "user", "content": text.strip()}
 
         answer = json.dumps({"sentence": ex["after"], "reasoning": ex["why"]})
         return [
             {"role": "system", "content": system},
-            user(ex["query"], ex["before"]),
+            user(ex["query"], ex["before"], ex.get("target") if target else None, None),
             {"role": "assistant", "content": answer},
-            user(query, sentence),
+            user(query, sentence, target, feedback),
         ]
 
     def system_block(self) -> str:
@@ -105,7 +116,7 @@ class PromptTemplate:
 
 def _as_data(text: str) -> str:
     """Corpus text is data: strip anything that would close or open our delimiters."""
-    return re.sub(r"</?\s*(query|passage|sentence)[^>]*>", " ", text, flags=re.IGNORECASE)
+    return re.sub(r"</?\s*(query|passage|sentence|span)[^>]*>", " ", text, flags=re.IGNORECASE)
 
 
 @cache

@@ -1,0 +1,116 @@
+"""LLM edits on the answer span: the target each contradicting perturbation must change, an off-answer edit
+refused (`off_answer`), a fact restated elsewhere in the positive followed or refused (`answer_restated`),
+and the re-ask saying why. Acceptance is checked directly on planned tasks (no server: the answer text is
+what a model could send)."""
+
+import json
+
+import pytest
+
+from negforge.config import LLMConfig
+from negforge.generators.edit_mode import accept_edit, edit_kinds, feedback_for
+from negforge.generators.edit_targets import changed_region, edit_targets, edit_touches_target
+from negforge.generators.store import GenerationStore
+from negforge.generators.synthesize import EditSpan, GenItem, Synthesizer
+
+QUERY = "how fast does aspirin lower fever"
+SENTENCE = "Aspirin lowers body temperature within 2 hours of a single dose."
+RESTATED = (
+    "Fever is common in infection. "
+    + SENTENCE
+    + " In conclusion, a single dose lowered temperature within 2 hours."
+)
+
+
+def synth(tmp_path) -> Synthesizer:
+    llm = LLMConfig(enabled=True, mode="edit", count=1, max_reasks=0)
+    return Synthesizer(
+        llm, seed=13, served_model="m", model_fingerprint="fp", store=GenerationStore(tmp_path / "store")
+    )
+
+
+def item_for(passage: str, sentence: str, query: str = QUERY) -> GenItem:
+    start = passage.index(sentence)
+    span = EditSpan("pos1", passage, start, start + len(sentence), "positive")
+    return GenItem("q1", query, passage, None, None, edit_positive=span)
+
+
+def task_for(s: Synthesizer, it: GenItem, kind: str):
+    for slot in range(20):
+        task = s.plan(it, 0, slot)
+        if task.perturbations == [kind]:
+            return task
+    pytest.fail(f"{kind} never asked")
+
+
+def answer(sentence: str) -> dict:
+    return {"text": json.dumps({"sentence": sentence, "reasoning": "edited"})}
+
+
+def test_targets_are_spans_of_the_answer_clause_the_query_does_not_name():
+    t = edit_targets(SENTENCE, QUERY)
+    assert t["changed_value"].text == "2"  # a number first; "lowers" is the query's own word
+    assert t["negation"].text == "lowers"
+    roles = edit_targets("IL-6 activates STAT3 in tumour cells.", "does IL-6 activate STAT3")
+    assert roles["role_reversal"].text == "IL-6 activates STAT3"
+    # the answer clause, not a subordinate one: 476 answers "when", the deposition clause does not
+    rome = edit_targets(
+        "The Western Roman Empire ended in 476 when the last emperor was deposed by Odoacer.",
+        "When did the Western Roman Empire fall?",
+    )
+    assert rome["changed_value"].text == "476" and rome["changed_value"].clause.endswith("in 476")
+    # the only value is the query's own: changed_value has no target and is never asked
+    assert "changed_value" not in edit_targets("Doses of 5 mg lower fever.", "do 5 mg doses lower fever")
+
+
+def test_changed_region_and_touch():
+    t = edit_targets(SENTENCE, QUERY)
+    assert changed_region(SENTENCE, SENTENCE) is None
+    assert edit_touches_target(t["changed_value"], SENTENCE.replace("2 hours", "9 hours"))
+    assert not edit_touches_target(t["changed_value"], SENTENCE.replace("single", "double"))
+    assert edit_touches_target(t["negation"], SENTENCE.replace("lowers", "does not lower"))
+
+
+def test_kinds_without_a_target_are_not_asked(tmp_path):
+    no_value = "Aspirin lowers body temperature in adults with influenza infections."
+    kinds = edit_kinds(item_for(no_value, no_value))
+    assert "changed_value" not in kinds and "negation" in kinds
+    assert "changed_value" in edit_kinds(item_for(SENTENCE, SENTENCE))
+
+
+def test_the_prompt_names_the_target_and_an_off_answer_edit_is_refused(tmp_path):
+    s = synth(tmp_path)
+    it = item_for(SENTENCE, SENTENCE)
+    task = task_for(s, it, "changed_value")
+    assert "Change this part: <span>2</span>" in task.request.messages[-1]["content"]
+    assert "<span>two</span>" in task.request.messages[1]["content"]  # the worked example shows its own
+    # a value changed, but not the answer's: "single" -> "double" dose leaves "within 2 hours" standing
+    assert accept_edit(s, task, answer(SENTENCE.replace("a single", "a double"))) == []
+    assert s.stats.rejected["off_answer"] + s.stats.rejected["perturbation_not_verified"] == 1
+    assert task.rejection in ("off_answer", "perturbation_not_verified")
+    [neg] = accept_edit(s, task, answer(SENTENCE.replace("2 hours", "9 hours")))
+    assert neg.verified is True and "9 hours" in neg.text
+
+
+def test_a_restated_value_is_changed_everywhere(tmp_path):
+    s = synth(tmp_path)
+    task = task_for(s, item_for(RESTATED, SENTENCE), "changed_value")
+    [neg] = accept_edit(s, task, answer(SENTENCE.replace("2 hours", "9 hours")))
+    assert "2 hours" not in neg.text and neg.text.count("9 hours") == 2  # the conclusion follows
+
+
+def test_a_negation_with_the_fact_restated_is_refused(tmp_path):
+    s = synth(tmp_path)
+    passage = "Fever is common. " + SENTENCE + " Aspirin lowers body temperature within 2 hours of one dose."
+    task = task_for(s, item_for(passage, SENTENCE), "negation")
+    assert accept_edit(s, task, answer(SENTENCE.replace("lowers", "does not lower"))) == []
+    assert s.stats.rejected == {"answer_restated": 1} and task.rejection == "answer_restated"
+
+
+def test_reask_feedback_names_the_reason_and_the_target():
+    t = edit_targets(SENTENCE, QUERY)["changed_value"]
+    assert feedback_for(None, t) is None
+    assert feedback_for("off_answer", t) == (
+        "Your last answer changed other words. Change <span>2</span> and copy every other word."
+    )
+    assert feedback_for("response_bad_json", t) == "Answer only with the JSON object."
