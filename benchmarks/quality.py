@@ -48,11 +48,11 @@ from quality_rows import (
 from quality_stats import METRICS, fmt_ci, mean_sd, paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_ORDER = ["zero", "inbatch", "st", "st-nt", "nf", "ance", "x", "edit", "judge", "relabel"]
+RUN_ORDER = ["zero", "inbatch", "st", "st-nt", "nf", "rules", "ance", "x", "edit", "judge", "relabel"]
 # seconds on SciFact at 29 steps, batch 32, 919 examples, 5,183 docs, 2 cores (the retired quality_scifact.py's table,
 # llm_judge_leak.txt: SmolLM2 on CPU judges ~2.3 candidates/s): used until this --out has its own figures
 REF = {
-    "mine": {"inbatch": 1, "st": 160, "st-nt": 70, "nf": 70, "ance": 45, "x": 70,
+    "mine": {"inbatch": 1, "st": 160, "st-nt": 70, "nf": 70, "rules": 80, "ance": 45, "x": 70,
              "edit": 1100, "judge": 1100 + 809 * 20 / 2.3, "relabel": 1100 + 809 * 20 / 2.3},
     "train": {"pairs": 115, "triplet": 265, "n-tuple": 450},
     "eval": 90,
@@ -183,6 +183,20 @@ def collect(args: argparse.Namespace) -> dict[str, dict[int, dict]]:
     return res
 
 
+def paired_ci(args: argparse.Namespace, res: dict[str, dict[int, dict]], row: str, ref: str) -> str:
+    """`row` minus `ref`: paired bootstrap of the seed-mean per-query nDCG@10 difference, formatted
+    "+d [lo, hi]" (points), over the seeds both rows share; "-" when they share none."""
+    import numpy as np
+
+    common = [s for s in sorted(res[row]) if s in res[ref]]
+    if not common:
+        return "-"
+    qids = list(res[ref][common[0]]["per_query"])
+    a = np.array([[res[row][s]["per_query"][q]["ndcg@10"] for q in qids] for s in common])
+    b = np.array([[res[ref][s]["per_query"][q]["ndcg@10"] for q in qids] for s in common])
+    return fmt_ci(*paired_bootstrap(a, b, resamples=10_000, seed=args.boot_seed))
+
+
 def report(args: argparse.Namespace, prep: Any, res: dict[str, dict[int, dict]], n_q: int, docs: int) -> str:
     import numpy as np
 
@@ -204,12 +218,15 @@ def report(args: argparse.Namespace, prep: Any, res: dict[str, dict[int, dict]],
         key=lambda r: np.mean([res[r][s]["ndcg@10"] for s in res[r]]),
         default=None,
     )
+    ref = args.versus if args.versus in res else st_best
+    ref_label = "ST's best row on the mean" if ref == st_best else "the --versus row"
     lines.append(
-        f"d/ST: paired bootstrap over {n_q} {args.split} queries (10,000 resamples, seed {args.boot_seed}) of the "
-        f"seed-mean per-query nDCG@10 difference to ST's best row on the mean ({st_best or 'not run'}); "
-        "seeds both rows share"
+        f"d/{'ST' if ref == st_best else ref}: paired bootstrap over {n_q} {args.split} queries (10,000 resamples, "
+        f"seed {args.boot_seed}) of the seed-mean per-query nDCG@10 difference to {ref_label} "
+        f"({ref or 'not run'}); seeds both rows share. cost: this row's measured mine + train + eval minutes, all seeds"
     )
-    head = f"{'row':32} {'ex':>6} {'seeds':>5} {'nDCG@10':>13} {'MRR@10':>13} {'R@100':>13} {'d/ST nDCG@10 [95% CI]':>26}"
+    d_head = f"d/{'ST' if ref == st_best else ref} nDCG@10 [95% CI]"
+    head = f"{'row':32} {'ex':>6} {'seeds':>5} {'nDCG@10':>13} {'MRR@10':>13} {'R@100':>13} {d_head:>26} {'cost':>6}"
     lines += [head, "-" * len(head)]
     checks: list[float] = []
     gaps: list[float] = []
@@ -222,22 +239,21 @@ def report(args: argparse.Namespace, prep: Any, res: dict[str, dict[int, dict]],
         for m in METRICS:
             mu, sd = mean_sd([evs[s][m] for s in seeds])
             cells.append(f"{100 * mu:6.2f} ± {100 * sd:4.2f}")
-        ci = "-"
-        if st_best and row != st_best:
-            common = [s for s in seeds if s in res[st_best]]
-            qids = list(res[st_best][common[0]]["per_query"]) if common else []
-            if common:
-                a = np.array([[evs[s]["per_query"][q]["ndcg@10"] for q in qids] for s in common])
-                b = np.array([[res[st_best][s]["per_query"][q]["ndcg@10"] for q in qids] for s in common])
-                ci = fmt_ci(*paired_bootstrap(a, b, resamples=10_000, seed=args.boot_seed))
+        ci = paired_ci(args, res, row, ref) if ref and row != ref else "-"
         mined = read_json(args.out / row / "mine" / "mined.json")
         mined = mined or read_json(args.out / row / f"seed-{seeds[0]}" / "mine" / "mined.json") or {}
         checks += [abs(v["check"]["ndcg@10_binary_vs_evaluator"]) for v in evs.values()]
         gaps += [v["ndcg@10"] - v["evaluator"]["ndcg@10"] for v in evs.values()]
         label = ROWS.get(row, row)
+        cost = sum((read_json(args.out / row / "timings.json") or {}).values()) / 60
         lines.append(
-            f"{label:32} {mined.get('rows', '-')!s:>6} {len(seeds):>5} {' '.join(f'{c:>13}' for c in cells)} {ci:>26}"
+            f"{label:32} {mined.get('rows', '-')!s:>6} {len(seeds):>5} {' '.join(f'{c:>13}' for c in cells)} "
+            f"{ci:>26} {cost:5.1f}m"
         )
+    if "inbatch" in res and st_best and "[" in (ci := paired_ci(args, res, "inbatch", st_best)):
+        lo, hi = (float(x) for x in ci.split("[")[1].rstrip("]").split(","))
+        verdict = "passes: rows can be told apart" if lo > 0 or hi < 0 else "FAILS: train longer (--steps)"
+        lines.append(f"power check: in-batch vs {st_best} nDCG@10 {ci}, interval excludes 0? {verdict}")
     graded = any(g > 1 for rel in read_qrels(prep.eval_folder / "qrels" / f"{prep.eval_split}.tsv").values()
                  for g in rel.values())  # fmt: skip
     if checks:
@@ -296,6 +312,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--budget-min", type=float, default=90, help="minutes per invocation for the plan")
     ap.add_argument("--smoke", action="store_true", help="tiny: 24 train queries, 20 eval queries, 2 steps")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--versus", default=None, help="row the d column compares with (default: ST's best row)")
     args = ap.parse_args(argv)
     spec = DATASETS[args.dataset]
     if args.smoke:

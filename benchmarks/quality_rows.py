@@ -20,6 +20,7 @@ ROWS = {
     "st": "ST mine_hard_negatives, triplet",
     "st-nt": "ST mine_hard_negatives, n-tuple",
     "nf": "negforge recipe (n-tuple)",
+    "rules": "nf + rule edits (1 of 5)",
     "edit": "nf + rules + LLM edit negs",
     "judge": "edit + llm_judge filter",
     "relabel": "judge, relabel instead of drop",
@@ -49,6 +50,13 @@ def negforge_config(args: Any, row: str, train_folder: Path) -> Any:
         f"sources.dense.max_seq_length={args.max_seq_length}",
         f"seed={args.mine_seed}",
     ]
+    if row == "rules":
+        overrides += [
+            "sources.rules.enabled=true",
+            "sources.rules.count=1",
+            "mix.quotas={dense: 2, bm25: 2, rules: 1}",
+            "mix.fallback=[dense, bm25]",
+        ]
     if row in LLM_ROWS:
         overrides += [
             "sources.rules.enabled=true",
@@ -204,11 +212,16 @@ def evaluate_per_query(model: str | Path, split: Any, qrels: dict, max_seq_lengt
         max_seq_length,
         64,
         ev["backend"],
+        ev["corpus_prompt"],
     )
     if corpus is None:
-        corpus = st.encode_document(split.corpus_texts, batch_size=64, convert_to_tensor=True)
+        corpus = st.encode_document(
+            split.corpus_texts, batch_size=64, convert_to_tensor=True, prompt=ev["corpus_prompt"] or None
+        )
     qids = list(split.queries)
-    q = st.encode_query([split.queries[i] for i in qids], batch_size=64, convert_to_tensor=True)
+    q = st.encode_query(
+        [split.queries[i] for i in qids], batch_size=64, convert_to_tensor=True, prompt=ev["query_prompt"] or None
+    )
     scores = cos_sim(q.float(), corpus.float()).cpu().numpy().astype(np.float64)
     ranked = dict(zip(qids, rank_corpus(scores, split.corpus_ids, 100), strict=True))
     per_q = per_query_metrics(ranked, {i: qrels[i] for i in qids})
