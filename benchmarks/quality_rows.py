@@ -220,7 +220,10 @@ def evaluate_per_query(model: str | Path, split: Any, qrels: dict, max_seq_lengt
         )
     qids = list(split.queries)
     q = st.encode_query(
-        [split.queries[i] for i in qids], batch_size=64, convert_to_tensor=True, prompt=ev["query_prompt"] or None
+        [split.queries[i] for i in qids],
+        batch_size=64,
+        convert_to_tensor=True,
+        prompt=ev["query_prompt"] or None,
     )
     scores = cos_sim(q.float(), corpus.float()).cpu().numpy().astype(np.float64)
     ranked = dict(zip(qids, rank_corpus(scores, split.corpus_ids, 100), strict=True))

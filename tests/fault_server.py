@@ -7,7 +7,8 @@ Its "ok" answers are schema-valid and pass negforge's checks: each passage is th
 prompt with its words reversed (same length, not a copy). An edit request (a <sentence> in the prompt) gets
 {"reasoning", "sentence"} instead: in "ok" mode the sentence's words reversed (a rewrite, not an edit), in
 "negate_edit" the sentence negated (" not" after the first is/are/was, else "It is not true that ..."),
-in "copy_edit" the sentence unchanged. A query-writing request (a <document> in the prompt) gets
+in "copy_edit" the sentence unchanged. A span-mode request ("Part to change: <span>X</span>") gets
+{"replacement"}: "not X" in "negate_edit", X in "copy_edit", else X's words reversed. A query-writing request (a <document> in the prompt) gets
 {"query": words 2-7 of the document}; "copy_query" the whole document, "empty_query" an empty query.
 """
 
@@ -31,6 +32,16 @@ def negate(sentence: str) -> str:
     if m:
         return sentence[: m.end() - 1] + " not" + sentence[m.end() - 1 :]
     return "It is not true that " + sentence[:1].lower() + sentence[1:]
+
+
+_TARGET = re.compile(r"Part to change: <span>(.*?)</span>", re.S)
+
+
+def _span_content(target: str, mode: str) -> str:
+    """A span-mode reply: "not" before the target (negate_edit), the target itself (copy_edit), else its
+    words reversed."""
+    new = {"negate_edit": f"not {target}", "copy_edit": target}.get(mode, " ".join(reversed(target.split())))
+    return json.dumps({"replacement": new})
 
 
 def _edit_content(sentence: str, mode: str) -> str:
@@ -70,7 +81,11 @@ def _ok_body(payload: dict, mode: str = "ok") -> dict:
         }
         for i, n in enumerate(names)
     ]
-    content = _edit_content(edit.group(1), mode) if edit else json.dumps({"negatives": items})
+    target = _TARGET.search(user)
+    if target:
+        content = _span_content(target.group(1), mode)
+    else:
+        content = _edit_content(edit.group(1), mode) if edit else json.dumps({"negatives": items})
     return _wrap(payload, user, content)
 
 

@@ -44,7 +44,10 @@ def item(qid: str, pos: bool = True, neg: bool = True) -> GenItem:
 
 
 def synth(tmp_path, **cfg) -> Synthesizer:
-    llm = LLMConfig(enabled=True, mode="edit", **{"count": 1, "max_reasks": 0, **cfg})
+    # sentence answers here (the whole rewritten sentence); span answers: tests/test_edit_targets.py
+    llm = LLMConfig(
+        enabled=True, mode="edit", **{"count": 1, "max_reasks": 0, "edit_answer": "sentence", **cfg}
+    )
     return Synthesizer(llm, seed=13, served_model="double", model_fingerprint="fp-double",
                        store=GenerationStore(tmp_path / "store"))  # fmt: skip
 

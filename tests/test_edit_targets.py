@@ -22,8 +22,8 @@ RESTATED = (
 )
 
 
-def synth(tmp_path) -> Synthesizer:
-    llm = LLMConfig(enabled=True, mode="edit", count=1, max_reasks=0)
+def synth(tmp_path, edit_answer: str = "span") -> Synthesizer:
+    llm = LLMConfig(enabled=True, mode="edit", count=1, max_reasks=0, edit_answer=edit_answer)
     return Synthesizer(
         llm, seed=13, served_model="m", model_fingerprint="fp", store=GenerationStore(tmp_path / "store")
     )
@@ -45,6 +45,10 @@ def task_for(s: Synthesizer, it: GenItem, kind: str):
 
 def answer(sentence: str) -> dict:
     return {"text": json.dumps({"sentence": sentence, "reasoning": "edited"})}
+
+
+def span_answer(replacement: str) -> dict:
+    return {"text": json.dumps({"replacement": replacement})}
 
 
 def test_targets_are_spans_of_the_answer_clause_the_query_does_not_name():
@@ -79,7 +83,7 @@ def test_kinds_without_a_target_are_not_asked(tmp_path):
 
 
 def test_the_prompt_names_the_target_and_an_off_answer_edit_is_refused(tmp_path):
-    s = synth(tmp_path)
+    s = synth(tmp_path, edit_answer="sentence")
     it = item_for(SENTENCE, SENTENCE)
     task = task_for(s, it, "changed_value")
     assert "Change this part: <span>2</span>" in task.request.messages[-1]["content"]
@@ -92,10 +96,30 @@ def test_the_prompt_names_the_target_and_an_off_answer_edit_is_refused(tmp_path)
     assert neg.verified is True and "9 hours" in neg.text
 
 
+def test_span_mode_asks_for_the_target_only_and_splices_it(tmp_path):
+    s = synth(tmp_path)
+    task = task_for(s, item_for(SENTENCE, SENTENCE), "changed_value")
+    msgs = task.request.messages
+    assert task.mode == "span" and task.request.schema["required"] == ["replacement"]
+    assert "Part to change: <span>2</span>" in msgs[-1]["content"] and SENTENCE in msgs[-1]["content"]
+    assert json.loads(msgs[2]["content"]) == {"replacement": "ten"}  # the worked example's answer
+    assert task.request.params["max_tokens"] <= 40  # a few tokens, not a sentence
+    [neg] = accept_edit(s, task, span_answer("9"))
+    assert neg.text == SENTENCE.replace("2 hours", "9 hours") and neg.verified is True
+    assert neg.template == "syneg_span" and neg.reasoning == "'2' -> '9'"
+    assert accept_edit(s, task, span_answer("2")) == [] and task.rejection == "edit_too_small"
+    # a model that sends the whole sentence back: judged as the sentence it wrote
+    [again] = accept_edit(s, task, span_answer(SENTENCE.replace("2 hours", "6 hours")))
+    assert (
+        again.text == SENTENCE.replace("2 hours", "6 hours")
+        and s.stats.counts["span_reply_was_sentence"] == 1
+    )
+
+
 def test_a_restated_value_is_changed_everywhere(tmp_path):
     s = synth(tmp_path)
     task = task_for(s, item_for(RESTATED, SENTENCE), "changed_value")
-    [neg] = accept_edit(s, task, answer(SENTENCE.replace("2 hours", "9 hours")))
+    [neg] = accept_edit(s, task, span_answer("9"))
     assert "2 hours" not in neg.text and neg.text.count("9 hours") == 2  # the conclusion follows
 
 
@@ -103,7 +127,7 @@ def test_a_negation_with_the_fact_restated_is_refused(tmp_path):
     s = synth(tmp_path)
     passage = "Fever is common. " + SENTENCE + " Aspirin lowers body temperature within 2 hours of one dose."
     task = task_for(s, item_for(passage, SENTENCE), "negation")
-    assert accept_edit(s, task, answer(SENTENCE.replace("lowers", "does not lower"))) == []
+    assert accept_edit(s, task, span_answer("does not lower")) == []
     assert s.stats.rejected == {"answer_restated": 1} and task.rejection == "answer_restated"
 
 

@@ -238,6 +238,12 @@ class LLMConfig(_Strict):
         description="environment variable holding the LLM endpoint's key (never logged); the key of another "
         "service (HF_TOKEN, AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, ...) is refused: it would be sent to the endpoint",
     )
+    edit_answer: Literal["span", "sentence"] = Field(
+        "span",
+        description="edit mode, contradicting kinds with a target in the answer clause: span asks only for the "
+        "new text of that target and splices it (every other word kept by construction; what a small model "
+        "does best); sentence asks for the whole rewritten sentence (larger models, freer edits)",
+    )
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(180, gt=0, description="seconds per request")
     max_retries: int = Field(3, ge=0, description="per request and base URL, exponential backoff with jitter")

@@ -139,6 +139,22 @@ class EditReply(BaseModel):
     sentence: str
 
 
+class SpanReply(BaseModel):
+    """Span mode's reply: the new text for the target span only."""
+
+    replacement: str
+
+
+def span_response_schema(max_chars: int) -> dict:
+    """JSON schema sent as response_format in span mode: {"replacement": str}, bounded by `max_chars`."""
+    return {
+        "type": "object",
+        "properties": {"replacement": {"type": "string", "minLength": 1, "maxLength": max_chars}},
+        "required": ["replacement"],
+        "additionalProperties": False,
+    }
+
+
 def edit_response_schema(max_chars: int, reasoning_chars: int = 150) -> dict:
     """JSON schema sent as response_format in edit mode: {"sentence": str, "reasoning": str}, the sentence
     first (a small model that reasons first drifts away from the sentence) and both bounded (`max_chars`

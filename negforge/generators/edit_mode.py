@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from negforge.generators.answer_clause import restate
-from negforge.generators.checks import EditReply, edit_response_schema, parse_reply, sentence_problem
+from negforge.generators.checks import (
+    EditReply,
+    SpanReply,
+    edit_response_schema,
+    parse_reply,
+    sentence_problem,
+    span_response_schema,
+)
 from negforge.generators.client import ChatRequest
 from negforge.generators.edit_targets import (
     TARGETED_KINDS,
@@ -134,8 +141,10 @@ def plan_edit(
 ) -> GenTask:
     """The edit request of (item, slot, attempt): one perturbation with its worked example, the sentence and,
     for contradicting kinds, the target span of the answer clause to change (the compact template shows no
-    query); on a re-ask, `rejection` (the previous answer's reason) becomes one line of feedback. A
-    json_schema response {"sentence", "reasoning"}, the sentence bounded to about three times the original.
+    query); on a re-ask, `rejection` (the previous answer's reason) becomes one line of feedback. With a
+    target and `edit_answer: span` (mode "span"), the model writes only the target's new text
+    ({"replacement"}, bounded to three times the target); else the whole sentence ({"sentence",
+    "reasoning"}, bounded to about three times the original).
     The key follows the store's scheme (model fingerprint, template name+sha, messages, params, seed, schema)."""
     cfg = synth.cfg
     kind = choose_perturbation(synth.seed, item, slot)
@@ -143,23 +152,30 @@ def plan_edit(
     assert span is not None
     target = target_for(item, kind)
     seed = derive_seed(synth.seed, item.query_id, "edit", slot, attempt)
-    tpl = load_template("edit")
-    messages = tpl.render_edit(
-        perturbation=kind, query=item.query, sentence=span.sentence,
-        target=target.text if target is not None else None, feedback=feedback_for(rejection, target),
-    )  # fmt: skip
-    schema = edit_response_schema(max(60, 3 * len(span.sentence)), REASONING_CHARS)
-    params: dict = {
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
-        "max_tokens": edit_max_tokens(span.sentence, cfg.max_tokens),
-    }
+    feedback = feedback_for(rejection, target)
+    params: dict = {"temperature": cfg.temperature, "top_p": cfg.top_p}
+    if target is not None and cfg.edit_answer == "span":
+        mode, tpl = "span", load_template("span")
+        messages = tpl.render_span(
+            perturbation=kind, sentence=span.sentence, target=target.text, feedback=feedback
+        )
+        max_chars = 3 * len(target.text) + 20
+        schema = span_response_schema(max_chars)
+        params["max_tokens"] = min(cfg.max_tokens, 24 + max_chars // 2)
+    else:
+        mode, tpl = "edit", load_template("edit")
+        messages = tpl.render_edit(
+            perturbation=kind, query=item.query, sentence=span.sentence,
+            target=target.text if target is not None else None, feedback=feedback,
+        )  # fmt: skip
+        schema = edit_response_schema(max(60, 3 * len(span.sentence)), REASONING_CHARS)
+        params["max_tokens"] = edit_max_tokens(span.sentence, cfg.max_tokens)
     if cfg.send_seed:
         params["seed"] = seed
     key = request_key(synth.model_fingerprint, (tpl.name, tpl.sha), messages, params, seed, schema)
     return GenTask(
         item,
-        "edit",
+        mode,
         [kind],
         {},
         attempt,
@@ -240,6 +256,20 @@ def bounds_problem(original: str, edited: str, perturbation: str) -> str | None:
     return None if added else "edit_too_small"
 
 
+def splice_replacement(target: EditTarget, replacement: str, stats) -> tuple[str, str]:
+    """The sentence with the target replaced by a span answer, and the provenance's reasoning line. A reply
+    that is the whole sentence again (at least 70% of its length) is taken as the edited sentence
+    (`span_reply_was_sentence` counted), so the verifiers judge what the model meant."""
+    rep = _LABEL.sub("", " ".join(replacement.split())).strip()
+    if len(rep) >= 2 and rep[0] in _QUOTES and rep[-1] in _QUOTES:
+        rep = rep[1:-1].strip()
+    if len(rep) >= 0.7 * len(target.sentence):
+        stats.counts["span_reply_was_sentence"] += 1
+        return clean_sentence(rep, target.sentence), "span reply was a whole sentence"
+    new = target.sentence[: target.start] + rep + target.sentence[target.end :]
+    return new, f"{target.text!r} -> {rep!r}"
+
+
 def restated_text(span: EditSpan, target: EditTarget, new: str, kind: str) -> str | None:
     """The spliced passage with the fact edited consistently elsewhere, or None when another sentence still
     states it (`answer_clause.restate`, as for rule edits): a changed value is changed at its other
@@ -263,16 +293,21 @@ def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticN
     `answer_restated` (another sentence still states the fact: `restated_text`). The reason is also left in
     `task.rejection` for the re-ask."""
     stats = synth.stats
-    parsed = parse_reply(rec.get("text"), EditReply)
-    if parsed.value is None:
-        stats.rejected[f"response_{parsed.problem}"] += 1
-        return []
-    if parsed.recovered:
-        stats.counts["recovered"] += 1
     span, kind = task.span, task.perturbations[0]
     assert span is not None
     original = span.sentence
-    new = clean_sentence(parsed.value.sentence, original)
+    parsed = parse_reply(rec.get("text"), SpanReply if task.mode == "span" else EditReply)
+    if parsed.value is None:
+        stats.rejected[f"response_{parsed.problem}"] += 1
+        task.rejection = f"response_{parsed.problem}"
+        return []
+    if parsed.recovered:
+        stats.counts["recovered"] += 1
+    if isinstance(parsed.value, SpanReply):
+        assert task.target is not None
+        new, reasoning = splice_replacement(task.target, parsed.value.replacement, stats)
+    else:
+        new, reasoning = clean_sentence(parsed.value.sentence, original), parsed.value.reasoning.strip()
     why = sentence_problem(
         new, query=task.item.query, original=original, copy_threshold=synth.cfg.copy_threshold
     )
@@ -293,11 +328,11 @@ def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticN
         return []
     verified = True if kind in EDIT_VERIFIABLE else None
     stats.counts["verified" if verified else "unverifiable_kind"] += 1
-    tpl = load_template("edit")
+    tpl = load_template(task.mode)
     return [
         SyntheticNegative(
             text=text, perturbation=kind, perturbation_kind=perturbations()[kind]["kind"],
-            reasoning=parsed.value.reasoning.strip(), attributes={}, mode="edit", base_doc_id=span.base_doc_id,
+            reasoning=reasoning, attributes={}, mode="edit", base_doc_id=span.base_doc_id,
             seed=task.seed, template=tpl.name, template_version=tpl.version, template_sha=tpl.sha,
             model=synth.served_model, model_fingerprint=synth.model_fingerprint,
             prompt_tokens=rec.get("prompt_tokens", 0), completion_tokens=rec.get("completion_tokens", 0),

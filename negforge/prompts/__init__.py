@@ -24,9 +24,14 @@ HERE = Path(__file__).resolve().parent
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(HERE)), undefined=jinja2.StrictUndefined, keep_trailing_newline=False
 )
-MODES = {"from_positive": "syneg_from_positive", "rewrite": "syneg_rewrite", "edit": "syneg_edit"}
+MODES = {
+    "from_positive": "syneg_from_positive",
+    "rewrite": "syneg_rewrite",
+    "edit": "syneg_edit",
+    "span": "syneg_span",
+}
 # The menus each template reads (part of its sha); the passage templates read both default menus.
-_MENUS = {"syneg_edit": ("perturbations.yaml", "perturbations_edit.yaml")}
+_MENUS = {name: ("perturbations.yaml", "perturbations_edit.yaml") for name in ("syneg_edit", "syneg_span")}
 _DEFAULT_MENUS = ("perturbations.yaml", "attributes.yaml")
 
 
@@ -107,6 +112,30 @@ class PromptTemplate:
             user(ex["query"], ex["before"], ex.get("target") if target else None, None),
             {"role": "assistant", "content": answer},
             user(query, sentence, target, feedback),
+        ]
+
+    def render_span(
+        self, *, perturbation: str, sentence: str, target: str, feedback: str | None = None
+    ) -> list[dict[str, str]]:
+        """Span mode's chat messages (edit mode on a targeted contradicting kind): the fixed system block, the
+        perturbation's worked example (its `before`, `target` and `replacement`) as a user turn and its
+        answer, then the real sentence and target (and, on a re-ask, `feedback`). The model writes only the
+        replacement of the target; negforge splices it (generators/edit_mode)."""
+        system = _env.get_template(f"{self.name}.j2").render().strip()
+        ex = edit_perturbations()[perturbation]
+        tpl = _env.get_template(f"{self.name}.user.j2")
+
+        def user(s: str, t: str, f: str | None) -> dict[str, str]:
+            text = tpl.render(
+                perturbation=perturbation, edit=ex, sentence=_as_data(s), target=_as_data(t), feedback=f
+            )
+            return {"role": "user", "content": text.strip()}
+
+        return [
+            {"role": "system", "content": system},
+            user(ex["before"], ex["target"], None),
+            {"role": "assistant", "content": json.dumps({"replacement": ex["replacement"]})},
+            user(sentence, target, feedback),
         ]
 
     def system_block(self) -> str:
