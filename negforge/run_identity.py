@@ -14,6 +14,7 @@ from pathlib import Path
 from negforge.config import RunConfig
 from negforge.mining.fingerprint import texts_digest
 from negforge.records import TrainingInput
+from negforge.generators.rule_source import RULES_VERSION
 from negforge.text_identity import IDENTITY_RULE_VERSION
 
 
@@ -23,7 +24,7 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
     `config`, `corpus`, `queries` (ids, texts, positives, given negatives) and `shard_size` decide what the
     run *is*: a mismatch is refused. `models` (weights fingerprints), `files` (every file a filter reads),
     `prompts` (the template files), `precision` (each model's numeric path) and `rules` (the version of the
-    identity rule's text normalisation) decide how candidates are judged: a mismatch re-judges every shard.
+    identity rule's text normalisation, and of the rule operators when the rules source is on) decide how candidates are judged: a mismatch re-judges every shard.
     """
     return {
         "config": cfg.fingerprint(),
@@ -41,7 +42,8 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
         "files": filter_file_digests(cfg),
         "prompts": prompt_digest() if cfg.sources.llm.enabled else None,
         "precision": precision_paths(cfg),
-        "rules": f"identity-v{IDENTITY_RULE_VERSION}",
+        "rules": f"identity-v{IDENTITY_RULE_VERSION}"
+        + (f",rules-v{RULES_VERSION}" if cfg.sources.rules.enabled else ""),
     }
 
 

@@ -239,6 +239,18 @@ def test_headings_words_and_sentence_starts_are_not_swapped(pool):
         assert check(s, e.edited, "entity_shift").verified
 
 
+def test_an_abbreviation_in_parentheses_is_not_the_swapped_entity(pool):
+    # "Endoplasmic reticulum (ER) stress" -> "(IAP) stress" changes no fact: the expansion still states it
+    s = "Endoplasmic reticulum (ER) stress causes dysfunction of SHBG in Europe."
+    for seed in range(20):
+        e = swap_entity(s, pool, np.random.default_rng(seed))
+        assert e is not None and e.replaced != "ER"
+    assert (
+        swap_entity("Endoplasmic reticulum (ER) stress causes dysfunction.", pool, np.random.default_rng(0))
+        is None
+    )
+
+
 def test_change_value_scales_numbers_keeping_units_and_format():
     for seed in range(20):
         e = change_value(BMI, np.random.default_rng(seed))

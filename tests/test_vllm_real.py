@@ -107,6 +107,29 @@ def test_build_with_real_vllm_accounts_for_every_response(server, smollm2, make_
         )
 
 
+def test_span_edits_with_real_vllm_change_the_answer_span(server, smollm2, make_config):
+    cfg = make_config(
+        "data.max_queries=6", "selection.num_negatives=2", "sources.llm.enabled=true", "sources.llm.count=2",
+        "sources.llm.mode=edit", f"sources.llm.model={smollm2}", f"sources.llm.base_urls=[{server.base_url}]",
+        "sources.llm.max_reasks=1", "run_name=span-edits",
+    )  # fmt: skip
+    res = run(cfg)
+    gen = res.manifest["generation"]
+    c = gen["counts"]
+    assert c["sent_ok"] + c.get("from_store", 0) == c["requests"] > 0
+    assert c.get("valid", 0) + sum(gen["rejected"].values()) >= c["requests"]
+    rows = load_from_disk(str(res.dataset_dir))["rich"]
+    for r in rows:
+        for n in [*r["negatives"], *r["dropped"]]:
+            g = n["generation"]
+            if n["source"] != "llm" or g["perturbation_kind"] != "contradicting":
+                continue
+            assert g["template"] in ("syneg_span", "syneg_edit")
+            # the answer sentence never survives unchanged in a written contradiction
+            assert g["span"] not in n["text"] and g["replacement"] in n["text"]
+            assert n["text"] != g["span"] and g["base_doc_id"] in r["positive_ids"]
+
+
 def test_killed_server_loses_no_finished_generation(server, smollm2, tmp_path):
     items = [GenItem(f"k{i}", f"claim {i}: vitamin D prevents cancer", POSITIVE) for i in range(6)]
     doomed = start_server(smollm2, tmp_path / "doomed.log")

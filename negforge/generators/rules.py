@@ -325,7 +325,8 @@ def swap_entity(
     Input: a sentence; candidates as `entity_pool` returns them (shape -> terms) or a flat list of terms
     (grouped by shape here), e.g. gene/protein symbols IL-6, TNF, BRCA1 or capitalised names; a numpy
     Generator picks the entity and its replacement. Only one occurrence is replaced; a replacement never
-    repeats a word already in the sentence. Output: a RuleEdit of kind "entity_shift", or None when no
+    repeats a word already in the sentence; an abbreviation in parentheses ("reticulum (ER)") is never the
+    entity (its expansion still states the fact). Output: a RuleEdit of kind "entity_shift", or None when no
     entity has a same-shape alternative. Errors: none.
     """
     pool = _as_pool(candidates)
@@ -334,6 +335,8 @@ def swap_entity(
     options: list[tuple[Token, list[str]]] = []
     known = {w for shape in _WORDLIKE for w in pool.get(shape, ())}
     for i, t in enumerate(toks):
+        if sentence[t.start - 1 : t.start] == "(" and sentence[t.end : t.end + 1] == ")":
+            continue  # "endoplasmic reticulum (ER)": an abbreviation's definition; swapping it changes no fact
         shape = _shape_here(sentence, toks, i)
         alts = [w for w in pool.get(shape, ()) if stem(w) not in present] if shape else []
         if alts and (shape not in _WORDLIKE or t.text in known):  # a name the corpus knows
