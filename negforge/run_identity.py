@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from negforge.config import RunConfig
+from negforge.generators.rule_source import RULES_VERSION
 from negforge.mining.fingerprint import texts_digest
 from negforge.records import TrainingInput
-from negforge.generators.rule_source import RULES_VERSION
 from negforge.text_identity import IDENTITY_RULE_VERSION
 
 
