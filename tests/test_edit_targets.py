@@ -116,6 +116,29 @@ def test_span_mode_asks_for_the_target_only_and_splices_it(tmp_path):
     )
 
 
+def test_span_answers_through_the_synthesizer_and_a_server(tmp_path):
+    from negforge.generators.client import GeneratorClient
+    from tests.fault_server import FaultyOpenAIServerDouble
+
+    s = synth(tmp_path)
+    s.cfg = s.cfg.model_copy(update={"count": 3})
+    it = item_for(SENTENCE, SENTENCE)
+    with FaultyOpenAIServerDouble(default="negate_edit") as srv:  # replies {"replacement": "not <target>"}
+        out = s.generate_sync(
+            [it], lambda: GeneratorClient([srv.base_url], "double", timeout=10.0, max_retries=1)
+        )
+    modes = {s.plan(it, 0, k).mode for k in range(3)}
+    assert modes == {"span"} and all(
+        "replacement" in r["response_format"]["json_schema"]["schema"]["properties"] for r in srv.requests
+    )
+    assert not s.stats.rejected.get("response_schema")  # span replies are parsed as span replies
+    negs = out["q1"]
+    # "not lowers" is a negation; "not 2" is no changed value and "not lowers" no reversed cause
+    assert [n.perturbation for n in negs] == ["negation"] and negs[0].template == "syneg_span"
+    assert negs[0].text == SENTENCE.replace("lowers", "not lowers") and negs[0].verified is True
+    assert s.stats.rejected == {"perturbation_not_verified": 2}
+
+
 def test_a_restated_value_is_changed_everywhere(tmp_path):
     s = synth(tmp_path)
     task = task_for(s, item_for(RESTATED, SENTENCE), "changed_value")

@@ -136,7 +136,7 @@ class Synthesizer:
         }
 
     def _accept(self, task: GenTask, rec: dict) -> list[SyntheticNegative]:
-        if task.mode == "edit":
+        if task.mode in ("edit", "span"):  # span: an edit answered with the target's new text only
             return accept_edit(self, task, rec)
         parsed = parse_response(rec.get("text"))
         if parsed.problem:
