@@ -10,6 +10,8 @@ prompt with its words reversed (same length, not a copy). An edit request (a <se
 in "copy_edit" the sentence unchanged. A span-mode request ("Part to change: <span>X</span>") gets
 {"replacement"}: "not X" in "negate_edit", X in "copy_edit", else X's words reversed. A query-writing request (a <document> in the prompt) gets
 {"query": words 2-7 of the document}; "copy_query" the whole document, "empty_query" an empty query.
+A request for n choices gets n ("copy_edit+negate_edit": one mode per choice, the last repeated); the
+fault modes answer one choice.
 """
 
 from __future__ import annotations
@@ -115,6 +117,21 @@ def _wrap(payload: dict, user: str, content: str) -> dict:
     return body
 
 
+_OK_MODES = ("ok", "negate_edit", "copy_edit", "copy_query", "empty_query")
+
+
+def _sampled_body(payload: dict, mode: str) -> dict:
+    """A completion with the request's n choices (default 1): "copy_edit+negate_edit" answers choice 0 as
+    copy_edit, choice 1 as negate_edit and later ones as the last mode; a single mode answers every choice."""
+    modes = mode.split("+")
+    n = int(payload.get("n") or 1)
+    body = _ok_body(payload, modes[0])
+    for i in range(1, n):
+        choice = _ok_body(payload, modes[min(i, len(modes) - 1)])["choices"][0]
+        body["choices"].append({**choice, "index": i})
+    return body
+
+
 # LLM judge replies: (content, the answer token's top alternatives as (token, probability)).
 _JUDGE = {
     "yes": ('{"answer": "yes"}', [("yes", 0.7), ("no", 0.2), ("Yes", 0.05), ("maybe", 0.05)]),
@@ -194,8 +211,8 @@ class FaultyOpenAIServerDouble:
                     double.modes.append(mode)
                 if double.delay:
                     time.sleep(double.delay)
-                if mode in ("ok", "negate_edit", "copy_edit", "copy_query", "empty_query"):
-                    self._send(200, json.dumps(_ok_body(payload, mode)).encode())
+                if all(m in _OK_MODES for m in mode.split("+")):
+                    self._send(200, json.dumps(_sampled_body(payload, mode)).encode())
                 elif mode in ("500", "503"):
                     self._send(int(mode), b'{"error": {"message": "boom"}}')
                 elif mode == "429":

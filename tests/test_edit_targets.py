@@ -161,3 +161,51 @@ def test_reask_feedback_names_the_reason_and_the_target():
         "Your last answer changed other words. Change <span>2</span> and copy every other word."
     )
     assert feedback_for("response_bad_json", t) == "Answer only with the JSON object."
+
+
+def _through_double(s: Synthesizer, it: GenItem, mode: str):
+    from negforge.generators.client import GeneratorClient
+    from tests.fault_server import FaultyOpenAIServerDouble
+
+    with FaultyOpenAIServerDouble(default=mode) as srv:
+        out = s.generate_sync(
+            [it], lambda: GeneratorClient([srv.base_url], "double", timeout=10.0, max_retries=1)
+        )
+    return out, srv.requests
+
+
+def test_samples_keep_the_first_that_passes_every_check(tmp_path):
+    """samples=3 asks once with n=3; the first sample is the span unchanged, the second a negation: the
+    request is one verified edit, no rejection, and the unchanged sample is counted as a sample only."""
+    s = synth(tmp_path)
+    s.cfg = s.cfg.model_copy(
+        update={"samples": 3, "count": 3}
+    )  # asks negation, changed_value, reversed_cause
+    it = item_for(SENTENCE, SENTENCE)
+    out, requests = _through_double(s, it, "copy_edit+negate_edit")
+    assert [r.get("n") for r in requests] == [3, 3, 3]
+    negs = out["q1"]
+    assert [n.perturbation for n in negs] == ["negation"] and negs[0].verified is True
+    assert negs[0].text == SENTENCE.replace("lowers", "not lowers")
+    # each request has one outcome: kept, or its samples' most common reason counted once; the copies
+    # (edit_too_small) are outvoted by "not <target>" failing the other two kinds' verifiers
+    assert s.stats.counts["requests"] == 3 and s.stats.counts["verified"] == 1
+    assert s.stats.rejected == {"perturbation_not_verified": 2}
+    assert s.stats.counts["samples_judged"] == 2 + 3 + 3 and s.stats.counts["samples_rejected"] == 1 + 3 + 3
+
+
+def test_a_request_whose_samples_all_fail_counts_one_rejection(tmp_path):
+    s = synth(tmp_path)
+    s.cfg = s.cfg.model_copy(update={"samples": 4})
+    it = item_for(SENTENCE, SENTENCE)
+    out, requests = _through_double(s, it, "copy_edit")
+    assert out == {"q1": []} and len(requests) == 1 and requests[0]["n"] == 4
+    assert s.stats.rejected == {"edit_too_small": 1}
+    assert s.stats.counts["samples_judged"] == s.stats.counts["samples_rejected"] == 4
+
+
+def test_one_sample_sends_no_n(tmp_path):
+    s = synth(tmp_path)
+    s.cfg = s.cfg.model_copy(update={"samples": 1})
+    _, requests = _through_double(s, item_for(SENTENCE, SENTENCE), "negate_edit")
+    assert requests and all("n" not in r for r in requests)

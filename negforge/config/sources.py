@@ -250,6 +250,14 @@ class LLMConfig(_Strict):
     max_reasks: int = Field(
         1, ge=0, description="new tries (new seed) when a response yields no valid negative"
     )
+    samples: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="edit mode: completions per request (the API's n; one prompt, decoded together); the first "
+        "that passes every check is kept, in the server's order (rejection sampling with the verifiers: a small "
+        "model that often returns the span unchanged still gives a real edit in one of them). 1 turns it off",
+    )
     send_seed: bool = Field(
         False,
         description="send each request's seed to the server; vLLM's CPU build (0.32) crashes on seeded requests "

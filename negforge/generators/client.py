@@ -21,7 +21,7 @@ T = TypeVar("T")
 class ChatRequest:
     key: str
     messages: list[dict[str, str]]
-    params: dict  # temperature, top_p, max_tokens, seed
+    params: dict  # temperature, top_p, max_tokens, seed, n
     schema: dict | None = None
 
 
@@ -35,6 +35,8 @@ class ChatResult:
     latency_s: float = 0.0
     base_url: str | None = None
     attempts: int = 0
+    # every choice's content in the server's order when the request asked for several (params n > 1)
+    texts: list[str | None] = field(default_factory=list)
     # compact per-token logprobs [[token, logprob, [[alt, logprob], ...]], ...] when the request asked for
     # them (params logprobs=True) and the server sent them; None otherwise
     logprobs: list | None = None
@@ -111,9 +113,12 @@ class GeneratorClient:
                     time.perf_counter() - t0,
                     self.urls[i],
                     hop + 1,
-                    compact_logprobs(resp.choices[0].logprobs)
+                    logprobs=compact_logprobs(resp.choices[0].logprobs)
                     if resp.choices and req.params.get("logprobs")
                     else None,
+                    texts=[c.message.content for c in sorted(resp.choices, key=lambda c: c.index)]
+                    if req.params.get("n", 1) > 1
+                    else [],
                 )
             except openai.APITimeoutError:
                 last_error = "timeout"

@@ -170,6 +170,8 @@ def plan_edit(
         )  # fmt: skip
         schema = edit_response_schema(max(60, 3 * len(span.sentence)), REASONING_CHARS)
         params["max_tokens"] = edit_max_tokens(span.sentence, cfg.max_tokens)
+    if cfg.samples > 1:
+        params["n"] = cfg.samples
     if cfg.send_seed:
         params["seed"] = seed
     key = request_key(synth.model_fingerprint, (tpl.name, tpl.sha), messages, params, seed, schema)
@@ -282,6 +284,32 @@ def restated_text(span: EditSpan, target: EditTarget, new: str, kind: str) -> st
     edit = RuleEdit(rule_kind, target.clause, new, a0, a1, target.sentence[a0:a1], new[b0:b1])
     start = span.start
     return restate(span.splice(new), start, start + len(new.strip()), edit)
+
+
+def accept_sampled_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticNegative]:
+    """`accept_edit` over a request's samples (`sources.llm.samples`, the API's n; rec["texts"], else the one
+    rec["text"]): the first sample, in the server's order, that passes every check; rejection sampling with
+    the verifiers as the test (as in best-of-n sampling with a verifier). A request has one outcome in
+    `stats.rejected`: its kept edit, or the reason most of its samples were refused (the first such on a
+    tie), which is also the re-ask's feedback. `samples_judged` and `samples_rejected` count samples."""
+    stats = synth.stats
+    texts = rec.get("texts") or [rec.get("text")]
+    before = Counter(stats.rejected)
+    reasons: list[str] = []
+    got: list[SyntheticNegative] = []
+    for text in texts:
+        stats.counts["samples_judged"] += 1
+        got = accept_edit(synth, task, {**rec, "text": text})
+        if got:
+            break
+        reasons.append(task.rejection or "unknown")
+    stats.rejected.clear()
+    stats.rejected.update(before)
+    stats.counts["samples_rejected"] += len(reasons)
+    if not got:
+        task.rejection = Counter(reasons).most_common(1)[0][0]
+        stats.rejected[task.rejection] += 1
+    return got
 
 
 def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticNegative]:

@@ -19,7 +19,7 @@ import numpy as np
 from negforge.config import LLMConfig
 from negforge.generators.checks import parse_response, passage_problem, response_schema
 from negforge.generators.client import ChatRequest, ChatResult, GeneratorClient
-from negforge.generators.edit_mode import accept_edit, edit_kinds, plan_edit
+from negforge.generators.edit_mode import accept_sampled_edit, edit_kinds, plan_edit
 from negforge.generators.records import (
     EditSpan,
     GenItem,
@@ -130,6 +130,7 @@ class Synthesizer:
             "key": task.request.key,
             "query_id": task.item.query_id,
             "text": res.text,
+            **({"texts": res.texts} if res.texts else {}),
             "prompt_tokens": res.prompt_tokens,
             "completion_tokens": res.completion_tokens,
             "latency_s": round(res.latency_s, 4),
@@ -137,7 +138,7 @@ class Synthesizer:
 
     def _accept(self, task: GenTask, rec: dict) -> list[SyntheticNegative]:
         if task.mode in ("edit", "span"):  # span: an edit answered with the target's new text only
-            return accept_edit(self, task, rec)
+            return accept_sampled_edit(self, task, rec)
         parsed = parse_response(rec.get("text"))
         if parsed.problem:
             self.stats.rejected[f"response_{parsed.problem}"] += 1
