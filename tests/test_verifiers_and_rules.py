@@ -223,6 +223,15 @@ def test_negate_leaves_nouns_and_adjectives_alone():
     assert negate("The reduced expression of cyclin A in mice.") is None
 
 
+def test_negate_denies_what_is_reported_not_the_reporting():
+    # "we do not show that clathrin stabilizes ..." leaves the claim standing (SciFact train, rules v3)
+    assert negate("Here, we show that clathrin stabilizes fibres of the mitotic spindle.") is None
+    e = negate("Here, we show that clathrin inhibits fibre growth.")
+    assert e is not None and e.edited == "Here, we show that clathrin does not inhibit fibre growth."
+    e = negate("We found that statins reduce mortality.")
+    assert e is not None and e.edited == "We found that statins do not reduce mortality."
+
+
 def test_negate_leaves_months_and_names_that_spell_an_auxiliary_alone():
     # SmolLM2 was asked to negate "May" in "follow-up conducted in May and June 2000" (CI, stop 31)
     assert negate("Telephone follow-up conducted in May and June 2000.") is None

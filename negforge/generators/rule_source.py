@@ -20,7 +20,7 @@ from negforge.generators.answer_clause import answer_clause, changes_only_the_qu
 from negforge.generators.rules import apply_rules
 from negforge.generators.synthesize import EditSpan, SyntheticNegative
 
-RULES_VERSION = "4"  # 2: the answer clause only, body only, restated facts followed; 3: no abbreviation swaps; 4: no mid-sentence "May" negated
+RULES_VERSION = "4"  # 2: the answer clause only, body only, restated facts followed; 3: no abbreviation swaps; 4: no mid-sentence "May" negated, the reported claim negated, not "we show that"
 
 
 def _seed(seed: int, query_id: str) -> int:

@@ -87,6 +87,10 @@ def _forms(base: str) -> tuple[str, str]:
     return third, _PAST.get(base, past)
 
 
+_REPORTING = {
+    stem(v)
+    for v in word_set("show suggest indicate demonstrate reveal confirm identify find report observe propose")
+}
 _VERB_FORMS: dict[str, tuple[str, str]] = {}
 for _b in sorted(SCI_VERBS):
     for _form, _aux in zip((*_forms(_b), _b), ("does", "did", "do"), strict=True):
@@ -105,7 +109,8 @@ def negate(sentence: str) -> RuleEdit | None:
     "doesn't" -> "does", "was never" -> "was", "was no effect" -> "was an effect"); otherwise the first
     auxiliary is negated ("is" -> "is not", "can" -> "cannot", "has been" -> "has not been") or the first
     relation verb from the lexicon ("increases" -> "does not increase", "reduced X" -> "did not reduce X",
-    "statins reduce" -> "do not reduce"). The first word of the sentence is never touched, nor a capitalised
+    "statins reduce" -> "do not reduce"); a reporting verb before "that" ("we show that") is passed over for
+    the verb of what is reported. The first word of the sentence is never touched, nor a capitalised
     "May"/"Will"/"Can" inside it (a month or a name). Errors: none (non-matching text gives None).
     """
     toks = tokenize(sentence)
@@ -136,6 +141,8 @@ def negate(sentence: str) -> RuleEdit | None:
         if t.norm in _AUX or (t.norm in _PERFECT and (nxt.norm == "been" or nxt.norm.endswith(("ed", "en")))):
             return _edit("negation", sentence, t.end, t.end, " not")
         form = _VERB_FORMS.get(t.norm)
+        if form is not None and nxt.norm == "that" and stem(form[0]) in _REPORTING:
+            continue  # "we do not show that X" does not deny X: negate X's own verb
         if form is None or prev.norm in _NOT_SUBJECT or prev.norm.endswith("ly") or is_number(prev.norm):
             continue
         base, aux = form
@@ -350,9 +357,6 @@ def swap_entity(
     return _edit("entity_shift", sentence, t.start, t.end, alts[int(rng.integers(len(alts)))])
 
 
-_REPORTING = {
-    stem(v) for v in word_set("show suggest indicate demonstrate reveal confirm identify find report")
-}
 _CLAUSE_BREAKS = word_set("that which and or but whereas while although because")
 
 
