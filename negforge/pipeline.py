@@ -274,10 +274,11 @@ def run_shard(config: dict, shard: int, qidx: list[int], generation: dict | None
     return mine_shard(ctx, store, shard, qidx, llm, generation)
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False) -> RunResult:
-    """The whole build in this process, without Prefect (the flow does the same steps as tasks)."""
+def run(cfg: RunConfig, *, overwrite: bool = False, data: TrainingInput | None = None) -> RunResult:
+    """The whole build in this process, without Prefect (the flow does the same steps as tasks). `data`: the
+    input already loaded (and changed, as calibration's folds change it), else read from `cfg.data`."""
     timings = Timings()
-    data = load_data(cfg, timings)
+    data = data if data is not None else load_data(cfg, timings)
     pinned = pin_precision(cfg, data)
     cfg = pinned.cfg
     store = ShardStore(cfg.run_dir)

@@ -1,7 +1,7 @@
 """negforge command line: `negforge run CONFIG.yaml`, `negforge validate`, `negforge show`.
 
 One Typer `app` (negforge.cli.common) that each command module registers on when imported: `build` (run,
-adapt, serve), `checks` (validate, inspect, show), `training` (train, evaluate), `publishing` (publish) and
+adapt, serve), `checks` (validate, inspect, show), `calibrate`, `training` (train, evaluate), `publishing` (publish) and
 `ance` (refresh, loop). The import order below is the order of commands in `negforge --help`.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from negforge.cli.common import ConfigArg, Engine, SetOpt, app, err, out
 from negforge.cli.build import adapt, run, serve
 from negforge.cli.checks import inspect, show, validate
+from negforge.cli.calibrate import calibrate
 from negforge.cli.training import LossName, evaluate, train
 from negforge.cli.publishing import ExportFormat, publish
 from negforge.cli.ance import loop, refresh
@@ -26,6 +27,7 @@ __all__ = [
     "SetOpt",
     "adapt",
     "app",
+    "calibrate",
     "err",
     "evaluate",
     "inspect",
