@@ -126,6 +126,52 @@ def prepare_filters(
     return stack
 
 
+def calibrate_margins(
+    cfg: RunConfig, ctx: MiningContext, data: TrainingInput, timings: Timings, pinned: PinnedRun | None = None
+) -> RunConfig:
+    """Hidden-positive calibration before mining (negforge.calibration.in_run): with `relative_margin: auto`
+    the margin with the lowest leak at `selection.calibration.fill` replaces it in the returned config (and
+    `ctx.cfg`); with `calibration.estimate` the run's own setting is measured. The record goes to
+    `ctx.calibration` (the manifest's `calibration`). Cached by the run's identity; nothing else written."""
+    from negforge.calibration.calibrate import setting_of
+    from negforge.calibration.in_run import calibrate_in_run
+    from negforge.calibration.replay import Setting
+
+    sel, cal = cfg.selection, cfg.selection.calibration
+    auto = sel.relative_margin == "auto"
+    if not auto and not cal.estimate:
+        return cfg
+    base = setting_of(cfg)
+    settings = [Setting(m, base.absolute_margin, base.max_positive_sim, base.depth, False, base.skip_top)
+                for m in cal.margins] if auto else []  # fmt: skip
+    quiet = Timings()  # the calibration's own filter setup is not the run's
+
+    def stack(c: RunConfig):
+        return prepare_filters(c, data, ctx.dense, ctx.query_emb, quiet, None, pinned)
+
+    with timings.stage("calibration"):
+        rec = calibrate_in_run(
+            ctx, stack, settings, folds=cal.folds, max_queries=cal.max_queries, fill_target=cal.fill,
+            identity=run_identity(cfg, data), cache_dir=cfg.cache_path,
+        )  # fmt: skip
+    if auto:
+        chosen = (rec or {}).get("recommended") or {}
+        margin = chosen.get("relative_margin", 0.05) if rec else 0.05
+        why = (
+            f"relative_margin auto: {margin} (leak {100 * chosen['leak']:.2f}% at fill {100 * chosen['fill']:.1f}% "
+            f"on {rec['queries']} queries x {rec['folds']} folds)"
+            if rec and chosen
+            else "relative_margin auto: fewer than 10 queries have two positives to calibrate on; 0.05 (the default)"
+        )
+        ctx.notes.append(why)
+        cfg = cfg.model_copy(update={"selection": sel.model_copy(update={"relative_margin": margin})})
+        ctx.cfg = cfg
+        if rec is not None:
+            rec = {**rec, "chosen_relative_margin": margin}
+    ctx.calibration = rec
+    return cfg
+
+
 def prepare_llm(cfg: RunConfig, timings: Timings) -> LLMStage | None:
     """Start the LLM source (and a managed vLLM server when no endpoint is configured): for synthetic
     negatives, or for an llm_judge filter even when sources.llm.enabled is false (`cfg.llm_needed`)."""
@@ -296,6 +342,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, data: TrainingInput | None =
     try:
         ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
         ctx.notes += ctx.filters.notes if ctx.filters is not None else []
+        cfg = calibrate_margins(cfg, ctx, data, timings, pinned)
         with progress_bar("mine shards", len(todo)) as advance:
             if gen_llm is None:
                 for i in todo:

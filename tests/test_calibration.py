@@ -219,3 +219,50 @@ def test_calibrate_refuses_single_positive_data_and_says_what_to_do(tmp_path):
     )
     res = CliRunner().invoke(app, ["calibrate", str(cfg)])
     assert res.exit_code == 2 and "two or more positives" in res.output and "llm_judge" in res.output
+
+
+def _run_config(tmp_path, margin: str = "auto", estimate: bool = True):
+    from negforge.config import load_config
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "run_name: auto\nseed: 13\ndata: {format: beir, path: data, split: train}\n"
+        "sources: {bm25: {enabled: true}, dense: {enabled: false}}\n"
+        f"selection: {{num_negatives: 5, depth: 30, relative_margin: {margin}, "
+        f"calibration: {{estimate: {str(estimate).lower()}}}}}\n"
+        f"output: {{dir: {tmp_path / 'runs'}}}\ncache_dir: {tmp_path / 'cache'}\n"
+    )
+    return load_config(cfg)
+
+
+def test_relative_margin_auto_is_chosen_in_the_run_recorded_and_cached(tmp_path):
+    from negforge.pipeline import run
+
+    _write_beir(tmp_path / "data")
+    res = run(_run_config(tmp_path))
+    m = res.manifest
+    cal = m["calibration"]
+    # the hidden twins score like the positive: the gentlest margin that stops them at full fill wins
+    assert cal["chosen_relative_margin"] == 0.02 and m["config"]["selection"]["relative_margin"] == 0.02
+    assert cal["recommended"]["leak"] == 0.0 and cal["recommended"]["fill"] >= 0.95 and not cal["cached"]
+    assert cal["queries"] == 24 and cal["folds"] == 2 and cal["estimate"]["hidden"] == 48
+    assert any(n.startswith("relative_margin auto: 0.02") for n in m["notes"])
+    assert m["outscoring"]["share"] == 0.0  # the margin keeps every kept negative below its positive
+    report = (res.run_dir / "report.md").read_text()
+    assert "False negatives" in report and "relative_margin auto" in report
+    again = run(_run_config(tmp_path), overwrite=True)
+    assert again.manifest["calibration"]["cached"] is True
+    assert again.manifest["calibration"]["chosen_relative_margin"] == 0.02
+
+
+def test_every_run_estimates_its_own_leak_when_the_data_allows(tmp_path):
+    from negforge.pipeline import run
+
+    _write_beir(tmp_path / "data")
+    m = run(_run_config(tmp_path, margin="null")).manifest
+    est = m["calibration"]["estimate"]
+    assert est["relative_margin"] is None and est["leak"] > 0.5  # no margin: the twins leak
+    lo, hi = est["leak_ci"]
+    assert lo <= est["leak"] <= hi and m["calibration"]["recommended"] is None
+    _write_beir(tmp_path / "off" / "data")
+    assert run(_run_config(tmp_path / "off", margin="null", estimate=False)).manifest["calibration"] is None

@@ -120,7 +120,8 @@ def calibrate(
         recorded += recorded_queries(rich_rows(read_run(result.run_dir)), hidden)
     n = cfg.selection.num_negatives
     cal = evaluate(recorded, settings, score_by, n, fill_target)
+    own = cal.recommended if base.relative_margin == "auto" else measure(recorded, base, score_by, n)
     return CalibrationRun(
-        cal, measure(recorded, base, score_by, n), score_by, folds, len(multi),
+        cal, own or cal.results[0], score_by, folds, len(multi),
         len(data.queries) - len(multi), run_dirs,
     )  # fmt: skip

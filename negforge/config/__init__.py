@@ -23,7 +23,7 @@ from negforge.config.filters import (
 )
 from negforge.config.loading import annotated_yaml, load_config, parse_overrides
 from negforge.config.run import CurriculumConfig, ExecutionConfig, MixConfig, OutputConfig, RunConfig
-from negforge.config.selection import SelectionConfig, SimANSConfig, TopicsConfig
+from negforge.config.selection import CalibrationConfig, SelectionConfig, SimANSConfig, TopicsConfig
 from negforge.config.sources import (
     BM25Config,
     Columns,
@@ -41,6 +41,7 @@ __all__ = [
     "AdaptConfig",
     "AnswerLeakFilterConfig",
     "BM25Config",
+    "CalibrationConfig",
     "Columns",
     "ConfigError",
     "CrossEncoderFilterConfig",

@@ -3,7 +3,7 @@ sampling (top, uniform, SimANS) and TAS-Balanced topic mode."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,31 @@ class TopicsConfig(_Strict):
     iterations: int = Field(20, ge=1)
 
 
+class CalibrationConfig(_Strict):
+    """Hidden-positive calibration inside a run (negforge.calibration): one known positive per query with two
+    or more is hidden, the run's miners and filters mine those queries again, and each hidden positive that
+    comes back as a kept negative is a measured false negative. `relative_margin: auto` picks the margin
+    from it; `estimate` measures the run's own leak for the manifest and report."""
+
+    estimate: bool = Field(
+        True,
+        description="measure the run's own false-negative leak (95% interval) when at least 10 queries have "
+        "two positives: an extra mining of up to max_queries queries per fold, nothing written but the result",
+    )
+    folds: int = Field(2, ge=1, le=10, description="hidden-positive folds (a different positive each)")
+    max_queries: int = Field(
+        300, ge=10, description="seeded sample of the queries with two or more positives"
+    )
+    fill: float = Field(
+        0.95, gt=0, le=1, description="auto: share of queries that must keep every negative they ask for"
+    )
+    margins: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+        min_length=1,
+        description="auto: the relative margins tried; the lowest leak at the fill target wins",
+    )
+
+
 class SelectionConfig(_Strict):
     num_negatives: int = Field(5, ge=1, description="mined negatives per query (without mix.quotas)")
     skip_top: int = Field(0, ge=0, description="ignore the N best-ranked candidates (false-negative risk)")
@@ -37,12 +62,11 @@ class SelectionConfig(_Strict):
     absolute_margin: float | None = Field(
         None, ge=0, description="drop candidates scoring above weakest positive - margin"
     )
-    relative_margin: float | None = Field(
+    relative_margin: Annotated[float, Field(ge=0, lt=1)] | Literal["auto"] | None = Field(
         0.05,
-        ge=0,
-        lt=1,
         description="TopK-PercPos (NV-Retriever): drop candidates above pos - |pos|*r, pos = weakest positive; "
-        "on by default (0.05): a negative that outscores its positive is a likely false negative",
+        "on by default (0.05): a negative that outscores its positive is a likely false negative. `auto`: "
+        "chosen per run on hidden-positive folds (selection.calibration; `negforge calibrate` shows the grid)",
     )
     edit_margin: float | None = Field(
         0.0,
@@ -54,3 +78,4 @@ class SelectionConfig(_Strict):
     max_score: float | None = Field(None, description="drop candidates scoring above this")
     min_score: float | None = Field(None, description="drop candidates scoring below this")
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)

@@ -118,6 +118,7 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     try:
         ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
         ctx.notes += ctx.filters.notes if ctx.filters is not None else []
+        cfg = pipeline.calibrate_margins(cfg, ctx, data, timings, pinned)
     except BaseException:
         if llm is not None:
             llm.close()

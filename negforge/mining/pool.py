@@ -68,6 +68,7 @@ class MiningContext:
     identity: IdentityIndex | None = None  # built on first use (the identity rule is always on)
     given_only: frozenset[int] = frozenset()  # corpus rows that are only some query's given negative
     entity_pool: dict[str, list[str]] | None = None  # same-shape entity terms for rule edits (built lazily)
+    calibration: dict | None = None  # the hidden-positive calibration's record (negforge.calibration.in_run)
     _siblings: dict[int, frozenset[int]] | None = None
 
     def identity_index(self) -> IdentityIndex:

@@ -14,7 +14,10 @@ from negforge.config import SelectionConfig
 
 
 def margin_reason(score: float, pos_min: float, cfg: SelectionConfig) -> str | None:
-    """Why a candidate with this selection score is not a safe negative, or None when it is."""
+    """Why a candidate with this selection score is not a safe negative, or None when it is. Raises
+    RuntimeError on `relative_margin: auto` (the run resolves it before selecting: negforge.calibration)."""
+    if cfg.relative_margin == "auto":
+        raise RuntimeError("selection.relative_margin: auto reached selection unresolved")
     if cfg.max_score is not None and score > cfg.max_score:
         return "above_max_score"
     if cfg.min_score is not None and score < cfg.min_score:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from negforge import __version__
+from negforge.calibration.outscoring import outscoring
 from negforge.config import RunConfig
 from negforge.generators.stage import LLMStage
 from negforge.mining.fingerprint import texts_digest
@@ -240,6 +241,9 @@ def finalize(
             "rejected": dict(rules_rejected),  # changes_question, answer_restated
         },
         "separability": separability,  # written negatives vs the run's positives: probe AUC (0.5 = alike)
+        # hidden-positive folds: the run's own false-negative leak, and `relative_margin: auto`'s choice
+        "calibration": ctx.calibration,
+        "outscoring": outscoring(rows, score_key),  # kept negatives above their weakest positive
         "curriculum": curriculum,
         "filters": _filters_section(ctx, stats, entering, margin, verdicts, agg["selected"]),
         "skips": {"counts": data.skips.counts(), "examples": data.skips.examples()},

@@ -152,6 +152,7 @@ def write_report(
         lines.append("_(no filters configured)_")
     lines += ["", "All verdicts (filter/reason → candidates):", ""]
     lines += [f"- {code(k)}: {md(v)}" for k, v in (filters.get("verdicts") or {}).items()]
+    lines += _false_negative_lines(manifest)
     lines += _written_lines(manifest)
     sep = manifest.get("separability") or {}
     if sep:
@@ -171,6 +172,41 @@ def write_report(
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_explorer(run_dir, manifest, rows, corpus_text)  # report.html, the run explorer
     return path
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _false_negative_lines(manifest: dict) -> list[str]:
+    """The run's measured false-negative leak (hidden-positive folds) with its interval, `auto`'s choice and
+    frontier, and the share of kept negatives above their weakest positive."""
+    cal, out = manifest.get("calibration"), manifest.get("outscoring") or {}
+    lines = ["", "## False negatives", ""]
+    if cal:
+        est = cal["estimate"]
+        lo, hi = est["leak_ci"]
+        lines.append(
+            f"Measured leak of this run's settings ({md(est['setting'])}): {est['leaked']} of {est['hidden']} "
+            f"hidden positives came back as kept negatives, {_pct(est['leak'])} (95% Wilson interval "
+            f"{_pct(lo)} to {_pct(hi)}), with {_pct(est['fill'])} of queries full; from {cal['queries']} queries "
+            f"with two or more positives x {cal['folds']} folds, one positive hidden per fold."
+        )
+        if cal.get("chosen_relative_margin") is not None:
+            lines += ["", f"`relative_margin auto` chose {cal['chosen_relative_margin']} (the lowest leak with at "
+                      f"least {_pct(cal['fill_target'])} of queries full). Frontier:", "",
+                      "| setting | leak | 95% CI | fill | negatives/query |", "|---|---|---|---|---|"]  # fmt: skip
+            for p in cal.get("frontier") or []:
+                lo, hi = p["leak_ci"]
+                lines.append(f"| {md(p['setting'])} | {_pct(p['leak'])} | {_pct(lo)} to {_pct(hi)} | "
+                             f"{_pct(p['fill'])} | {p['negatives_per_query']} |")  # fmt: skip
+    else:
+        lines.append("No leak measured: fewer than 10 queries have two or more positives to hide one of (or "
+                     "`selection.calibration.estimate` is off); `negforge calibrate` says more.")  # fmt: skip
+    if out.get("negatives"):
+        lines += ["", f"Kept negatives scoring above their query's weakest positive ({md(out['score'])}): "
+                  f"{out['outscoring']} of {out['negatives']} ({_pct(out['share'])})."]  # fmt: skip
+    return lines
 
 
 LARGER_MODEL_ADVICE = (
