@@ -204,7 +204,7 @@ FilterConfig = Annotated[
 
 def default_filters(dense: bool, edit_sources: list[str] | None = None) -> list:
     """The safe default stack: exact/near duplicates, and (with a dense model) the embedding filter at
-    max_positive_sim 0.6, which benchmarks/false_negative_leak.py measured as cutting SciFact's hidden-positive
+    max_positive_sim 0.6, which benchmarks/filter_leak_replay.py measured as cutting SciFact's hidden-positive
     leak most (70% -> 15%) while every query stays filled.
 
     `edit_sources` (rules, and llm in edit mode) make verified edits of the positive: close to it by design,

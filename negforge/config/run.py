@@ -107,7 +107,7 @@ class RunConfig(_Strict):
         None,
         description="the filter stack, in order; unset = the safe default (duplicate, embedding "
         "max_positive_sim 0.6 when dense is on: the least false-negative leak at full queries in "
-        "benchmarks/false_negative_leak.py); [] = no filters",
+        "benchmarks/filter_leak_replay.py); [] = no filters",
     )
     mix: MixConfig = Field(default_factory=MixConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
