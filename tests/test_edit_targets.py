@@ -209,3 +209,10 @@ def test_one_sample_sends_no_n(tmp_path):
     s.cfg = s.cfg.model_copy(update={"samples": 1})
     _, requests = _through_double(s, item_for(SENTENCE, SENTENCE), "negate_edit")
     assert requests and all("n" not in r for r in requests)
+
+
+def test_whole_sentence_answers_are_one_completion(tmp_path):
+    s = synth(tmp_path, edit_answer="sentence")
+    s.cfg = s.cfg.model_copy(update={"samples": 4})
+    task = task_for(s, item_for(SENTENCE, SENTENCE), "negation")
+    assert task.mode == "edit" and "n" not in task.request.params

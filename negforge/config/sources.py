@@ -254,7 +254,7 @@ class LLMConfig(_Strict):
         4,
         ge=1,
         le=16,
-        description="edit mode: completions per request (the API's n; one prompt, decoded together); the first "
+        description="span answers (edit mode): completions per request (the API's n; one prompt, decoded together); the first "
         "that passes every check is kept, in the server's order (rejection sampling with the verifiers: a small "
         "model that often returns the span unchanged still gives a real edit in one of them). 1 turns it off",
     )

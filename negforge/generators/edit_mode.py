@@ -170,7 +170,7 @@ def plan_edit(
         )  # fmt: skip
         schema = edit_response_schema(max(60, 3 * len(span.sentence)), REASONING_CHARS)
         params["max_tokens"] = edit_max_tokens(span.sentence, cfg.max_tokens)
-    if cfg.samples > 1:
+    if cfg.samples > 1 and mode == "span":  # a few tokens each; whole sentences stay one completion
         params["n"] = cfg.samples
     if cfg.send_seed:
         params["seed"] = seed
