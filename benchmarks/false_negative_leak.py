@@ -22,6 +22,7 @@ row by >= 50% at >= 95% fill.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -72,7 +73,21 @@ def count(negatives: dict[str, list[str]], hidden: dict[str, set[str]]) -> dict:
 
 def st_row(data, hidden: dict[str, set[str]], name: str, cache: Path, **settings) -> dict:
     """sentence-transformers' miner on the visible pairs; negatives of each query's first pair, by doc id
-    (a text several documents share counts as the query's hidden one when one of them is)."""
+    (a text several documents share counts as the query's hidden one when one of them is). The result is
+    kept in `cache` and reused by a rerun with the same queries and settings."""
+    key = hashlib.sha256(json.dumps([name, settings, sorted(hidden)], sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
+    done = cache / f"st-row-{key}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    res = _st_row(data, hidden, name, cache, **settings)
+    cache.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(res))
+    return res
+
+
+def _st_row(data, hidden: dict[str, set[str]], name: str, cache: Path, **settings) -> dict:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, util
 
@@ -114,7 +129,8 @@ def nf_row(data, name: str, out: Path, overrides: dict) -> dict:
     from negforge.publish.exporters import rich_rows
     from negforge.publish.hub_layout import read_run
 
-    raw = {"run_name": name, "data": {"format": "beir", "path": "unused"}, "cache_dir": str(out / "cache"),
+    slug = "-".join(name.replace(":", " ").split()).lower()
+    raw = {"run_name": slug, "data": {"format": "beir", "path": "unused"}, "cache_dir": str(out / "cache"),
            "output": {"dir": str(out / "runs"), "formats": ["rich"]}, **overrides}  # fmt: skip
     cfg = RunConfig.model_validate(raw)
     t0 = time.perf_counter()
