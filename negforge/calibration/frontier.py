@@ -20,7 +20,7 @@ from negforge.calibration.replay import LeakFill, RecordedQuery, Setting, measur
 RELATIVE_MARGINS: tuple[float | None, ...] = (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 ABSOLUTE_MARGINS: tuple[float | None, ...] = (None,)
 MAX_POSITIVE_SIMS: tuple[float | None, ...] = (None, 0.95, 0.9, 0.8, 0.7)
-DEPTHS: tuple[int, ...] = (30, 100)
+DEPTHS: tuple[int, ...] = (30, 100, 300)
 
 
 def grid(
