@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -135,15 +136,13 @@ def calibrate_margins(
     `ctx.calibration` (the manifest's `calibration`). Cached by the run's identity; nothing else written."""
     from negforge.calibration.calibrate import setting_of
     from negforge.calibration.in_run import calibrate_in_run
-    from negforge.calibration.replay import Setting
 
     sel, cal = cfg.selection, cfg.selection.calibration
     auto = sel.relative_margin == "auto"
     if not auto and not cal.estimate:
         return cfg
     base = setting_of(cfg)
-    settings = [Setting(m, base.absolute_margin, base.max_positive_sim, base.depth, False, base.skip_top)
-                for m in cal.margins] if auto else []  # fmt: skip
+    settings = [dataclasses.replace(base, relative_margin=m) for m in cal.margins] if auto else []
     quiet = Timings()  # the calibration's own filter setup is not the run's
 
     def stack(c: RunConfig):

@@ -10,7 +10,7 @@ shards). The hidden positives' doc ids are then looked up among the recorded can
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from negforge.calibration.folds import apply_fold, calibratable, hide_positives
@@ -105,8 +105,7 @@ def calibrate(
         )
     base = setting_of(cfg)
     settings = list(settings) if settings is not None else grid()
-    settings = [Setting(s.relative_margin, s.absolute_margin, s.max_positive_sim, s.depth, s.gap, base.skip_top)
-                for s in settings]  # fmt: skip
+    settings = [replace(s, skip_top=base.skip_top) for s in settings]
     depth = max([s.depth for s in settings] + [base.depth])
     recorded: list[RecordedQuery] = []
     run_dirs: list[Path] = []

@@ -100,10 +100,7 @@ def calibrate_in_run(
     n = cfg.selection.num_negatives
     cal = evaluate(recorded, settings, score_by, n, fill_target)
     if base.relative_margin == "auto":  # the run's own setting is the one chosen (0.05 when none could be)
-        fallback = Setting(
-            0.05, base.absolute_margin, base.max_positive_sim, base.depth, False, base.skip_top
-        )
-        own = cal.recommended or measure(recorded, fallback, score_by, n)
+        own = cal.recommended or measure(recorded, replace(base, relative_margin=0.05), score_by, n)
     else:
         own = measure(recorded, base, score_by, n)
     rec = record(cal, own, len(ids), folds)
