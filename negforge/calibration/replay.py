@@ -33,8 +33,8 @@ GAP_FACTOR = 3.0  # ... and must be at least GAP_FACTOR times the median gap the
 class RecordedCandidate:
     """One mined candidate as the calibration run recorded it. `rank`: 1-based pool position (best first);
     `scores`: the sources' scores ("dense", "bm25", "hybrid"); `sim_positive`: the embedding filter's
-    highest cosine to a positive (None without an embedding filter); `passed_filters`: kept by the filters
-    the grid does not replace (sanity, duplicate, ...)."""
+    highest cosine to a positive (None without an embedding filter); `passed_filters`: not dropped by anything in the
+    calibration run (whose margins and embedding threshold are off)."""
 
     doc_id: str
     rank: int
@@ -91,9 +91,9 @@ class LeakFill:
     examples: list[tuple[str, str]] = field(default_factory=list, compare=False)  # (query id, leaked doc id)
 
 
-# filters whose drops a replayed setting does not undo (the grid replaces selection margins and the
-# embedding threshold only); a candidate dropped by them stays dropped
-_REPLAYED = {"selection", "embedding"}
+# A calibration run applies none of what the grid replays (margins off, no embedding threshold), so whatever
+# it dropped (identity, sanity, duplicate, max_score, an embedding filter's query-similarity bounds ...) was
+# dropped by something no setting changes: it stays dropped.
 
 
 def recorded_queries(rows: Iterable[Mapping], hidden: Mapping[str, Iterable[str]]) -> list[RecordedQuery]:
@@ -115,7 +115,7 @@ def recorded_queries(rows: Iterable[Mapping], hidden: Mapping[str, Iterable[str]
                     int(c["rank"]),
                     {k: float(v) for k, v in (c.get("scores") or {}).items() if v is not None},
                     fs.get("sim_positive"),
-                    c.get("filter") in (None, *_REPLAYED),
+                    c.get("filter") is None,
                 )
             )
         cands.sort(key=lambda c: c.rank)
