@@ -47,7 +47,7 @@ def setting_of(cfg: RunConfig) -> Setting:
         sel.absolute_margin,
         getattr(emb, "max_positive_sim", None),
         sel.depth,
-        False,
+        sel.gap_cut,
         sel.skip_top,
     )
 
@@ -62,7 +62,9 @@ def calibration_config(cfg: RunConfig, depth: int, fold: int) -> RunConfig:
     ]
     sel = cfg.selection.model_copy(
         update={"relative_margin": None, "absolute_margin": None, "depth": depth, "num_negatives": depth,
-                "sampling": "top", "edit_margin": None}
+                "sampling": "top", "edit_margin": None, "gap_cut": False,
+                # a fold run measures nothing itself: its estimate would mine the folds' folds
+                "calibration": cfg.selection.calibration.model_copy(update={"estimate": False})}
     )  # fmt: skip
     sources = cfg.sources.model_copy(
         update={

@@ -1,8 +1,8 @@
 """The calibration grid, its leak/fill frontier, and the recommended setting.
 
 The grid crosses the settings that trade false negatives against quota (NV-Retriever's TopK-PercPos margin,
-sentence-transformers' `absolute_margin` and `range_max`, the embedding filter's `max_positive_sim`, and a
-per-query gap cut). The frontier keeps the settings no other one beats on both leak and fill; the
+sentence-transformers' `absolute_margin` and `range_max`, the embedding filter's `max_positive_sim`, and the
+per-query gap cut `selection.gap_cut`). The frontier keeps the settings no other one beats on both leak and fill; the
 recommendation is the lowest leak among those that keep at least `fill_target` of the queries full (ties:
 more fill, more negatives per query, then the gentler setting: grid order).
 """
@@ -58,9 +58,6 @@ class Calibration:
     recommended: LeakFill | None
     fill_target: float
     meets_target: bool
-    best_gap: LeakFill | None = (
-        None  # the per-query gap's best setting by the same rule (not a config option)
-    )
 
 
 def evaluate(
@@ -85,12 +82,10 @@ def _best(results: list[LeakFill], fill_target: float, order: dict[int, int]) ->
 
 
 def choose(results: list[LeakFill], fill_target: float) -> Calibration:
-    """The frontier and the recommendation over measured `results` (in grid order). Only settings a config
-    can hold are recommended; the per-query gap's best is kept beside it for comparison (`best_gap`)."""
+    """The frontier and the recommendation over measured `results` (in grid order)."""
     order = {id(r): i for i, r in enumerate(results)}
-    best, met = _best([r for r in results if not r.setting.gap], fill_target, order)
-    gap, _ = _best([r for r in results if r.setting.gap], fill_target, order)
-    return Calibration(results, pareto(results), best, fill_target, met, gap)
+    best, met = _best(results, fill_target, order)
+    return Calibration(results, pareto(results), best, fill_target, met)
 
 
 def pareto(results: list[LeakFill]) -> list[LeakFill]:
@@ -119,8 +114,8 @@ def _row(mark: str, r: LeakFill) -> str:
 
 
 def table(cal: Calibration, baseline: LeakFill | None = None, top: int = 15) -> str:
-    """A text table: the frontier (best fill first), then the recommendation, the config's own setting and
-    the per-query gap's best, each measured the same way."""
+    """A text table: the frontier (best fill first), then the recommendation and the config's own setting,
+    each measured the same way."""
     head = f"{'':12}{'leak %':>8} {'95% CI':>16} {'fill %':>7} {'neg/q':>6}  setting"
     lines = [head, "-" * len(head)]
     lines += [_row("frontier", r) for r in cal.frontier[:top]]
@@ -129,8 +124,6 @@ def table(cal: Calibration, baseline: LeakFill | None = None, top: int = 15) -> 
         lines.append(_row("recommended", cal.recommended))
     if baseline is not None:
         lines.append(_row("config", baseline))
-    if cal.best_gap is not None:
-        lines.append(_row("gap (test)", cal.best_gap))
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ def fold_candidates(ctx: MiningContext, cfg: RunConfig, stack: Any, fold: Hidden
 def _key(identity: dict, settings: list[Setting], folds: int, max_queries: int, fill: float) -> str:
     blob = json.dumps(
         {"identity": identity, "settings": [s.label() for s in settings], "folds": folds, "max": max_queries,
-         "fill": fill, "v": 1},
+         "fill": fill, "v": 2},
         sort_keys=True, default=str,
     )  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

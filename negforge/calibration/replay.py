@@ -6,7 +6,7 @@ window and `sampling: top`, so every candidate of the window reaches the filters
 those numbers alone: the same margin rule as the run (`mining.selection.candidate_margin_reason`, NV-Retriever's
 TopK-PercPos and its absolute variant, on the selection score and, for hybrid selection, on the dense score
 too), the embedding filter's `max_positive_sim`, the rank window `depth` (sentence-transformers'
-`range_max`), and optionally a per-query cut at the largest gap in the query's top scores. A replayed
+`range_max`), and the per-query gap cut (`selection.gap_cut`, `mining.selection.gap_cut`). A replayed
 setting keeps the first `num_negatives` survivors in rank order, as `sampling: top` does.
 
 Leak = hidden positives among the kept negatives / hidden positives (95% Wilson interval); fill = share of
@@ -19,14 +19,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 from scipy.stats import binomtest
 
 from negforge.config import SelectionConfig
-from negforge.mining.selection import candidate_margin_reason
-
-GAP_TOP = 20  # the per-query gap is looked for among the first GAP_TOP candidates of the window
-GAP_FACTOR = 3.0  # ... and must be at least GAP_FACTOR times the median gap there to count
+from negforge.mining.selection import candidate_margin_reason, gap_cut
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ class Setting:
         if self.max_positive_sim is not None:
             parts.append(f"max_positive_sim={self.max_positive_sim}")
         if self.gap:
-            parts.append("per-query gap")
+            parts.append("gap_cut")
         return ", ".join(parts)
 
 
@@ -124,21 +120,6 @@ def recorded_queries(rows: Iterable[Mapping], hidden: Mapping[str, Iterable[str]
     return out
 
 
-def gap_cut(scores: list[float]) -> float | None:
-    """The per-query threshold: the score just above the largest drop among the first GAP_TOP sorted scores,
-    when that drop is at least GAP_FACTOR times their median drop (a cluster of near-positives on top);
-    candidates at or above it are dropped. None when there is no such gap."""
-    top = sorted(scores, reverse=True)[:GAP_TOP]
-    if len(top) < 3:
-        return None
-    drops = np.diff(top) * -1
-    i = int(np.argmax(drops))
-    med = float(np.median(drops))
-    if drops[i] <= 0 or drops[i] < GAP_FACTOR * max(med, 1e-9):
-        return None
-    return top[i]
-
-
 def margin_ok(q: RecordedQuery, relative: float | None, absolute: float | None, score_by: str) -> list[bool]:
     """Per candidate of `q` (in order): passes the run's positive-aware margins with these values."""
     sel = SelectionConfig(relative_margin=relative, absolute_margin=absolute)
@@ -157,11 +138,13 @@ def kept(
     caller has it already."""
     if margins is None:
         margins = margin_ok(q, s.relative_margin, s.absolute_margin, score_by)
-    window = [
+    ranked = [
         (c, ok) for c, ok in zip(q.candidates, margins, strict=True)
-        if s.skip_top < c.rank <= s.skip_top + s.depth and c.passed_filters and score_by in c.scores
+        if s.skip_top < c.rank <= s.skip_top + s.depth and score_by in c.scores
     ]  # fmt: skip
-    cut = gap_cut([c.scores[score_by] for c, _ in window]) if s.gap else None
+    # the run cuts at the gap in its whole window, before any filter: so does the replay
+    cut = gap_cut([c.scores[score_by] for c, _ in ranked]) if s.gap else None
+    window = [(c, ok) for c, ok in ranked if c.passed_filters]
     out = []
     for c, ok in window:
         if not ok:

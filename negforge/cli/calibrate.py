@@ -19,7 +19,10 @@ def write_calibrated(cfg_path: Path, cfg, setting, dest: Path, note: str) -> Pat
     data.setdefault("data", {})["path"] = str(Path(cfg.data.path).resolve())
     sel = data.setdefault("selection", {})
     sel.update(
-        relative_margin=setting.relative_margin, absolute_margin=setting.absolute_margin, depth=setting.depth
+        relative_margin=setting.relative_margin,
+        absolute_margin=setting.absolute_margin,
+        depth=setting.depth,
+        gap_cut=setting.gap,
     )
     filters = [f.model_dump(mode="json") for f in cfg.filters or []]  # resolved: the stack the run used
     emb = [f for f in filters if f.get("type") == "embedding"]
@@ -56,7 +59,7 @@ def calibrate(
     several folds), mine and filter as CONFIG says with the margins off, and count how often a hidden
     positive comes back as a kept negative (the leak) and how many queries keep their quota (the fill), for
     every setting of the grid (selection.relative_margin, absolute_margin, depth, the embedding filter's
-    max_positive_sim; a per-query gap cut is measured beside them). Prints the leak/fill frontier, the
+    max_positive_sim, selection.gap_cut). Prints the leak/fill frontier, the
     config's own setting, and the recommendation: the lowest leak at the --fill target.
 
     Data with one positive per query cannot be calibrated this way: the command says so and suggests an

@@ -222,4 +222,6 @@ class RunConfig(_Strict):
             f.pop("backend", None)
             for over in (f.get("per_source") or {}).values():
                 over.pop("backend", None)
+        if not data["selection"]["gap_cut"]:  # added later: off, a folder written before it still resumes
+            data["selection"].pop("gap_cut")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -75,6 +75,12 @@ class SelectionConfig(_Strict):
         "query by this much (dense cosine, the run's scorer): an edit ranked at or above its base has likely "
         "not moved the meaning (`edit_margin`); null turns the check off",
     )
+    gap_cut: bool = Field(
+        False,
+        description="per query, drop the cluster above the largest score drop among the window's top 20 when "
+        "that drop is at least 3x their median drop (likely unlabeled positives; reason `gap_cut`). "
+        "`negforge calibrate` measures it beside the margins",
+    )
     max_score: float | None = Field(None, description="drop candidates scoring above this")
     min_score: float | None = Field(None, description="drop candidates scoring below this")
     topics: TopicsConfig = Field(default_factory=TopicsConfig)

@@ -18,7 +18,7 @@ from negforge.config import RunConfig
 from negforge.mining.bm25 import BM25Miner, top_k_excluding
 from negforge.mining.dense import DenseMiner
 from negforge.mining.identity import IdentityIndex, QueryIdentity
-from negforge.mining.selection import candidate_margin_reason
+from negforge.mining.selection import candidate_margin_reason, gap_cut
 from negforge.mining.topics import Topics
 from negforge.records import Candidate, Corpus, Query, Selected
 from negforge.text_identity import text_key
@@ -204,9 +204,13 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             funnel["skipped_top"] += min(sel.skip_top, len(pool))
             funnel["below_window"] += max(0, len(pool) - sel.skip_top - sel.depth)
             pos_min = min(pos_scores[score_by]) if pos_scores.get(score_by) else float("nan")
-            for rank, c in enumerate(pool[sel.skip_top : sel.skip_top + sel.depth], sel.skip_top + 1):
+            ranked = pool[sel.skip_top : sel.skip_top + sel.depth]
+            cut = gap_cut([c.scores[score_by] for c in ranked]) if sel.gap_cut else None
+            for rank, c in enumerate(ranked, sel.skip_top + 1):
                 s = Selected(c, min(c.ranks, key=lambda src: c.ranks[src]), rank)
-                reason = candidate_margin_reason(c.scores, pos_scores, score_by, sel)
+                reason = candidate_margin_reason(c.scores, pos_scores, score_by, sel) or _above(
+                    c, cut, score_by
+                )
                 if reason:
                     funnel[reason] += 1
                     margin_dropped.append((s, reason))
@@ -215,7 +219,9 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             funnel["window"] += len(window)
             kept_given = []
             for s in given:
-                reason = candidate_margin_reason(s.candidate.scores, pos_scores, score_by, sel)
+                reason = candidate_margin_reason(s.candidate.scores, pos_scores, score_by, sel) or _above(
+                    s.candidate, cut, score_by
+                )
                 if reason:
                     funnel[reason] += 1
                     margin_dropped.append((s, reason))
@@ -249,6 +255,11 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             )
         )
     return out
+
+
+def _above(c: Candidate, cut: float | None, score_by: str) -> str | None:
+    """`gap_cut` when the query's gap cut is set and `c` scores at or above it."""
+    return "gap_cut" if cut is not None and c.scores[score_by] >= cut else None
 
 
 #: rows searched beyond a query's depth, so a near-tie at the cut that faiss orders differently for another

@@ -49,6 +49,29 @@ def candidate_margin_reason(
     return None
 
 
+GAP_TOP = 20  # the per-query gap is looked for among the first GAP_TOP scores of the window
+GAP_FACTOR = 3.0  # ... and must be at least GAP_FACTOR times the median drop there to count
+
+
+def gap_cut(scores: list[float]) -> float | None:
+    """The per-query gap threshold (`selection.gap_cut`): the score just above the largest drop among the
+    first GAP_TOP of `scores` sorted best first, when that drop is at least GAP_FACTOR times their median
+    drop (a cluster of near-positives on top of the window); candidates scoring at or above it are dropped
+    (reason `gap_cut`). None when there is no such gap (fewer than 3 scores, or even steps).
+
+    negforge's own knee rule on the sorted scores, not a published method: it is measured against the margins
+    on hidden positives (`negforge calibrate`; benchmarks/results/frontier_scifact.txt)."""
+    top = sorted(scores, reverse=True)[:GAP_TOP]
+    if len(top) < 3:
+        return None
+    drops = -np.diff(top)
+    i = int(np.argmax(drops))
+    med = float(np.median(drops))
+    if drops[i] <= 0 or drops[i] < GAP_FACTOR * max(med, 1e-9):
+        return None
+    return float(top[i])
+
+
 def simans_weights(scores: np.ndarray, pos_score: float, a: float, b: float) -> np.ndarray:
     """SimANS: p ∝ exp(-a (s(q,d) - s(q,d+) - b)^2), favouring the ambiguous zone around the positive."""
     logits = -a * (scores - pos_score - b) ** 2
