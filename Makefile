@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU torch first: a bare `torch` requirement pulls a multi-GB CUDA build.
-# GPU machines: make demo TORCH=torch EXTRAS=dev,gpu   (CUDA torch and faiss-gpu; used automatically)
+# GPU machines: make demo TORCH=torch EXTRAS=dev,gpu,ray   (CUDA torch and faiss-gpu; used automatically)
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,cpu
+EXTRAS ?= dev,cpu,ray
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1

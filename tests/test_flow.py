@@ -89,6 +89,29 @@ def test_dask_local_cluster_gives_the_threaded_rows(prefect_server, make_config,
     assert a["filters"]["verdicts"] == b["filters"]["verdicts"]
 
 
+def test_ray_local_cluster_gives_the_threaded_rows(prefect_server, make_config, tmp_path):
+    """The same sharded build on a real local Ray cluster (ray.init on loopback, two CPUs: two worker
+    processes, shards of 3 queries) equals the threaded one: rows depend on neither runner nor shard size."""
+    from negforge.flows.build import build_negatives
+
+    filters = [{"type": "sanity"}, {"type": "duplicate"}, {"type": "embedding", "max_positive_sim": 0.85}]
+    threaded = make_config("run_name=threads", filters=filters)
+    ray = make_config(
+        "run_name=ray",
+        "execution.runner=ray",
+        "execution.workers=2",
+        "output.shard_size=3",
+        filters=filters,
+    )
+    a = build_negatives(threaded.model_dump(mode="json"))
+    b = build_negatives(ray.model_dump(mode="json"))
+    assert b["config"]["execution"]["runner"] == "ray" and b["config"]["output"]["shard_size"] == 3
+    ra = load_from_disk(a["outputs"]["dataset"])["rich"].to_list()
+    rb = load_from_disk(b["outputs"]["dataset"])["rich"].to_list()
+    assert len(ra) == 12 and ra == rb
+    assert a["filters"]["verdicts"] == b["filters"]["verdicts"]
+
+
 def test_concurrency_limit_guards_model_filter_shards(prefect_server, make_config, minilm_path, tmp_path):
     import asyncio
 

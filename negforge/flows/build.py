@@ -59,7 +59,12 @@ def task_runner(ex: ExecutionConfig):
             from prefect_ray import RayTaskRunner
         except ImportError:
             raise ImportError("execution.runner=ray needs prefect-ray: pip install 'negforge[ray]'") from None
-        init = {"num_cpus": ex.workers} if not ex.address else {}
+        # a local cluster: `workers` CPUs on loopback, no dashboard; an address joins the cluster as it is
+        init = (
+            {"num_cpus": ex.workers, "include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+            if not ex.address
+            else {}
+        )
         return RayTaskRunner(address=ex.address, init_kwargs=init)
     from prefect.task_runners import ThreadPoolTaskRunner
 
