@@ -164,3 +164,33 @@ def test_build_index_reports_cpu_without_gpu():
     x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
     _, info = build_index(x, IndexConfig())
     assert info == {"type": "flat", "rows": 50, "dim": 8, "gpu": False}
+
+
+def test_an_embedding_does_not_depend_on_its_batch_neighbours(torch_encoder, tiny, minilm_path):
+    """Texts pad to their own 16-token bucket, never to a neighbour's: a text embedded alone, with 40 other
+    abstracts of every length, or in a batch of 3 gets the same fp32 vector (CPU), and it matches
+    sentence-transformers' own encode of it."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = tiny.corpus.texts[:41]
+    together = torch_encoder.encode(texts, batch_size=32)
+    small = torch_encoder.encode(texts, batch_size=3)
+    for i in (0, 7, 40):
+        alone = torch_encoder.encode([texts[i]], batch_size=32)[0]
+        np.testing.assert_array_equal(together[i], alone)
+        np.testing.assert_array_equal(small[i], alone)
+    st = SentenceTransformer(minilm_path, device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(together, st, atol=1e-6)
+
+
+def test_length_batches_group_by_padded_length():
+    from negforge.mining.encoders import length_batches
+
+    lengths = [5, 17, 16, 30, 1, 32]
+    exact = length_batches(lengths, 8)
+    assert [sorted(b.tolist()) for b in exact] == [[5], [3], [1], [2], [0], [4]]
+    bucketed = length_batches(lengths, 8, bucket=16)
+    assert [sorted(b.tolist()) for b in bucketed] == [[1, 3, 5], [0, 2, 4]]
+    assert sorted(i for b in length_batches(lengths, 2, bucket=16) for i in b.tolist()) == list(range(6))
+    with pytest.raises(ValueError):
+        length_batches(lengths, 8, bucket=0)

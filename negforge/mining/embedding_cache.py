@@ -24,8 +24,9 @@ from negforge.progress import progress_bar
 
 CHUNK = 1024
 #: bumped when encoders change how they batch (2: batches of one token count, no padding: every embedding is
-#: the text's own), so an entry encoded the older way is never mixed with new ones
-ENCODING_VERSION = 2
+#: the text's own; 3: torch pads each text to a 16-token bucket, whatever its neighbours), so an entry encoded
+#: the older way is never mixed with new ones
+ENCODING_VERSION = 3
 
 
 @dataclass(frozen=True)
