@@ -59,8 +59,9 @@ def child_st(a: argparse.Namespace) -> dict:
     negs: dict[str, set[str]] = {}
     for row in out:
         negs.setdefault(row["anchor"], set()).update(v for k, v in row.items() if k.startswith("negative"))
+    single = [q.text for q in inp.queries if len(q.positive_rows) == 1]
     return {"seconds": seconds, "total_seconds": time.perf_counter() - t0, "rss_mb": peak_rss_mb(),
-            "negatives": {k: sorted(v) for k, v in negs.items()}}  # fmt: skip
+            "negatives": {k: sorted(v) for k, v in negs.items()}, "single_positive": single}  # fmt: skip
 
 
 def _nf_config(a: argparse.Namespace):
@@ -204,15 +205,18 @@ def child_ce(a: argparse.Namespace) -> dict:
 
 
 def child_roofline(a: argparse.Namespace) -> dict:
-    """The machine's matmul rate (GFLOP/s) at fp32 and bf16 on an encoder-shaped product (4096x384 @
-    384x1536, best of 5), and the corpus's token count at the model's max_seq_length."""
+    """The machine's matmul rate (GFLOP/s) at --dtype (fp32, bf16 or fp16: the precision the encoder runs
+    at; a CPU without native bf16 emulates it slowly, so only the one asked for is measured) on an
+    encoder-shaped product (4096x384 @ 384x1536, best of 5), and the corpus's token count at the model's
+    max_seq_length."""
     import torch
     from transformers import AutoTokenizer
 
     from negforge.mining.fingerprint import resolve_model_path
 
     rates = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    for name, dt in ((a.dtype, dtypes[a.dtype]),):
         x, w = torch.randn(4096, 384, dtype=dt), torch.randn(384, 1536, dtype=dt)
         x @ w
         best = float("inf")

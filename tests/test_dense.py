@@ -194,3 +194,22 @@ def test_length_batches_group_by_padded_length():
     assert sorted(i for b in length_batches(lengths, 2, bucket=16) for i in b.tolist()) == list(range(6))
     with pytest.raises(ValueError):
         length_batches(lengths, 8, bucket=0)
+
+
+def test_a_broken_model_cache_is_reported_with_its_cause_and_never_downloaded_over(monkeypatch):
+    """Fault injection: the Hugging Face cache lookup fails with a permission error. The error names the
+    model and keeps the message and the cause; no download is tried (only a cache miss may download)."""
+    import huggingface_hub
+
+    calls = []
+
+    def cache_fault_double(name, local_files_only=False, **kw):
+        calls.append(local_files_only)
+        raise PermissionError(f"[Errno 13] Permission denied: '/hf-cache/{name}'")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_fault_double)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(ModelNotFound, match="Permission denied") as err:
+        resolve_model_path("some-org/some-model")
+    assert isinstance(err.value.__cause__, PermissionError)
+    assert calls == [True]

@@ -163,3 +163,21 @@ def test_a_flow_that_loses_its_llm_server_keeps_every_finished_shard(prefect_ser
         manifest = build_negatives(again.model_dump(mode="json"))
     assert manifest["shards"] == {"total": 3, "reused": 1, "written": 2}
     assert len(srv2.requests) == 6  # 4 went into shard 0, 2 more were stored before the failure
+
+
+def test_every_failed_shard_is_logged_and_named_in_the_raised_error():
+    from negforge.flows.build import _first_of
+
+    class RecordingLogger:  # the run logger's one method used here
+        def __init__(self):
+            self.lines = []
+
+        def error(self, fmt, *args):
+            self.lines.append(fmt % args)
+
+    log = RecordingLogger()
+    errors = [("shard 2", ValueError("bad row")), ("shard 5", OSError("disk full"))]
+    first = _first_of(errors, log)
+    assert first is errors[0][1]
+    assert first.__notes__ == ["1 more failed: shard 5: OSError: disk full"]
+    assert log.lines == ["shard 2 failed: ValueError: bad row", "shard 5 failed: OSError: disk full"]

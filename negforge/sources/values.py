@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from negforge.sources.columns import match_columns
 from negforge.sources.errors import InputError
 
@@ -68,13 +70,8 @@ def is_missing(value: Any, spellings: bool = True) -> bool:
     cls = type(value).__name__
     if cls in ("NAType", "NaTType"):
         return True
-    try:  # numpy floating scalars
-        import numpy as np
-
-        if isinstance(value, np.floating):
-            return bool(np.isnan(value))
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
+    if isinstance(value, np.floating):  # numpy floating scalars (a parquet or pandas cell)
+        return bool(np.isnan(value))
     return False
 
 
@@ -157,13 +154,8 @@ def id_value(value: Any, where: str, column: str) -> str | None:
         return str(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    try:
-        import numpy as np
-
-        if isinstance(value, np.integer):
-            return str(int(value))
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(value, np.integer):
+        return str(int(value))
     raise InputError(f"{where}: column {column!r} must be an id (text or integer), found {_type_name(value)}")
 
 
@@ -180,13 +172,8 @@ def number_value(value: Any, where: str, column: str) -> float | None:
             return float(value)
         except ValueError:
             raise InputError(f"{where}: column {column!r} must be a number, found text {value!r}") from None
-    try:
-        import numpy as np
-
-        if isinstance(value, (np.integer, np.floating)):
-            return float(value)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(value, (np.integer, np.floating)):
+        return float(value)
     raise InputError(f"{where}: column {column!r} must be a number, found {_type_name(value)}")
 
 
