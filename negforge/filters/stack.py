@@ -41,7 +41,7 @@ class FilterStack:
         A candidate rejected as a likely positive by a filter set to `on_false_negative: relabel` gets
         `Outcome.relabeled` (see `negforge.filters.base.relabels`); it still counts as rejected by that filter.
 
-        A duplicate's sources are merged into the copy that stays (its `duplicate_of` names that copy).
+        A duplicate's provenance (its sources and id) is merged into the copy that stays.
         """
         outcomes = [Outcome(True) for _ in batch.candidates]
         stats = {f.name: FilterStats() for f in self.filters}
@@ -83,5 +83,6 @@ class FilterStack:
                     for s in c.sources or [c.source]:
                         if s not in keeper.sources:
                             keeper.sources.append(s)
+                    keeper.meta.setdefault("merged", []).append(c.key)
             alive = still
         return outcomes, stats
