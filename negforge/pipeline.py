@@ -354,4 +354,4 @@ def run(cfg: RunConfig, *, overwrite: bool = False, data: TrainingInput | None =
     finally:
         if llm is not None:
             llm.close()
-    return finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), gen_llm)
+    return finalize(cfg, ctx, data, store, shards, timings, todo, gen_llm)

@@ -20,19 +20,18 @@ no-break spaces) one space, stripped; nothing else. Case is kept too, because it
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import html
 import re
-import sys
 import unicodedata
 
 import regex
 
 #: bumped whenever `norm_text` calls other texts equal (2: HTML entities and tags; 3: operators, in-token
-#: punctuation and combining marks kept): part of the run identity, so shards judged under an older rule are
+#: punctuation and combining marks kept; 4: format characters as the regex module's Unicode tables know them):
+#: part of the run identity, so shards judged under an older rule are
 #: judged again, never reused
-IDENTITY_RULE_VERSION = 3
+IDENTITY_RULE_VERSION = 4
 
 # typographic quotes and dash/minus variants that NFKC leaves alone; each is one ASCII character
 _FOLD = str.maketrans(
@@ -52,21 +51,9 @@ _INLINE_TAG = re.compile(rf"</?(?:{_INLINE})(?:\s[^<>]*)?/?>", re.IGNORECASE)
 _BLOCK_TAG = re.compile(rf"</?(?:{_BLOCK})(?:\s[^<>]*)?/?>", re.IGNORECASE)
 
 
-@functools.cache
-def _format_chars() -> re.Pattern[str]:
-    """Every invisible format character (Unicode category Cf, ~160 of them) as one character class: a C-level
-    scan, where a Python loop over each character's category cost ~4x the rest of `norm_text`."""
-    ranges: list[
-        list[int]
-    ] = []  # as ranges (~21): a class of ~160 single characters scans slower than the loop
-    for c in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(c)) == "Cf":
-            if ranges and ranges[-1][1] == c - 1:
-                ranges[-1][1] = c
-            else:
-                ranges.append([c, c])
-    body = "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges)
-    return re.compile(f"[{body}]")
+#: every invisible format character (Unicode category Cf: soft hyphen, zero-width space and joiners, BOM), as the
+#: regex module's Unicode tables know them: one C-level scan, and no per-process table build over every code point
+_FORMAT_CHARS = regex.compile(r"\p{Cf}+")
 
 
 def _unhtml(text: str) -> str:
@@ -93,7 +80,7 @@ def norm_text(text: str) -> str:
 def norm_span(text: str) -> str:
     """`norm_text` without dropping the punctuation that ends the text: the form in which an answer (`U.S.`)
     is searched for inside a passage (`... born in the U.S. in 1961`), both sides normalised alike."""
-    text = _format_chars().sub("", _unhtml(text))
+    text = _FORMAT_CHARS.sub("", _unhtml(text))
     text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD)
     return " ".join(text.split())
 

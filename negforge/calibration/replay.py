@@ -19,8 +19,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from scipy.stats import binomtest
-
 from negforge.config import SelectionConfig
 from negforge.mining.selection import candidate_margin_reason, gap_cut
 
@@ -167,6 +165,8 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     """95% Wilson score interval of k successes in n trials ((nan, nan) when n is 0)."""
     if n == 0:
         return (math.nan, math.nan)
+    from scipy.stats import binomtest  # ~2 s to import: only a run that measures a leak pays it
+
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     return (float(ci.low), float(ci.high))
 

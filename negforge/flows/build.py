@@ -170,7 +170,7 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
         pipeline.forget_context(cfg)
         if llm is not None:
             llm.close()
-    result = finalize(cfg, ctx, data, store, shards, timings, len(shards) - len(todo), gen_llm)
+    result = finalize(cfg, ctx, data, store, shards, timings, todo, gen_llm)
     publish_run_artifacts(result.manifest, Path(result.run_dir))
     log.info("dataset written to %s", result.dataset_dir)
     return result.manifest

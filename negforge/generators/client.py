@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import openai
 
 T = TypeVar("T")
 
@@ -62,6 +61,8 @@ class GeneratorClient:
         max_retries: int = 3,
         api_key_env: str = "NEGFORGE_LLM_API_KEY",
     ):
+        import openai  # ~1 s to import: only a run that talks to an LLM pays it
+
         if not base_urls:
             raise ValueError("GeneratorClient needs at least one base URL")
         key = os.environ.get(api_key_env) or "EMPTY"  # vLLM accepts any key unless started with --api-key
@@ -86,6 +87,8 @@ class GeneratorClient:
                 self.in_flight -= 1
 
     async def _complete(self, req: ChatRequest) -> ChatResult:
+        import openai
+
         start = next(self._next)
         last_error = "unknown"
         for hop in range(len(self.clients)):

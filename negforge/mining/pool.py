@@ -74,7 +74,7 @@ class MiningContext:
     def identity_index(self) -> IdentityIndex:
         """The corpus's text keys, built once per context."""
         if self.identity is None:
-            self.identity = IdentityIndex(self.corpus)
+            self.identity = IdentityIndex(self.corpus, self.cfg.cache_path / "identity")
         return self.identity
 
     def query_identity(self, q: Query) -> QueryIdentity:

@@ -24,6 +24,7 @@ records the chosen path with every candidate's figures.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -76,29 +77,44 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: device nodes and driver folders that exist wherever a GPU driver torch can use is loaded (NVIDIA CUDA, AMD ROCm)
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_driver_present() -> bool:
+    """True where a GPU driver is loaded (see GPU_DRIVER_PATHS); False proves torch sees no GPU, so a warm
+    run on a CPU machine never pays torch's ~4 s import only to learn there is none."""
+    return any(os.path.exists(p) for p in GPU_DRIVER_PATHS)
+
+
 def cuda_device_name() -> str | None:
+    """torch's name of GPU 0 (`torch.cuda.get_device_name`), None on a machine without one."""
+    if not gpu_driver_present():
+        return None
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def machine_identity() -> dict[str, str | list[str] | None]:
-    """What makes a parity verdict valid on this machine and not another: hardware and runtime versions."""
-    import torch
-
+def _version(dist: str) -> str | None:
     try:
-        import onnxruntime
+        return importlib.metadata.version(dist)
+    except (
+        importlib.metadata.PackageNotFoundError
+    ):  # pragma: no cover - a dependency, present in every install
+        return None
 
-        ort_version = onnxruntime.__version__
-    except ImportError:  # pragma: no cover - a dependency, present in every install
-        ort_version = None
+
+def machine_identity() -> dict[str, str | list[str] | None]:
+    """What makes a parity verdict valid on this machine and not another: hardware and runtime versions (read
+    from the installed packages' metadata, without importing them)."""
     flags = cpu_flags()
     return {
         "cpu": cpu_model(),
         "cpu_flags": sorted(f for f in (*BF16_FLAGS, *VNNI_FLAGS) if f in flags),
         "gpu": cuda_device_name(),
-        "torch": torch.__version__,
-        "onnxruntime": ort_version,
+        "torch": _version("torch"),
+        "onnxruntime": _version("onnxruntime"),
     }
 
 

@@ -5,9 +5,14 @@ Written from the manifest and the `rich` rows, so it can be rebuilt for any fini
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 from negforge.publish.explorer import write_explorer
@@ -31,13 +36,18 @@ def _score(cand: dict, key: str | None) -> float | None:
     return None if v is None else float(v)
 
 
-def plot_histograms(rows: list[dict], score_key: str | None, out_dir: Path) -> list[Path]:
-    """One PNG per source: kept vs dropped candidates by the selection score (LLM ones by dense score)."""
-    import matplotlib
+PLOT_VERSION = 1  # bump when the figure's look changes: cached PNGs of the old look are then not reused
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot_histograms(
+    rows: list[dict], score_key: str | None, out_dir: Path, cache_dir: Path | None = None
+) -> list[Path]:
+    """One PNG per source (`out_dir/scores_<source>.png`): kept vs dropped candidates by the selection score
+    (LLM ones by dense score). Returns the paths written.
+
+    `cache_dir`: PNGs are kept there under a digest of what they plot (scores, labels, matplotlib's version),
+    so a rerun whose figures did not change copies them and never imports matplotlib (~1.5 s).
+    """
     kept: dict[str, list[float]] = defaultdict(list)
     dropped: dict[str, list[float]] = defaultdict(list)
     for r in rows:
@@ -52,27 +62,54 @@ def plot_histograms(rows: list[dict], score_key: str | None, out_dir: Path) -> l
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for src in sorted(set(kept) | set(dropped)):
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-        data = [x for x in (kept[src], dropped[src]) if x]
-        lo, hi = min(min(x) for x in data), max(max(x) for x in data)
-        bins = 30 if hi > lo else 1
-        if kept[src]:
-            ax.hist(kept[src], bins=bins, range=(lo, hi), alpha=0.7, label=f"kept ({len(kept[src])})")
-        if dropped[src]:
-            ax.hist(
-                dropped[src], bins=bins, range=(lo, hi), alpha=0.5, label=f"dropped ({len(dropped[src])})"
-            )
         key = score_key if src != "llm" else "dense"
-        ax.set_title(f"{src}: {key} score of candidates")
-        ax.set_xlabel(f"{key} score")
-        ax.set_ylabel("candidates")
-        ax.legend()
-        fig.tight_layout()
         path = out_dir / f"scores_{src}.png"
-        fig.savefig(path)
-        plt.close(fig)
+        cached = None
+        if cache_dir is not None:
+            spec = [PLOT_VERSION, _version("matplotlib"), src, key, kept[src], dropped[src]]
+            digest = hashlib.blake2b(json.dumps(spec).encode(), digest_size=16).hexdigest()
+            cached = cache_dir / f"{digest}.png"
+        if cached is not None and cached.is_file():
+            shutil.copyfile(cached, path)
+        else:
+            _histogram(src, key, kept[src], dropped[src], path)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+                shutil.copyfile(path, tmp)
+                tmp.replace(cached)
         paths.append(path)
     return paths
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
+        return None
+
+
+def _histogram(src: str, key: str | None, kept: list[float], dropped: list[float], path: Path) -> None:
+    """Draw one source's histogram to `path` (matplotlib's object API: no pyplot state, safe in threads)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    data = [x for x in (kept, dropped) if x]
+    lo, hi = min(min(x) for x in data), max(max(x) for x in data)
+    bins = 30 if hi > lo else 1
+    if kept:
+        ax.hist(kept, bins=bins, range=(lo, hi), alpha=0.7, label=f"kept ({len(kept)})")
+    if dropped:
+        ax.hist(dropped, bins=bins, range=(lo, hi), alpha=0.5, label=f"dropped ({len(dropped)})")
+    ax.set_title(f"{src}: {key} score of candidates")
+    ax.set_xlabel(f"{key} score")
+    ax.set_ylabel("candidates")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def _funnel_table(filters: dict) -> list[str]:
@@ -106,11 +143,16 @@ def _input_lines(manifest: dict) -> list[str]:
 
 
 def write_report(
-    run_dir: Path, manifest: dict, rows: list[dict], corpus_text: Callable[[str], str | None] | None = None
+    run_dir: Path,
+    manifest: dict,
+    rows: list[dict],
+    corpus_text: Callable[[str], str | None] | None = None,
+    plot_cache: Path | None = None,
 ) -> Path:
-    """Write report.md and report/*.png next to the manifest; returns the report path."""
+    """Write report.md and report/*.png next to the manifest; returns the report path. `plot_cache`: see
+    `plot_histograms`."""
     score_key = manifest.get("score_by")
-    plots = plot_histograms(rows, score_key, run_dir / "report")
+    plots = plot_histograms(rows, score_key, run_dir / "report", plot_cache)
     filters = manifest.get("filters") or {}
     counts = manifest.get("counts", {})
     lines = [
