@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
