@@ -39,6 +39,7 @@ test-fast: env
 lint: env
 	$(BIN)/ruff check negforge tests benchmarks examples
 	$(BIN)/ruff format --check negforge tests benchmarks examples
+	$(BIN)/lint-imports
 
 bench: env
 	$(BIN)/python benchmarks/mining_vs_st.py

@@ -131,7 +131,7 @@ def nf_row(data, name: str, out: Path, overrides: dict) -> dict:
     from negforge.config import RunConfig
     from negforge.pipeline import run
     from negforge.publish.exporters import rich_rows
-    from negforge.publish.hub_layout import read_run
+    from negforge.publish.run_files import read_run
 
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     raw = {"run_name": slug, "data": {"format": "beir", "path": "unused"}, "cache_dir": str(out / "cache"),
@@ -234,10 +234,11 @@ def frontier(data, out: Path, png: Path) -> None:
     from negforge.calibration.calibrate import calibrate
     from negforge.calibration.frontier import plot, table
     from negforge.config import RunConfig
+    from negforge.pipeline import run
 
     cfg = RunConfig.model_validate({"run_name": "frontier", "data": {"format": "beir", "path": "unused"},
                                     "cache_dir": str(out / "cache"), "output": {"dir": str(out / "runs")}})  # fmt: skip
-    res = calibrate(cfg, folds=3, data=data)
+    res = calibrate(cfg, data, lambda c, d: run(c, overwrite=True, data=d), folds=3)
     print(
         f"\nnegforge calibrate grid ({res.queries} queries x {res.folds} folds):\n{table(res.calibration, res.baseline)}"
     )

@@ -88,7 +88,7 @@ def dense_table(res: dict[str, list[Run]], roof: dict, backend: str) -> tuple[st
         ex = [exact(ref_neg, r.result["negatives"]) for r in runs]
         same = ratio(s, summary(res[peer], "seconds"))
         lines.append(f"{name:<28}{s.text():>24}{ratio(s, ref_cold):>16.3f}{same:>12.3f} {peer.split()[-2]:>4}"
-                     f"{wall.text():>22}{rss.text(0):>20}{min(ov):>9.3f}{min(ov1):>7.3f}{min(ex):>7.3f}{s.load():>10}")  # fmt: skip
+                     f" {wall.text():>21}{rss.text(0):>20}{min(ov):>9.3f}{min(ov1):>7.3f}{min(ex):>7.3f}{s.load():>10}")  # fmt: skip
         out[name] = {"seconds": s.as_dict(), "process_seconds": wall.as_dict(), "rss_mb": rss.as_dict(), "overlap_min": min(ov), "overlap_single_positive_min": min(ov1),
                      "exact_min": min(ex), "vs_st_fp32_cold": ratio(s, ref_cold), "vs_peer": same,
                      "peer": peer}  # fmt: skip

@@ -10,8 +10,9 @@ from concurrent.futures import FIRST_COMPLETED, wait
 import numpy as np
 
 from negforge.generators.stage import LLMStage
-from negforge.generators.synthesize import EditSpan, GenItem, SyntheticNegative
-from negforge.mining.pool import MiningContext, QueryResult, mine_queries
+from negforge.generators.synthesize import EditSpan, GenItem
+from negforge.mining.pool import MiningContext, mine_queries
+from negforge.records import QueryResult, SyntheticNegative, Written
 
 
 def generation_items(ctx: MiningContext, llm: LLMStage, results: list[QueryResult]) -> list[GenItem]:
@@ -125,7 +126,7 @@ def attach_synthetic(
             for e, (r, _) in zip(embs, texts, strict=True)
         ]
     for (r, g), sc, e in zip(texts, scores, embs, strict=True):
-        r.synthetic.append((g, sc, e))
+        r.synthetic.append(Written(g, sc, e))
 
 
 def pregenerate(

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from negforge.config import RunConfig
-from negforge.filters import CandidateBatch, FilterCandidate, FilterQuery, FilterStack, FilterStats, Outcome
+from negforge.filters import CandidateBatch, FilterQuery, FilterStack, FilterStats
 from negforge.filters.duplicate import text_hash
-from negforge.mining.pool import MiningContext, QueryResult, query_rng
+from negforge.mining.pool import MiningContext, query_rng
 from negforge.mining.selection import sample
-from negforge.records import Selected
+from negforge.records import FilterCandidate, Judged, Kept, Outcome, QueryResult, Selected, SyntheticNegative
 
 MINED = ("bm25", "dense")
 GROUP_ORDER = ("given", "mined", "dense", "bm25", "random", "rules", "llm")
@@ -39,7 +39,7 @@ def _mined(ctx: MiningContext, s: Selected) -> FilterCandidate:
     )
 
 
-def _synthetic(g: Any, score: float | None, emb: np.ndarray | None) -> FilterCandidate:
+def _synthetic(g: SyntheticNegative, score: float | None, emb: np.ndarray | None) -> FilterCandidate:
     gen = asdict(g)
     gen.pop("text")
     meta: dict[str, Any] = {
@@ -76,17 +76,17 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
         )
         mine = [_mined(ctx, s) for s in [*r.window, *r.given, *r.random]]
         identity = [
-            (_with_qi(_mined(ctx, s), qi), Outcome(False, "identity", reason))
+            Judged(_with_qi(_mined(ctx, s), qi), Outcome(False, "identity", reason))
             for s, reason in r.identity_dropped
         ]
-        margin_out = []
+        margin_out: list[Judged] = []
         for x in r.synthetic:
-            c = _synthetic(*x)
+            c = _synthetic(x.negative, x.dense, x.embedding)
             reason = r.identity.text_reason(c.text) if r.identity is not None else None
             if reason:
-                identity.append((_with_qi(c, qi), Outcome(False, "identity", reason)))
+                identity.append(Judged(_with_qi(c, qi), Outcome(False, "identity", reason)))
             elif (m := synthetic_margin_reason(ctx, r, c)) is not None:
-                margin_out.append((_with_qi(c, qi), Outcome(False, "selection", m)))
+                margin_out.append(Judged(_with_qi(c, qi), Outcome(False, "selection", m)))
             else:
                 mine.append(c)
         for c in mine:
@@ -96,7 +96,7 @@ def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[Candida
         r.dropped = (
             identity
             + [
-                (_with_qi(_mined(ctx, s), qi), Outcome(False, "selection", reason))
+                Judged(_with_qi(_mined(ctx, s), qi), Outcome(False, "selection", reason))
                 for s, reason in r.margin_dropped
             ]
             + margin_out
@@ -194,9 +194,9 @@ class MixedQuery:
     """One query after the mixer: its negatives (candidate, scores) in mix order, the dropped candidates with
     their verdicts, the relabeled positives (on_false_negative: relabel), and whether it fell short."""
 
-    negatives: list[tuple[FilterCandidate, dict]]
-    dropped: list[tuple[FilterCandidate, Outcome]]
-    relabeled: list[tuple[FilterCandidate, Outcome]]
+    negatives: list[Kept]
+    dropped: list[Judged]
+    relabeled: list[Judged]
     short: bool
 
 
@@ -278,18 +278,19 @@ def mix_query(
                 break
             if i not in chosen and i not in dup:
                 take(i)
-    negatives = [(cands[i], outcomes[i].scores) for i in chosen]
-    dropped, relabeled = [], []
+    negatives = [Kept(cands[i], outcomes[i].scores) for i in chosen]
+    dropped: list[Judged] = []
+    relabeled: list[Judged] = []
     for i, (c, o) in enumerate(zip(cands, outcomes, strict=True)):
         if o.relabeled:
-            relabeled.append((c, o))
+            relabeled.append(Judged(c, o))
         elif not o.kept:
-            dropped.append((c, o))
+            dropped.append(Judged(c, o))
         elif i in dup:
             scores = {**o.scores, "duplicate_of": cands[dup[i]].key}
-            dropped.append((c, Outcome(False, "mixer", "duplicate_text", scores, dup[i])))
+            dropped.append(Judged(c, Outcome(False, "mixer", "duplicate_text", scores, dup[i])))
         elif i not in chosen:
-            dropped.append((c, Outcome(False, "mixer", "not_mixed", o.scores)))
+            dropped.append(Judged(c, Outcome(False, "mixer", "not_mixed", o.scores)))
     return MixedQuery(negatives, dropped, relabeled, len(chosen) < want)
 
 

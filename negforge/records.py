@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from negforge.text_identity import text_key
 
 
 @dataclass(frozen=True)
@@ -141,3 +147,177 @@ class Selected:
     candidate: Candidate
     source: str
     rank: int
+
+
+#: sources whose candidates are written, not corpus rows: they have no BM25 score or rank of their own
+WRITTEN_SOURCES = ("llm", "rules")
+
+
+def score_on(candidate: Mapping[str, Any], key: str | None) -> float | None:
+    """A rich candidate's score on scale `key` (its `scores[key]`) as a float; None when `key` is None or the
+    candidate has no such score. The strict form: training labels (MarginMSE) and exports use it, so no label
+    is ever taken from another scale."""
+    if key is None:
+        return None
+    v = (candidate.get("scores") or {}).get(key)
+    return None if v is None else float(v)
+
+
+def selection_key(source: str, key: str | None) -> str | None:
+    """The scale a candidate of `source` is shown and compared on when the run selects by `key`: `key`, except
+    for written candidates (WRITTEN_SOURCES) under a scale other than dense, which are shown by their dense score
+    (the one space every candidate and positive is embedded in)."""
+    return "dense" if source in WRITTEN_SOURCES and key not in (None, "dense") else key
+
+
+def selection_score(candidate: Mapping[str, Any], key: str | None) -> float | None:
+    """A rich candidate's score on the run's selection scale `key`, as report.md, report.html and the score
+    summary show it: `score_on(candidate, selection_key(candidate["source"], key))`. None when it has none."""
+    return score_on(candidate, selection_key(str(candidate.get("source")), key))
+
+
+# ---- per-query records: what mining hands to generation, filters, the mixer and the rich table ----------
+
+#: the identity rule's reasons (negforge.mining.identity): why a corpus row or text is never a query's negative
+SAME_AS_POSITIVE = "same_text_as_positive"
+SAME_AS_QUERY = "same_text_as_query"
+QUERY_DOCUMENT = "query_document"
+SAME_QUERY_POSITIVE = "positive_of_same_query_text"
+REASONS = (SAME_AS_POSITIVE, SAME_AS_QUERY, QUERY_DOCUMENT, SAME_QUERY_POSITIVE)
+
+
+@dataclass(frozen=True)
+class QueryIdentity:
+    """One query's forbidden texts (keys) and the corpus rows excluded from its negatives, by reason."""
+
+    positive_keys: frozenset[int]
+    query_key: int
+    excluded: dict[int, str] = field(default_factory=dict)  # corpus row -> reason (positives not included)
+
+    def text_reason(self, text: str) -> str | None:
+        """Why a text (a synthetic or given passage) cannot be this query's negative, or None."""
+        k = text_key(text)
+        if k and k in self.positive_keys:
+            return SAME_AS_POSITIVE
+        if k and k == self.query_key:
+            return SAME_AS_QUERY
+        return None
+
+
+@dataclass
+class SyntheticNegative:
+    """One synthetic negative with its provenance (request, template, model, seed; edit modes: span)."""
+
+    text: str
+    perturbation: str
+    perturbation_kind: str
+    reasoning: str
+    attributes: dict[str, str]
+    mode: str
+    base_doc_id: str | None
+    seed: int
+    template: str
+    template_version: str
+    template_sha: str
+    model: str
+    model_fingerprint: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    request_key: str
+    source: str = "llm"  # "llm" (model text) or "rules" (rule-based counterfactual edit, no model)
+    span: str | None = None  # edit modes: the sentence of the base passage that was rewritten
+    replacement: str | None = None  # edit modes: what replaced it
+    verified: bool | None = None  # edit modes: the perturbation passed its verifier (None: no verifier)
+
+
+@dataclass
+class FilterCandidate:
+    """One candidate negative of query `qi` (index into the batch's queries)."""
+
+    qi: int
+    text: str
+    source: str  # bm25, dense, random or llm: the source it is credited to
+    row: int | None = None  # corpus row; None for LLM-written passages
+    doc_id: str | None = None
+    rank: int = 0
+    scores: dict[str, float] = field(default_factory=dict)  # retrieval scores (bm25, dense, hybrid)
+    sources: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. the generation record of an LLM negative
+
+    @property
+    def key(self) -> str:
+        """How a verdict names this candidate (corpus id, or an llm tag)."""
+        return (
+            self.doc_id
+            if self.doc_id is not None
+            else f"{self.source}:{self.meta.get('request_key', '')[:12]}"
+        )
+
+
+@dataclass
+class Outcome:
+    """The stack's final word on one candidate: kept, or which filter rejected it and why."""
+
+    kept: bool
+    filter: str | None = None
+    reason: str | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+    duplicate_of: int | None = None
+    relabeled: bool = False  # rejected as a likely positive, and kept as one (on_false_negative: relabel)
+
+
+class Refused(NamedTuple):
+    """A mined candidate refused before the filters: by the identity rule or the selection margins."""
+
+    selected: Selected
+    reason: str
+
+
+class Written(NamedTuple):
+    """A synthetic negative attached to its query: its dense score against the query (None without dense) and
+    its passage embedding (shape (dim,), float32; None without dense)."""
+
+    negative: SyntheticNegative
+    dense: float | None
+    embedding: np.ndarray | None
+
+
+class Kept(NamedTuple):
+    """A negative the mixer chose, with the scores its filters recorded (`Outcome.scores`)."""
+
+    candidate: FilterCandidate
+    filter_scores: dict[str, Any]
+
+
+class Judged(NamedTuple):
+    """A candidate with the verdict that dropped (or relabeled) it."""
+
+    candidate: FilterCandidate
+    outcome: Outcome
+
+
+@dataclass
+class QueryResult:
+    """One query after mining: its ranked candidate window, and later its verdicts and mixed negatives."""
+
+    query: Query
+    topic: int | None
+    positive_scores: dict[str, list[float]]
+    window: list[Selected]  # mined candidates inside the rank window that passed the margins, best first
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+    funnel: Counter = field(default_factory=Counter)
+    random: list[Selected] = field(default_factory=list)
+    margin_dropped: list[Refused] = field(default_factory=list)  # outside the selection margins: the reason
+    pos_min: float = float("nan")  # weakest positive's selection score (SimANS centre)
+    synthetic: list[Written] = field(default_factory=list)  # attached by the generation stage
+    negatives: list[Kept] = field(default_factory=list)  # filled by the mixer, in mix order
+    dropped: list[Judged] = field(
+        default_factory=list
+    )  # filled by the identity rule, margins, filters, mixer
+    relabeled: list[Judged] = field(default_factory=list)  # likely positives kept as such (relabel)
+    llm_asked: bool = False  # whether synthetic negatives were requested for this query
+    short: bool = False
+    given: list[Selected] = field(default_factory=list)  # negatives the input gave, past identity and margins
+    identity_dropped: list[Refused] = field(default_factory=list)  # never negatives: the identity reason
+    identity: QueryIdentity | None = None

@@ -14,7 +14,6 @@ import yaml
 from datasets import load_from_disk
 from typer.testing import CliRunner
 
-from negforge.adapt.config import ConsistencyConfig, QueryGenConfig
 from negforge.adapt.consistency import apply_consistency, round_trip_ranks, rrf
 from negforge.adapt.inputs import load_corpus_only, read_fewshot, sample_passages
 from negforge.adapt.querygen import (
@@ -28,6 +27,7 @@ from negforge.adapt.querygen import (
 )
 from negforge.cli import app
 from negforge.config import BM25Config, ConfigError, DataConfig, LLMConfig, load_config
+from negforge.config.adapt import ConsistencyConfig, QueryGenConfig
 from negforge.generators.stage import LLMEndpoint
 from negforge.generators.store import GenerationStore
 from negforge.mining.bm25 import BM25Miner

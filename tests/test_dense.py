@@ -184,7 +184,7 @@ def test_an_embedding_does_not_depend_on_its_batch_neighbours(torch_encoder, tin
 
 
 def test_length_batches_group_by_padded_length():
-    from negforge.mining.encoders import length_batches
+    from negforge.mining.batching import length_batches
 
     lengths = [5, 17, 16, 30, 1, 32]
     exact = length_batches(lengths, 8)

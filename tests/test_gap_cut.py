@@ -12,7 +12,7 @@ from negforge.config import load_config
 from negforge.mining.selection import gap_cut
 from negforge.pipeline import run
 from negforge.publish.exporters import rich_rows
-from negforge.publish.hub_layout import read_run
+from negforge.publish.run_files import read_run
 from tests.test_calibration import _write_beir
 
 

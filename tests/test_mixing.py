@@ -8,10 +8,8 @@ import json
 import pytest
 
 from negforge.config import load_config
-from negforge.filters import FilterCandidate, Outcome
-from negforge.mining.pool import QueryResult
 from negforge.mixing import mix_query
-from negforge.records import Query
+from negforge.records import FilterCandidate, Outcome, Query, QueryResult
 
 
 def _cfg(tiny_beir, **mix):

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from negforge.publish.card import read_card_metadata, render_card
 from negforge.publish.exporters import export, negative_id
-from negforge.publish.hub_layout import PublishError, read_run, write_hub_folder
+from negforge.publish.hub_layout import write_hub_folder
+from negforge.publish.run_files import PublishError, read_run
 from tests.fake_hub import FakeHubServerDouble
 
 FAKE_TOKEN = "hf_NEGFORGEfakeTOKEN0123456789"

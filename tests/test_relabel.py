@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from negforge.config import CrossEncoderFilterConfig, load_config
-from negforge.filters import FilterStack, Outcome
-from negforge.mining.pool import QueryResult
+from negforge.filters import FilterStack
 from negforge.mixing import mix_query
 from negforge.publish.trainer import labeled_pair_table, ntuple_table, training_positives, triplet_table
-from negforge.records import Query
+from negforge.records import Outcome, Query, QueryResult
 
 from .test_filters import POS, CrossEncoderFilterWithInjectedScores, batch, cand
 

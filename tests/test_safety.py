@@ -61,7 +61,8 @@ def test_a_run_replaces_its_own_dataset_on_overwrite(make_config):
 
 def test_publish_local_removes_only_files_it_wrote(tmp_path, make_config):
     from negforge.pipeline import run
-    from negforge.publish.hub_layout import HUB_MARKER, PublishError, read_run, write_hub_folder
+    from negforge.publish.hub_layout import HUB_MARKER, write_hub_folder
+    from negforge.publish.run_files import PublishError, read_run
 
     res = run(make_config("run_name=pub", "selection.num_negatives=2"))
     dest = tmp_path / "hub"

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from negforge.config import DataConfig
-from negforge.mining.identity import SAME_QUERY_POSITIVE, IdentityIndex
-from negforge.records import Corpus, SkipLog
+from negforge.mining.identity import IdentityIndex
+from negforge.records import SAME_QUERY_POSITIVE, Corpus, SkipLog
 from negforge.sources import InputError, load_input
 from negforge.sources.pairs import _Grouper
 from negforge.text_identity import query_key, text_key

@@ -19,7 +19,7 @@ from negforge.generators.rules import (
     reverse_roles,
     swap_entity,
 )
-from negforge.generators.verifiers import NO_VERIFIER, REASONS, VERIFIABLE_KINDS, Verdict, verify_edit
+from negforge.generators.verifiers import NO_VERIFIER, REASONS, VERIFIABLE_KINDS, EditVerdict, verify_edit
 from negforge.prompts import perturbations
 from tests.conftest import SAMPLE
 
@@ -59,7 +59,7 @@ def pool(corpus) -> dict[str, list[str]]:
     return entity_pool(corpus, max_terms=300)
 
 
-def check(original: str, edited: str, kind: str) -> Verdict:
+def check(original: str, edited: str, kind: str) -> EditVerdict:
     v = verify_edit(original, edited, kind)
     assert v.reason is None or v.reason in REASONS
     assert v.verified == (v.reason is None)
@@ -169,7 +169,7 @@ def test_perturbation_plus_rewrite_of_the_rest_is_too_large():
 def test_kinds_without_a_verifier_pass_explicitly():
     assert "intent_drift" not in VERIFIABLE_KINDS and "scope_shift" not in VERIFIABLE_KINDS
     for kind in ("intent_drift", "scope_shift", "background_only", "attribute_shift"):
-        assert verify_edit(ROS, REWRITE, kind) == Verdict(True, None, NO_VERIFIER)
+        assert verify_edit(ROS, REWRITE, kind) == EditVerdict(True, None, NO_VERIFIER)
 
 
 def test_bad_arguments_raise():

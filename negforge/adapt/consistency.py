@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from negforge.adapt.config import ConsistencyConfig
 from negforge.adapt.querygen import GeneratedQuery
+from negforge.config.adapt import ConsistencyConfig
 from negforge.mining.bm25 import BM25Miner, top_k_excluding
 from negforge.mining.dense import DenseMiner
 from negforge.records import Corpus

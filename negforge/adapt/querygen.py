@@ -30,8 +30,8 @@ import jinja2
 import numpy as np
 from pydantic import BaseModel, field_validator
 
-from negforge.adapt.config import QueryGenConfig
 from negforge.adapt.inputs import FewShotExample, read_fewshot
+from negforge.config.adapt import QueryGenConfig
 from negforge.generators.checks import parse_reply
 from negforge.generators.client import ChatRequest, run_sync
 from negforge.generators.stage import LLMEndpoint

@@ -9,15 +9,19 @@ shards). The hidden positives' doc ids are then looked up among the recorded can
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from negforge.calibration.folds import apply_fold, calibratable, hide_positives
 from negforge.calibration.frontier import Calibration, evaluate, grid
 from negforge.calibration.replay import LeakFill, RecordedQuery, Setting, measure, recorded_queries
 from negforge.config import RunConfig
 from negforge.records import TrainingInput
+
+if TYPE_CHECKING:
+    from negforge.publish.finalize import RunResult
 
 
 class NotCalibratable(ValueError):
@@ -84,21 +88,24 @@ def calibration_config(cfg: RunConfig, depth: int, fold: int) -> RunConfig:
 
 def calibrate(
     cfg: RunConfig,
+    data: TrainingInput,
+    build: Callable[[RunConfig, TrainingInput], RunResult],
     *,
     folds: int = 3,
     fill_target: float = 0.95,
     settings: Sequence[Setting] | None = None,
-    data: TrainingInput | None = None,
 ) -> CalibrationRun:
     """Hide one positive per multi-positive query in each of `folds` seeded folds, mine each fold once with
     `calibration_config`, and replay `settings` (default `grid()`, at the config's skip_top) plus the
-    config's own setting. Raises NotCalibratable when no query has two positives."""
-    from negforge.pipeline import load_data, run
-    from negforge.publish.exporters import rich_rows
-    from negforge.publish.hub_layout import read_run
-    from negforge.timing import Timings
+    config's own setting. Raises NotCalibratable when no query has two positives.
 
-    data = data if data is not None else load_data(cfg, Timings())
+    `data`: the run's input as read (`negforge.pipeline.load_data`); `build`: how one fold's run is made, from
+    its config and its input with the fold's positives hidden (`negforge.pipeline.run` with `overwrite=True`
+    and `data=`); passed in so calibration never imports the driver that imports it.
+    """
+    from negforge.publish.exporters import rich_rows
+    from negforge.publish.run_files import read_run
+
     multi = calibratable(data.queries)
     if not multi:
         raise NotCalibratable(
@@ -114,7 +121,7 @@ def calibrate(
     score_by = cfg.score_by or "dense"
     for fold in hide_positives(data.queries, folds, cfg.seed):
         fcfg = calibration_config(cfg, depth, fold.index)
-        result = run(fcfg, overwrite=True, data=apply_fold(data, fold))
+        result = build(fcfg, apply_fold(data, fold))
         run_dirs.append(result.run_dir)
         score_by = result.manifest.get("score_by") or score_by
         hidden = {qid: {data.corpus.ids[row]} for qid, row in fold.hidden.items()}

@@ -69,10 +69,15 @@ def calibrate(
     from negforge.calibration.calibrate import calibrate as run_calibration
     from negforge.calibration.frontier import plot as plot_frontier
     from negforge.calibration.frontier import table
+    from negforge.pipeline import load_data, run
+    from negforge.timing import Timings
 
     cfg = _load(config, set_, None)
     try:
-        res = run_calibration(cfg, folds=folds, fill_target=fill)
+        data = load_data(cfg, Timings())
+        res = run_calibration(
+            cfg, data, lambda c, d: run(c, overwrite=True, data=d), folds=folds, fill_target=fill
+        )
     except NotCalibratable as e:
         raise fail(e) from None
     except _user_errors() as e:

@@ -54,8 +54,8 @@ def publish(
     with commit messages naming the run; pushing the same run again changes nothing, and a push that failed
     midway finishes when run again. The token is never printed or written.
     """
-    from negforge.publish.hub_layout import PublishError
     from negforge.publish.publisher import publish as run_publish
+    from negforge.publish.run_files import PublishError
 
     try:
         outcome = run_publish(

@@ -7,7 +7,7 @@ sampling), `filters` (the filter stack), `run` (`RunConfig` and its run-level se
 
 from __future__ import annotations
 
-from negforge.adapt.config import AdaptConfig
+from negforge.config.adapt import AdaptConfig
 from negforge.config.base import ConfigError
 from negforge.config.filters import (
     AnswerLeakFilterConfig,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from negforge.adapt.config import AdaptConfig
+from negforge.config.adapt import AdaptConfig
 from negforge.config.base import _Strict
 from negforge.config.filters import FilterConfig, default_filters
 from negforge.config.selection import SelectionConfig

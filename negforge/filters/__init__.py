@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from negforge.filters.base import (
-    CandidateBatch,
-    Filter,
-    FilterCandidate,
-    FilterQuery,
-    FilterStats,
-    Outcome,
-    Verdict,
-)
+from negforge.filters.base import CandidateBatch, Filter, FilterQuery, FilterStats, Verdict
 from negforge.filters.stack import FilterStack
+from negforge.records import FilterCandidate, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

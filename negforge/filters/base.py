@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from negforge.records import FilterCandidate
+
 
 @dataclass
 class FilterQuery:
@@ -22,30 +24,6 @@ class FilterQuery:
     positive_rows: tuple[int, ...] = ()
     answers: tuple[str, ...] = ()
     emb_index: int | None = None  # row in the run's query embeddings, when dense is on
-
-
-@dataclass
-class FilterCandidate:
-    """One candidate negative of query `qi` (index into the batch's queries)."""
-
-    qi: int
-    text: str
-    source: str  # bm25, dense, random or llm: the source it is credited to
-    row: int | None = None  # corpus row; None for LLM-written passages
-    doc_id: str | None = None
-    rank: int = 0
-    scores: dict[str, float] = field(default_factory=dict)  # retrieval scores (bm25, dense, hybrid)
-    sources: list[str] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)  # e.g. the generation record of an LLM negative
-
-    @property
-    def key(self) -> str:
-        """How a verdict names this candidate (corpus id, or an llm tag)."""
-        return (
-            self.doc_id
-            if self.doc_id is not None
-            else f"{self.source}:{self.meta.get('request_key', '')[:12]}"
-        )
 
 
 @dataclass
@@ -85,18 +63,6 @@ class Filter(Protocol):
     def apply(self, batch: CandidateBatch) -> list[Verdict]: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-@dataclass
-class Outcome:
-    """The stack's final word on one candidate: kept, or which filter rejected it and why."""
-
-    kept: bool
-    filter: str | None = None
-    reason: str | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
-    duplicate_of: int | None = None
-    relabeled: bool = False  # rejected as a likely positive, and kept as one (on_false_negative: relabel)
 
 
 @dataclass

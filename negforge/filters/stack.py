@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from negforge.filters.base import CandidateBatch, Filter, FilterStats, Outcome, relabels
+from negforge.filters.base import CandidateBatch, Filter, FilterStats, relabels
+from negforge.records import Outcome
 
 
 class FilterStack:

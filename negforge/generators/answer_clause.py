@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from negforge.generators.lexicon import is_content, stem, tokenize
 from negforge.generators.rules import RuleEdit
-from negforge.generators.verifiers import is_content, stem, tokenize
 
 _SUBORDINATORS = (
     "when|while|which|who|whom|whose|because|although|though|after|before|since|until|unless|whereas|where"

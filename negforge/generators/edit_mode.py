@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from negforge.config import LLMConfig
 from negforge.generators.answer_clause import restate
 from negforge.generators.checks import (
     EditReply,
@@ -40,29 +41,24 @@ from negforge.generators.edit_targets import (
     edit_targets,
     edit_touches_target,
 )
-from negforge.generators.records import (
-    EditSpan,
-    GenItem,
-    GenTask,
-    SyntheticNegative,
-    derive_seed,
-    request_key,
-)
+from negforge.generators.lexicon import DIRECTION_POLARITY, is_content, stem, tokenize
+from negforge.generators.records import EditSpan, GenItem, GenStats, GenTask, derive_seed, request_key
 from negforge.generators.rules import RuleEdit
-from negforge.generators.verifiers import (
-    DIRECTION_POLARITY,
-    VERIFIABLE_KINDS,
-    Verdict,
-    is_content,
-    similarity,
-    stem,
-    tokenize,
-    verify_edit,
-)
+from negforge.generators.verifiers import VERIFIABLE_KINDS, EditVerdict, similarity, verify_edit
 from negforge.prompts import load_template, perturbations
+from negforge.records import SyntheticNegative
 
-if TYPE_CHECKING:
-    from negforge.generators.synthesize import Synthesizer
+
+class Synthesizer(Protocol):
+    """What edit mode reads of the run's `negforge.generators.synthesize.Synthesizer` (a Protocol, so this module
+    does not import the one that drives it)."""
+
+    cfg: LLMConfig
+    seed: int
+    served_model: str
+    model_fingerprint: str
+    stats: GenStats
+
 
 CONTRADICTING = "contradicting"
 REASONING_CHARS = 150
@@ -220,7 +216,7 @@ def _direction_flipped(original: str, edited: str) -> bool:
     return bool(removed and added and removed != added)
 
 
-def verify_span_edit(original: str, edited: str, perturbation: str) -> Verdict:
+def verify_span_edit(original: str, edited: str, perturbation: str) -> EditVerdict:
     """`verify_edit` for the kinds it knows; reversed_cause as role_reversal, or changed_value with a
     direction word flipped. Other kinds: verify_edit's answer (only an unchanged copy fails)."""
     if perturbation != "reversed_cause":
@@ -232,9 +228,13 @@ def verify_span_edit(original: str, edited: str, perturbation: str) -> Verdict:
     if value.verified and _direction_flipped(original, edited):
         return value
     if value.verified:
-        return Verdict(False, "perturbation_not_verified", "a value changed but no direction word flipped")
+        return EditVerdict(
+            False, "perturbation_not_verified", "a value changed but no direction word flipped"
+        )
     large = next((v for v in (value, swap) if v.reason == "edit_too_large"), None)
-    return large or Verdict(False, "perturbation_not_verified", "no cause-effect swap and no direction flip")
+    return large or EditVerdict(
+        False, "perturbation_not_verified", "no cause-effect swap and no direction flip"
+    )
 
 
 def bounds_problem(original: str, edited: str, perturbation: str) -> str | None:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from negforge.generators.answer_clause import answer_clause
+from negforge.generators.lexicon import DIRECTION_FLIPS, is_number, stem, tokenize
 from negforge.generators.rules import negate, reverse_roles
-from negforge.generators.verifiers import DIRECTION_FLIPS, is_number, stem, tokenize
 
 TARGETED_KINDS = ("changed_value", "negation", "role_reversal", "reversed_cause")
 

@@ -19,33 +19,6 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SyntheticNegative:
-    """One synthetic negative with its provenance (request, template, model, seed; edit modes: span)."""
-
-    text: str
-    perturbation: str
-    perturbation_kind: str
-    reasoning: str
-    attributes: dict[str, str]
-    mode: str
-    base_doc_id: str | None
-    seed: int
-    template: str
-    template_version: str
-    template_sha: str
-    model: str
-    model_fingerprint: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    request_key: str
-    source: str = "llm"  # "llm" (model text) or "rules" (rule-based counterfactual edit, no model)
-    span: str | None = None  # edit modes: the sentence of the base passage that was rewritten
-    replacement: str | None = None  # edit modes: what replaced it
-    verified: bool | None = None  # edit modes: the perturbation passed its verifier (None: no verifier)
-
-
-@dataclass
 class EditSpan:
     """The sentence of a base passage to rewrite (edit mode): chosen by the bi-encoder as the one matching
     the query best. `start`/`end` are character offsets into `base_text`."""

@@ -18,7 +18,8 @@ import numpy as np
 from negforge.config import RulesConfig
 from negforge.generators.answer_clause import answer_clause, changes_only_the_question, restate
 from negforge.generators.rules import apply_rules
-from negforge.generators.synthesize import EditSpan, SyntheticNegative
+from negforge.generators.synthesize import EditSpan
+from negforge.records import SyntheticNegative
 
 RULES_VERSION = "4"  # 2: the answer clause only, body only, restated facts followed; 3: no abbreviation swaps; 4: no mid-sentence "May" negated, the reported claim negated, not "we show that"
 

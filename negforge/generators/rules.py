@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from negforge.generators.verifiers import (
+from negforge.generators.lexicon import (
     DIRECTION_FLIPS,
     FUNCTION_WORDS,
     NEGATION_CUES,
@@ -28,9 +28,9 @@ from negforge.generators.verifiers import (
     is_verb,
     stem,
     tokenize,
-    verify_edit,
     word_set,
 )
+from negforge.generators.verifiers import verify_edit
 
 RULE_KINDS = ("negation", "changed_value", "entity_shift", "role_reversal")
 SOURCE = "rules"

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from negforge.generators.client import GeneratorClient
 from negforge.generators.stage import LLMStage
-from negforge.generators.synthesize import GenItem, Synthesizer, SyntheticNegative
+from negforge.generators.synthesize import GenItem, Synthesizer
+from negforge.records import SyntheticNegative
 
 T = TypeVar("T")
 

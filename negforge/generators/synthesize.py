@@ -25,13 +25,13 @@ from negforge.generators.records import (
     GenItem,
     GenStats,
     GenTask,
-    SyntheticNegative,
     derive_seed,
     request_key,
     tokens_per_valid,
 )
 from negforge.generators.store import GenerationStore
 from negforge.prompts import attributes, load_template, perturbations
+from negforge.records import SyntheticNegative
 
 __all__ = [
     "EditSpan",

@@ -10,12 +10,26 @@ A failed check is a reason string; nothing raises on odd text.
 from __future__ import annotations
 
 import difflib
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
 from rapidfuzz.distance import Indel
+
+from negforge.generators.lexicon import (
+    ADJ_SUFFIXES,
+    ADJECTIVES,
+    DIRECTION_POLARITY,
+    NEG_PREFIXES,
+    NEGATION_CUES,
+    Token,
+    entity_like,
+    is_content,
+    is_value_word,
+    looks_like_entity,
+    number_value,
+    stem,
+    tokenize,
+)
 
 REASONS = ("perturbation_not_verified", "edit_too_small", "edit_too_large")
 # Contradiction kinds with a verifier; every other perturbation kind passes with "no verifier for kind".
@@ -24,164 +38,12 @@ NO_VERIFIER = "no verifier for kind"
 
 
 @dataclass(frozen=True)
-class Verdict:
+class EditVerdict:
     """Outcome of `verify_edit`: `reason` is one of REASONS when `verified` is False, else None."""
 
     verified: bool
     reason: str | None
     detail: str
-
-
-@dataclass(frozen=True)
-class Token:
-    """One word, number or value symbol of a text, with its character span; `norm` is lowercased."""
-
-    text: str
-    start: int
-    end: int
-
-    @property
-    def norm(self) -> str:
-        return normalise(self.text).lower()
-
-
-_TOKEN = re.compile(
-    r"[+\-−]?\d+(?:[.,]\d+)*(?:-fold)?(?![\w\-])"  # numbers (a number glued to letters is a word: 5mg, 10-year)
-    r"|[^\W_]+(?=n['’]t\b)"  # "does" of "doesn't"
-    r"|n['’]t\b"
-    r"|[^\W_]+(?:[-'’/][^\W_]+)*"  # words, incl. IL-6, TNF-α, patient's
-    r"|[%<>≤≥=±]"
-)
-_NUMBER = re.compile(r"^[+\-−]?\d+(?:[.,]\d+)*(?:-fold)?$")
-
-
-def word_set(text: str) -> frozenset[str]:
-    """The whitespace-separated words of `text` as a frozenset (lexicons written as one string)."""
-    return frozenset(text.split())
-
-
-NEGATION_CUES = word_set(
-    "not no never none neither nor without cannot n't nobody nothing nowhere lack lacks lacked lacking "
-    "fail fails failed failing unable absence absent"
-)
-_NEG_PREFIXES = ("non-", "non", "un", "in", "im", "ir", "il", "dis")
-FUNCTION_WORDS = word_set(
-    "a an the this that these those is are was were be been being am do does did has have had will would "
-    "can could may might should must shall of in on at by for with to from as into onto and or but than "
-    "it its their there which who whom whose we our they them he she his her also then such so both"
-)
-# Direction words and comparatives as (up, down) pairs, then one-way extras word:opposite by polarity.
-_UP_DOWN = (
-    "increase decrease|increases decreases|increased decreased|increasing decreasing|higher lower|"
-    "high low|highest lowest|more less|most least|greater smaller|up down|upregulated downregulated|"
-    "upregulates downregulates|upregulation downregulation|up-regulated down-regulated|positive negative|"
-    "positively negatively|better worse|improved worsened|gain loss|above below|longer shorter|"
-    "faster slower|stronger weaker|earlier later|rise fall|maximal minimal|maximum minimum|"
-    "beneficial harmful|raises lowers|raised lowered|raising lowering|lengthen shorten"
-)
-_MORE_UP = "larger:smaller largest:smallest elevated:reduced enhanced:reduced enhances:reduces enhance:reduce"
-_MORE_DOWN = (
-    "reduced:increased reduces:increases reduce:increase reducing:increasing reduction:increase fewer:more "
-    "decline:increase declined:increased diminished:increased"
-)
-
-
-def _lexicon() -> tuple[dict[str, str], dict[str, int]]:
-    flips: dict[str, str] = {}
-    polarity: dict[str, int] = {}
-    for up, down in (p.split() for p in _UP_DOWN.split("|")):
-        flips[up], flips[down], polarity[up], polarity[down] = down, up, 1, -1
-    for text, sign in ((_MORE_UP, 1), (_MORE_DOWN, -1)):
-        for word, opposite in (p.split(":") for p in text.split()):
-            flips.setdefault(word, opposite)
-            polarity.setdefault(word, sign)
-    return flips, polarity
-
-
-# word -> its opposite, and word -> +1 (up) / -1 (down).
-DIRECTION_FLIPS, DIRECTION_POLARITY = _lexicon()
-DIRECTION_WORDS = frozenset(DIRECTION_FLIPS) | frozenset(DIRECTION_FLIPS.values())
-UNITS = word_set(
-    "% percent mg g kg µg μg ng pg ml l dl µl μl mmol µmol μmol nmol mol mm cm m km µm μm nm h hr hrs hour "
-    "hours min minutes s sec seconds day days week weeks month months year years mmhg iu units kcal bpm "
-    "fold times"
-)
-NUMBER_WORDS = word_set(
-    "zero one two three four five six seven eight nine ten eleven twelve twenty hundred thousand million "
-    "once twice thrice half double triple quadruple first second third"
-)
-# Relation verbs (base forms) seen in biomedical claims; used to spot verbs and relations.
-SCI_VERBS = word_set(
-    "increase decrease reduce induce inhibit promote cause require regulate activate improve affect predict "
-    "prevent enhance suppress mediate contribute associate correlate lead result bind express block impair "
-    "confer depend control modulate drive trigger produce show suggest indicate demonstrate reveal play "
-    "remain occur exhibit influence determine alter limit facilitate protect target encode involve contain "
-    "stimulate attenuate elevate lower raise reverse restore accelerate delay exacerbate mitigate abolish "
-    "disrupt interact recruit phosphorylate repress upregulate downregulate identify find report observe "
-    "support confirm provide represent define explain use develop lengthen shorten enable increase "
-    "worsen predispose"
-)
-_ADJECTIVES = word_set(
-    "large big small major minor key main novel new important crucial critical significant marked strong "
-    "potent robust common rare severe mild essential central primary notable substantial considerable "
-    "dramatic modest slight"
-)
-_ADJ_SUFFIXES = tuple(word_set("al ive ous ful able ible ic ant ent ary ory ly ed ing"))
-
-
-def normalise(text: str) -> str:
-    """NFKC with curly apostrophes straightened: the form tokens are compared in."""
-    return unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
-
-
-def tokenize(text: str) -> list[Token]:
-    """Words, numbers and value symbols (%, <, ±...) of `text` with their spans; other punctuation dropped.
-
-    Spans index `text` itself; comparisons use each token's `norm` (NFKC, straight apostrophe, lowercase).
-    """
-    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-
-
-def stem(word: str) -> str:
-    """Crude inflection stem so that increases/increased/increase and cells/cell compare equal."""
-    w = word.lower()
-    if any(c.isdigit() for c in w) or len(w) <= 3:
-        return w
-    for suf, rep in (("ies", "y"), ("ied", "y"), ("ing", ""), ("es", ""), ("ed", ""), ("s", "")):
-        if w.endswith(suf) and len(w) - len(suf) >= 3:
-            w = w[: -len(suf)] + rep
-            break
-    return w[:-1] if w.endswith("e") and len(w) > 4 else w
-
-
-def is_number(word: str) -> bool:
-    return bool(_NUMBER.match(word))
-
-
-def _number_value(word: str) -> float | None:
-    w = word.lower().removesuffix("-fold").replace("−", "-").replace(",", "")
-    try:
-        return float(w)
-    except ValueError:
-        return None
-
-
-def is_value_word(word: str) -> bool:
-    """Numbers, units, number words, direction words and comparatives: what `changed_value` may change."""
-    w = word.lower()
-    return is_number(w) or w in UNITS or w in NUMBER_WORDS or w in DIRECTION_WORDS or w in "<>≤≥=±"
-
-
-def is_content(word: str) -> bool:
-    w = word.lower()
-    return w not in FUNCTION_WORDS and w not in NEGATION_CUES
-
-
-def is_verb(word: str) -> bool:
-    return stem(word) in _VERB_STEMS
-
-
-_VERB_STEMS = frozenset(stem(v) for v in SCI_VERBS)
 
 
 def _regions(a: list[Token], b: list[Token]) -> list[tuple[list[Token], list[Token]]]:
@@ -205,14 +67,14 @@ def _pair_off(removed: list[str], added: list[str], same) -> tuple[list[str], li
 def _same_word(r: str, a: str) -> bool:
     if r == a or stem(r) == stem(a):
         return True
-    rv, av = _number_value(r), _number_value(a)
+    rv, av = number_value(r), number_value(a)
     return rv is not None and rv == av
 
 
 def _morph_negation(r: str, a: str) -> bool:
     """effective/ineffective, specific/non-specific: one word is the other with a negative prefix."""
     r, a = r.lower(), a.lower()
-    return any(a == p + r or r == p + a for p in _NEG_PREFIXES) and min(len(r), len(a)) >= 4
+    return any(a == p + r or r == p + a for p in NEG_PREFIXES) and min(len(r), len(a)) >= 4
 
 
 def _changed(regions) -> tuple[list[str], list[str]]:
@@ -239,80 +101,68 @@ def _cue_delta(removed: list[str], added: list[str]) -> int:
     return sum(w in NEGATION_CUES for w in added) - sum(w in NEGATION_CUES for w in removed)
 
 
-def looks_like_entity(token: str) -> bool:
-    """A capital, or letters mixed with digits or Greek: IL-6, TNF, p53, mTOR, MSCs, Drosophila."""
-    has_alpha = any(c.isalpha() for c in token)
-    return has_alpha and any(c.isupper() or c.isdigit() or not c.isascii() for c in token)
-
-
-def _entity_like(text: str) -> bool:
-    """A name-shaped token or a lowercase noun-ish word; never a value, direction or function word."""
-    w = text.lower()
-    if not is_content(w) or is_value_word(w):
-        return False
-    return looks_like_entity(text) or (not is_verb(w) and w not in _ADJECTIVES)
-
-
-def _verify_negation(regions, budget: int) -> Verdict:
+def _verify_negation(regions, budget: int) -> EditVerdict:
     removed, added = _changed(regions)
     morph = [(r, a) for r in removed for a in added if _morph_negation(r, a)]
     r_cues = Counter(w for w in removed if w in NEGATION_CUES)
     a_cues = Counter(w for w in added if w in NEGATION_CUES)
     if _cue_delta(removed, added) == 0 and not morph:
-        return Verdict(False, "perturbation_not_verified", "no negation cue added or removed")
+        return EditVerdict(False, "perturbation_not_verified", "no negation cue added or removed")
     if _flipped(removed, added):  # "reduces" -> "does not increase": two flips, no contradiction
-        return Verdict(False, "perturbation_not_verified", "negation cancelled by a direction flip")
+        return EditVerdict(False, "perturbation_not_verified", "negation cancelled by a direction flip")
     morph_words = {w for pair in morph for w in pair}
     n = _other(removed, added, lambda w: w in morph_words)
     if n > budget:
-        return Verdict(False, "edit_too_large", f"negation plus {n} other changed words")
+        return EditVerdict(False, "edit_too_large", f"negation plus {n} other changed words")
     if a_cues - r_cues or r_cues - a_cues:
         how, cues = ("added", a_cues - r_cues) if a_cues - r_cues else ("removed", r_cues - a_cues)
-        return Verdict(True, None, f"negation cue {how}: {' '.join(sorted(cues.elements()))}")
-    return Verdict(True, None, f"negative prefix: {morph[0][0]} -> {morph[0][1]}")
+        return EditVerdict(True, None, f"negation cue {how}: {' '.join(sorted(cues.elements()))}")
+    return EditVerdict(True, None, f"negative prefix: {morph[0][0]} -> {morph[0][1]}")
 
 
-def _verify_changed_value(regions, budget: int) -> Verdict:
+def _verify_changed_value(regions, budget: int) -> EditVerdict:
     removed, added = _changed(regions)
     r_vals = [w for w in removed if is_value_word(w)]
     a_vals = [w for w in added if is_value_word(w)]
     if not r_vals or not a_vals:
-        return Verdict(False, "perturbation_not_verified", "no value, unit or direction word replaced")
+        return EditVerdict(False, "perturbation_not_verified", "no value, unit or direction word replaced")
     if all(w in DIRECTION_POLARITY for w in r_vals + a_vals) and not _flipped(r_vals, a_vals):
-        return Verdict(False, "perturbation_not_verified", "direction word replaced by a synonym")
+        return EditVerdict(False, "perturbation_not_verified", "direction word replaced by a synonym")
     if _flipped(r_vals, a_vals) and _cue_delta(removed, added):
-        return Verdict(False, "perturbation_not_verified", "direction flip cancelled by a negation")
+        return EditVerdict(False, "perturbation_not_verified", "direction flip cancelled by a negation")
     n = _other(removed, added, is_value_word)
     if n > budget:
-        return Verdict(False, "edit_too_large", f"value change plus {n} other changed words")
-    return Verdict(True, None, f"value changed: {' '.join(r_vals)} -> {' '.join(a_vals)}")
+        return EditVerdict(False, "edit_too_large", f"value change plus {n} other changed words")
+    return EditVerdict(True, None, f"value changed: {' '.join(r_vals)} -> {' '.join(a_vals)}")
 
 
-def _verify_entity_shift(regions, budget: int, max_span: int = 4) -> Verdict:
+def _verify_entity_shift(regions, budget: int, max_span: int = 4) -> EditVerdict:
     best = None
     for rem, add in regions:
         if not rem or not add or len(rem) > max_span or len(add) > max_span:
             continue
         r_words, a_words = _pair_off([t.norm for t in rem], [t.norm for t in add], _same_word)
-        r_ent = [t.text for t in rem if t.norm in r_words and _entity_like(t.text)]
-        a_ent = [t.text for t in add if t.norm in a_words and _entity_like(t.text)]
+        r_ent = [t.text for t in rem if t.norm in r_words and entity_like(t.text)]
+        a_ent = [t.text for t in add if t.norm in a_words and entity_like(t.text)]
         if not r_ent or not a_ent:
             continue
         words = [w.lower() for w in r_ent + a_ent if not looks_like_entity(w)]
         if len(words) == len(r_ent + a_ent) and all(
-            w in _ADJECTIVES or w.endswith(_ADJ_SUFFIXES) for w in words
+            w in ADJECTIVES or w.endswith(ADJ_SUFFIXES) for w in words
         ):
             continue  # important -> crucial: adjectives, not entities
         best = (rem, add, r_ent, a_ent)
         break
     if best is None:
-        return Verdict(False, "perturbation_not_verified", "no entity or noun replaced by a different one")
+        return EditVerdict(
+            False, "perturbation_not_verified", "no entity or noun replaced by a different one"
+        )
     rem, add, r_ent, a_ent = best
     rest = [(r, a) for r, a in regions if r is not rem or a is not add]
     n = _other(*_changed(rest), lambda w: False)
     if n > budget:
-        return Verdict(False, "edit_too_large", f"entity shift plus {n} other changed words")
-    return Verdict(True, None, f"entity shifted: {' '.join(r_ent)} -> {' '.join(a_ent)}")
+        return EditVerdict(False, "edit_too_large", f"entity shift plus {n} other changed words")
+    return EditVerdict(True, None, f"entity shifted: {' '.join(r_ent)} -> {' '.join(a_ent)}")
 
 
 def _swap_window(a: list[str], b: list[str]) -> tuple[list[str], list[str]]:
@@ -326,11 +176,11 @@ def _swap_window(a: list[str], b: list[str]) -> tuple[list[str], list[str]]:
 _sim = Indel.normalized_similarity
 
 
-def _verify_role_reversal(a: list[Token], b: list[Token], min_match: float = 0.75) -> Verdict:
+def _verify_role_reversal(a: list[Token], b: list[Token], min_match: float = 0.75) -> EditVerdict:
     keep = lambda toks: [t.norm for t in toks if t.norm not in ("a", "an", "the")]  # noqa: E731
     wa, wb = _swap_window(keep(a), keep(b))
     if len(wa) > 80:
-        return Verdict(False, "perturbation_not_verified", "changed stretch too long for a swap")
+        return EditVerdict(False, "perturbation_not_verified", "changed stretch too long for a swap")
     best, split = 0.0, None
     for i in range(1, len(wa)):
         for j in range(i + 1, len(wa)):
@@ -345,9 +195,13 @@ def _verify_role_reversal(a: list[Token], b: list[Token], min_match: float = 0.7
                     if sim > best:
                         best, split = sim, (x, mid, y)
     if split is None or best < min_match:
-        return Verdict(False, "perturbation_not_verified", "no two spans swapped around the same relation")
+        return EditVerdict(
+            False, "perturbation_not_verified", "no two spans swapped around the same relation"
+        )
     x, mid, y = split
-    return Verdict(True, None, f"roles swapped: [{' '.join(x)}] <-> [{' '.join(y)}] around [{' '.join(mid)}]")
+    return EditVerdict(
+        True, None, f"roles swapped: [{' '.join(x)}] <-> [{' '.join(y)}] around [{' '.join(mid)}]"
+    )
 
 
 def _lower_first(toks: list[Token]) -> list[Token]:
@@ -369,14 +223,14 @@ def similarity(original: str, edited: str, *, ordered: bool = True) -> float:
 
 def verify_edit(
     original: str, edited: str, kind: str, *, min_similarity: float = 0.5, max_other_changes: int = 2
-) -> Verdict:
+) -> EditVerdict:
     """Check that `edited` is `original` under the perturbation `kind` (CausalNeg contradiction kinds).
 
     Inputs: the original text (a sentence or passage), the edited one and the perturbation kind name (from
     negforge/prompts/perturbations.yaml). `min_similarity` is the token-level similarity below which the
     edit counts as a rewrite (word order ignored for role_reversal); `max_other_changes` is how many
     content words may change besides the perturbation itself (grammar fixes, a synonym).
-    Output: a Verdict. An unchanged copy (equal after lowercasing and dropping punctuation) is
+    Output: a EditVerdict. An unchanged copy (equal after lowercasing and dropping punctuation) is
     `edit_too_small` for every kind, since a copy is no perturbation at all; a kind outside
     VERIFIABLE_KINDS is otherwise verified with detail NO_VERIFIER. For verifiable kinds: a rewrite is
     `edit_too_large`; an edit without the perturbation (a paraphrase that keeps the meaning) is
@@ -395,12 +249,12 @@ def verify_edit(
         raise ValueError("min_similarity must lie in [0, 1] and max_other_changes be >= 0")
     a, b = (_lower_first(tokenize(text)) for text in (original, edited))
     if [t.norm for t in a] == [t.norm for t in b]:
-        return Verdict(False, "edit_too_small", "identical after normalisation")
+        return EditVerdict(False, "edit_too_small", "identical after normalisation")
     if kind not in VERIFIABLE_KINDS:
-        return Verdict(True, None, NO_VERIFIER)
+        return EditVerdict(True, None, NO_VERIFIER)
     sim = similarity(original, edited, ordered=kind != "role_reversal")
     if sim < min_similarity:
-        return Verdict(False, "edit_too_large", f"token similarity {sim:.2f} < {min_similarity}")
+        return EditVerdict(False, "edit_too_large", f"token similarity {sim:.2f} < {min_similarity}")
     if kind == "role_reversal":
         return _verify_role_reversal(a, b)
     regions = _regions(a, b)

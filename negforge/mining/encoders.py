@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from negforge.mining.batching import length_batches, padded_length
+
 
 class TextEncoder(Protocol):
     """Embeds texts; prompts are prepended by the caller, length sorting is the encoder's own business."""
@@ -23,34 +25,6 @@ class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
         """Return float32 embeddings of shape (len(texts), dim), normalised when the model says so."""
         ...
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, bucket: int = 1) -> list[np.ndarray]:
-    """Batches of text positions in which every text pads to the same length, longest first.
-
-    A text's padded length is its token count rounded up to a multiple of `bucket` (1: its exact count, no
-    padding at all). Every text of a batch is padded to that one length, never to a neighbour's, so a
-    text's embedding is a function of the text alone and never depends on which texts share its shard, its
-    batch or the run (faiss#1808 is the same fault in search); measured on CPU in fp32, a text padded to a
-    fixed length gets bit for bit the same embedding alone, in a batch of 7 or of 32. Wider buckets make
-    fuller batches (exact counts leave a small corpus in batches of one or two) at the cost of up to
-    `bucket - 1` padding tokens per text. Returns index arrays covering range(len(lengths)) once each.
-    Raises ValueError when batch_size or bucket is below 1.
-    """
-    if batch_size < 1 or bucket < 1:
-        raise ValueError(f"batch_size and bucket must be >= 1, got {batch_size} and {bucket}")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    padded = -(-lengths // bucket) * bucket
-    order = np.argsort(-padded, kind="stable")
-    out: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        end = start
-        while end < len(order) and padded[order[end]] == padded[order[start]]:
-            end += 1
-        out.extend(order[s : min(s + batch_size, end)] for s in range(start, end, batch_size))
-        start = end
-    return out
 
 
 #: token bucket of the torch encoder: texts pad to a multiple of 16 tokens (at most 15 padding tokens, a few
@@ -120,7 +94,7 @@ class TorchEncoder:
         pad_id = self.model.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for idx in length_batches(lengths, batch_size, PAD_BUCKET):
-                pad = -(-int(lengths[idx[0]]) // PAD_BUCKET) * PAD_BUCKET
+                pad = padded_length(int(lengths[idx[0]]), PAD_BUCKET)
                 pad = min(pad, cap) if cap else pad
                 rows = torch.from_numpy(np.asarray(idx))
                 batch = {

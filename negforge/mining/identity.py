@@ -19,37 +19,20 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from negforge.records import Corpus, Query
+from negforge.records import (
+    QUERY_DOCUMENT,
+    SAME_AS_POSITIVE,
+    SAME_AS_QUERY,
+    SAME_QUERY_POSITIVE,
+    Corpus,
+    Query,
+    QueryIdentity,
+)
 from negforge.text_identity import IDENTITY_RULE_VERSION, text_key
-
-SAME_AS_POSITIVE = "same_text_as_positive"
-SAME_AS_QUERY = "same_text_as_query"
-QUERY_DOCUMENT = "query_document"
-SAME_QUERY_POSITIVE = "positive_of_same_query_text"
-REASONS = (SAME_AS_POSITIVE, SAME_AS_QUERY, QUERY_DOCUMENT, SAME_QUERY_POSITIVE)
-
-
-@dataclass(frozen=True)
-class QueryIdentity:
-    """One query's forbidden texts (keys) and the corpus rows excluded from its negatives, by reason."""
-
-    positive_keys: frozenset[int]
-    query_key: int
-    excluded: dict[int, str] = field(default_factory=dict)  # corpus row -> reason (positives not included)
-
-    def text_reason(self, text: str) -> str | None:
-        """Why a text (a synthetic or given passage) cannot be this query's negative, or None."""
-        k = text_key(text)
-        if k and k in self.positive_keys:
-            return SAME_AS_POSITIVE
-        if k and k == self.query_key:
-            return SAME_AS_QUERY
-        return None
 
 
 def _compute_keys(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:

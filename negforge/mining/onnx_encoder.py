@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from negforge.mining.encoders import length_batches
+from negforge.mining.batching import length_batches
 
 logger = logging.getLogger(__name__)
 

@@ -17,39 +17,22 @@ import numpy as np
 from negforge.config import RunConfig
 from negforge.mining.bm25 import BM25Miner, top_k_excluding
 from negforge.mining.dense import DenseMiner
-from negforge.mining.identity import IdentityIndex, QueryIdentity
+from negforge.mining.identity import IdentityIndex
 from negforge.mining.selection import candidate_margin_reason, gap_cut
 from negforge.mining.topics import Topics
-from negforge.records import Candidate, Corpus, Query, Selected
+from negforge.records import (
+    SAME_AS_POSITIVE,
+    Candidate,
+    Corpus,
+    Query,
+    QueryIdentity,
+    QueryResult,
+    Refused,
+    Selected,
+)
 from negforge.text_identity import text_key
 
 SCORERS = ("bm25", "dense")
-
-
-@dataclass
-class QueryResult:
-    """One query after mining: its ranked candidate window, and later its verdicts and mixed negatives."""
-
-    query: Query
-    topic: int | None
-    positive_scores: dict[str, list[float]]
-    window: list[Selected]  # mined candidates inside the rank window that passed the margins, best first
-    pool_sizes: dict[str, int] = field(default_factory=dict)
-    funnel: Counter = field(default_factory=Counter)
-    random: list[Selected] = field(default_factory=list)
-    margin_dropped: list[tuple[Selected, str]] = field(default_factory=list)
-    pos_min: float = float("nan")  # weakest positive's selection score (SimANS centre)
-    synthetic: list = field(
-        default_factory=list
-    )  # (SyntheticNegative, dense score, embedding), by the generator
-    negatives: list = field(default_factory=list)  # (FilterCandidate, scores), filled by the mixer
-    dropped: list = field(default_factory=list)  # (FilterCandidate, Outcome), filled by filters and mixer
-    relabeled: list = field(default_factory=list)  # (FilterCandidate, Outcome): likely positives kept as such
-    llm_asked: bool = False  # whether synthetic negatives were requested for this query
-    short: bool = False
-    given: list[Selected] = field(default_factory=list)  # negatives the input gave, past identity and margins
-    identity_dropped: list[tuple[Selected, str]] = field(default_factory=list)  # never negatives: the reason
-    identity: QueryIdentity | None = None
 
 
 @dataclass
@@ -175,7 +158,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             for s in c.ranks:
                 pool_sizes[s] += 1
         identity_dropped = [
-            (Selected(Candidate(r, {}, {}), "identity", 0), reason)
+            Refused(Selected(Candidate(r, {}, {}), "identity", 0), reason)
             for r, reason in sorted(qident.excluded.items())
         ]
         for _, reason in identity_dropped:
@@ -183,8 +166,10 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
         given: list[Selected] = []
         for gi, g in enumerate(q.given, 1):
             if g.row in posset or g.row in qident.excluded:
-                reason = qident.excluded.get(g.row, "same_text_as_positive")
-                identity_dropped.append((Selected(Candidate(g.row, {}, {"given": gi}), "given", gi), reason))
+                reason = qident.excluded.get(g.row, SAME_AS_POSITIVE)
+                identity_dropped.append(
+                    Refused(Selected(Candidate(g.row, {}, {"given": gi}), "given", gi), reason)
+                )
                 funnel[reason] += 1
                 continue
             given.append(Selected(Candidate(g.row, {}, {"given": gi}), "given", gi))
@@ -196,7 +181,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             pos_scores["hybrid"] = _fuse(fused, pos_scores) if fused else [0.0] * len(pos)
         rng = query_rng(cfg.seed, q.id)
         window: list[Selected] = []
-        margin_dropped: list[tuple[Selected, str]] = []
+        margin_dropped: list[Refused] = []
         pos_min = float("nan")
         if score_by is not None:
             pool.sort(key=lambda c: (-c.scores[score_by], c.row))
@@ -213,7 +198,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
                 )
                 if reason:
                     funnel[reason] += 1
-                    margin_dropped.append((s, reason))
+                    margin_dropped.append(Refused(s, reason))
                 else:
                     window.append(s)
             funnel["window"] += len(window)
@@ -224,7 +209,7 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
                 )
                 if reason:
                     funnel[reason] += 1
-                    margin_dropped.append((s, reason))
+                    margin_dropped.append(Refused(s, reason))
                 else:
                     kept_given.append(s)
             given = kept_given

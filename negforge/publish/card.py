@@ -14,7 +14,7 @@ import jinja2
 import pyarrow.parquet as pq
 import yaml
 
-from negforge.publish.hub_layout import RunFiles
+from negforge.publish.run_files import RunFiles
 
 TEMPLATE = "dataset_card.md.j2"
 TASK_CATEGORIES = ["sentence-similarity", "text-retrieval"]

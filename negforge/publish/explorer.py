@@ -30,7 +30,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-SYNTHETIC = ("llm", "rules")
+from negforge.publish.summary import source_scores
+from negforge.records import WRITTEN_SOURCES, selection_score
+
+SYNTHETIC = WRITTEN_SOURCES
 TEXT_CHARS = 300  # query, positives, kept and synthetic negatives
 DROPPED_CHARS = 160  # dropped candidates
 BIG_RUN = 2000  # above this many queries ...
@@ -142,12 +145,6 @@ class _Passages:
         return i
 
 
-def _score(c: dict, key: str | None) -> float | None:
-    k = "dense" if c.get("source") in SYNTHETIC and key not in (None, "dense") else key
-    v = (c.get("scores") or {}).get(k) if k else None
-    return None if v is None else float(v)
-
-
 def _weakest_positive(row: dict, key: str | None) -> float | None:
     vals = [v for v in ((row.get("positive_scores") or {}).get(key) or []) if v is not None] if key else []
     return min(vals) if vals else None
@@ -189,7 +186,7 @@ def _dropped(c: dict, key, verdicts: dict, keys: dict, passages: _Passages, with
         ref = c["doc_id"]
     v = verdicts.setdefault(f"{c.get('filter')}/{c.get('reason')}", len(verdicts))
     fs = _fs(c, keys) if with_text else []
-    return [ref, c["source"], c.get("rank"), _r(_score(c, key)), v, *([fs] if fs else [])]
+    return [ref, c["source"], c.get("rank"), _r(selection_score(c, key)), v, *([fs] if fs else [])]
 
 
 def histogram(rows: list[dict], key: str | None, bins: int = BINS) -> dict | None:
@@ -199,10 +196,10 @@ def histogram(rows: list[dict], key: str | None, bins: int = BINS) -> dict | Non
         groups["positives"] += [
             float(v) for v in ((r.get("positive_scores") or {}).get(key) or []) if v is not None
         ]
-        for name, cands in (("kept", r["negatives"]), ("dropped", r.get("dropped") or [])):
-            groups[name] += [
-                v for c in cands if c["source"] not in SYNTHETIC and (v := _score(c, key)) is not None
-            ]
+    for src, sc in source_scores(rows, key).items():  # the numbers report.md's histograms draw
+        if src not in SYNTHETIC:
+            groups["kept"] += sc.kept
+            groups["dropped"] += sc.dropped
     allv = [v for g in groups.values() for v in g]
     if not key or not allv:
         return None
@@ -232,7 +229,7 @@ def pileup(rows: list[dict], key: str | None) -> dict:
         weakest = _weakest_positive(r, key)
         for kept, cands in ((True, r["negatives"]), (False, r.get("dropped") or [])):
             for c in cands:
-                if c["source"] in SYNTHETIC or (v := _score(c, key)) is None:
+                if c["source"] in SYNTHETIC or (v := selection_score(c, key)) is None:
                     continue
                 n += 1
                 vals.append(v)
@@ -286,7 +283,7 @@ def explorer_data(
     queries = []
 
     def score(c: dict) -> float:
-        return v if (v := _score(c, key)) is not None else float("-inf")
+        return v if (v := selection_score(c, key)) is not None else float("-inf")
 
     for r in rows:
         weakest = _weakest_positive(r, key)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from negforge.publish.hub_layout import PublishError, RunFiles
+from negforge.publish.run_files import PublishError, RunFiles
 from negforge.publish.trainer import training_positives
+from negforge.records import score_on
 
 DEFAULT_SCORE = "hybrid"
 
@@ -56,10 +57,6 @@ def _pos_scores(row: dict, key: str) -> list[float | None]:
     return given + [(p.get("scores") or {}).get(key) for p in row.get("relabeled_positives") or []]
 
 
-def _neg_score(neg: dict, key: str) -> float | None:
-    return (neg.get("scores") or {}).get(key)
-
-
 def export_flagembedding(run: RunFiles, path: Path, *, score: str | None = None, prompt: str = "") -> int:
     """FlagEmbedding fine-tuning JSONL: query, pos, neg, pos_scores, neg_scores, prompt. Scores are the chosen
     scale's; when any is missing for a row, both score lists are left out (FlagEmbedding treats them as
@@ -74,7 +71,7 @@ def export_flagembedding(run: RunFiles, path: Path, *, score: str | None = None,
                 "pos": training_positives(row),
                 "neg": [x["text"] for x in negs],
             }
-            pos_s, neg_s = _pos_scores(row, key), [_neg_score(x, key) for x in negs]
+            pos_s, neg_s = _pos_scores(row, key), [score_on(x, key) for x in negs]
             if None not in pos_s and None not in neg_s:
                 rec["pos_scores"], rec["neg_scores"] = pos_s, neg_s
             rec["prompt"] = prompt
@@ -125,7 +122,7 @@ def export_marginmse(run: RunFiles, path: Path, *, score: str | None = None) -> 
         pos_s = _pos_scores(row, key)
         for pos, ps in zip(training_positives(row), pos_s, strict=True):
             for neg in row.get("negatives") or []:
-                ns = _neg_score(neg, key)
+                ns = score_on(neg, key)
                 if ps is None or ns is None:
                     continue
                 cols["query"].append(row["query"])

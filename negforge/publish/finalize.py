@@ -16,16 +16,15 @@ import numpy as np
 import pyarrow as pa
 
 from negforge import __version__
-from negforge.calibration.outscoring import outscoring
 from negforge.config import RunConfig
 from negforge.generators.stage import LLMStage
 from negforge.mining.fingerprint import texts_digest
-from negforge.mining.identity import REASONS as IDENTITY_REASONS
 from negforge.mining.pool import MiningContext
 from negforge.mining.selection import margin_advice
 from negforge.mixing import merge_filter_stats, ntuple_width
 from negforge.ownership import claim, legacy_dataset, remove_owned
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
+from negforge.publish.outscoring import outscoring
 from negforge.publish.report import write_report
 from negforge.publish.rich import RICH_SCHEMA
 from negforge.publish.separability import written_separability
@@ -37,6 +36,7 @@ from negforge.publish.trainer import (
     ntuple_table,
     triplet_table,
 )
+from negforge.records import REASONS as IDENTITY_REASONS
 from negforge.records import TrainingInput
 from negforge.shards import ShardStore
 from negforge.timing import Timings

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from negforge.publish.hub_layout import PublishError, read_run, write_hub_folder
+from negforge.publish.hub_layout import write_hub_folder
 from negforge.publish.push import PushResult
+from negforge.publish.run_files import PublishError, read_run
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from negforge.publish.card import render_card
-from negforge.publish.hub_layout import PublishError, RunFiles, read_run
+from negforge.publish.run_files import PublishError, RunFiles, read_run
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from negforge.publish.explorer import write_explorer
 from negforge.publish.markdown import code, md
+from negforge.publish.summary import source_scores
 
 EXAMPLES_PER_REASON = 2
 SNIPPET = 280
@@ -29,50 +30,33 @@ def _snip(text: str | None) -> str:
     return md((text[:SNIPPET] + "…") if len(text) > SNIPPET else text)
 
 
-def _score(cand: dict, key: str | None) -> float | None:
-    if key is None:
-        return None
-    v = (cand.get("scores") or {}).get(key)
-    return None if v is None else float(v)
-
-
 PLOT_VERSION = 1  # bump when the figure's look changes: cached PNGs of the old look are then not reused
 
 
 def plot_histograms(
     rows: list[dict], score_key: str | None, out_dir: Path, cache_dir: Path | None = None
 ) -> list[Path]:
-    """One PNG per source (`out_dir/scores_<source>.png`): kept vs dropped candidates by the selection score
-    (LLM ones by dense score). Returns the paths written.
+    """One PNG per source (`out_dir/scores_<source>.png`): kept vs dropped candidates by their selection score
+    (`negforge.publish.summary.source_scores`: written ones by dense unless the run selects by dense). Returns
+    the paths written.
 
     `cache_dir`: PNGs are kept there under a digest of what they plot (scores, labels, matplotlib's version),
     so a rerun whose figures did not change copies them and never imports matplotlib (~1.5 s).
     """
-    kept: dict[str, list[float]] = defaultdict(list)
-    dropped: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        for n in r["negatives"]:
-            key = score_key if n["source"] != "llm" else "dense"
-            if (v := _score(n, key)) is not None:
-                kept[n["source"]].append(v)
-        for d in r.get("dropped") or []:
-            key = score_key if d["source"] != "llm" else "dense"
-            if (v := _score(d, key)) is not None:
-                dropped[d["source"]].append(v)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for src in sorted(set(kept) | set(dropped)):
-        key = score_key if src != "llm" else "dense"
+    for src, sc in source_scores(rows, score_key).items():
+        key, kept, dropped = sc.key, sc.kept, sc.dropped
         path = out_dir / f"scores_{src}.png"
         cached = None
         if cache_dir is not None:
-            spec = [PLOT_VERSION, _version("matplotlib"), src, key, kept[src], dropped[src]]
+            spec = [PLOT_VERSION, _version("matplotlib"), src, key, kept, dropped]
             digest = hashlib.blake2b(json.dumps(spec).encode(), digest_size=16).hexdigest()
             cached = cache_dir / f"{digest}.png"
         if cached is not None and cached.is_file():
             shutil.copyfile(cached, path)
         else:
-            _histogram(src, key, kept[src], dropped[src], path)
+            _histogram(src, key, kept, dropped, path)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")

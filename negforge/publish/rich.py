@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from negforge.filters.base import FilterCandidate
-from negforge.mining.pool import QueryResult
-from negforge.records import Corpus
+from negforge.records import Corpus, FilterCandidate, QueryResult
 
 SCORES = pa.struct([("bm25", pa.float32()), ("dense", pa.float32()), ("hybrid", pa.float32())])
 RANKS = pa.struct(

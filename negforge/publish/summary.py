@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from negforge.records import score_on, selection_key, selection_score
 
 
 def score_summary(rows: Iterable[dict], score_key: str | None) -> list[dict]:
@@ -16,7 +20,7 @@ def score_summary(rows: Iterable[dict], score_key: str | None) -> list[dict]:
         pos = (row["positive_scores"] or {}).get(score_key) if score_key else None
         pos_min = min(pos) if pos else None
         for neg in row["negatives"]:
-            s = (neg["scores"] or {}).get(score_key) if score_key else None
+            s = score_on(neg, score_key)  # strict: a margin takes both sides from one scale
             for src in (neg["source"], "all"):
                 b = per.setdefault(src, {"neg": [], "pos": [], "margin": [], "n": []})
                 b["n"].append(1)
@@ -83,3 +87,29 @@ def print_summary(summary: list[dict], score_key: str | None, console: Console |
     for row in summary:
         table.add_row(*["-" if row[c] is None else str(row[c]) for c in cols])
     console.print(table)
+
+
+@dataclass(frozen=True)
+class SourceScores:
+    """One source's candidates on its selection scale (`negforge.records.selection_key`): the scores of the
+    kept negatives and of the dropped candidates, in row order."""
+
+    key: str | None
+    kept: list[float] = field(default_factory=list)
+    dropped: list[float] = field(default_factory=list)
+
+
+def source_scores(rows: Iterable[Mapping[str, Any]], score_key: str | None) -> dict[str, SourceScores]:
+    """Per source (sorted by name), kept and dropped candidates' `selection_score`s; candidates without one are
+    left out. The one place report.md's histograms and report.html's figures take their numbers from."""
+    out: dict[str, SourceScores] = {}
+    for r in rows:
+        for kind, cands in (("kept", r["negatives"]), ("dropped", r.get("dropped") or [])):
+            for c in cands:
+                if (v := selection_score(c, score_key)) is None:
+                    continue
+                src = c["source"]
+                if src not in out:
+                    out[src] = SourceScores(selection_key(src, score_key))
+                getattr(out[src], kind).append(v)
+    return dict(sorted(out.items()))

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from negforge.records import score_on
+
 CE_LABEL = "cross_encoder"  # label key: GPL margins from the cross-encoder filter's recorded scores
 
 
@@ -18,14 +20,10 @@ def training_positives(row: dict) -> list[str]:
     return [*row["positives"], *(p["text"] for p in row.get("relabeled_positives") or [])]
 
 
-def _score(scores: dict | None, key: str | None) -> float | None:
-    return None if scores is None or key is None else scores.get(key)
-
-
 def _neg_label(neg: dict, key: str | None) -> float | None:
     if key == CE_LABEL:
         return (neg.get("filter_scores") or {}).get("ce_score")
-    return _score(neg["scores"], key)
+    return score_on(neg, key)
 
 
 def _pos_labels(row: dict, key: str | None) -> list | None:

@@ -11,8 +11,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from negforge.config import DataConfig
-from negforge.mining.identity import REASONS as IDENTITY_REASONS
 from negforge.mining.identity import IdentityIndex
+from negforge.records import REASONS as IDENTITY_REASONS
 from negforge.records import TrainingInput
 from negforge.sources import load_input
 from negforge.text_identity import text_key
