@@ -9,6 +9,8 @@ import dataclasses
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -319,39 +321,97 @@ def run_shard(config: dict, shard: int, qidx: list[int], generation: dict | None
     return mine_shard(ctx, store, shard, qidx, llm, generation)
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False, data: TrainingInput | None = None) -> RunResult:
-    """The whole build in this process, without Prefect (the flow does the same steps as tasks). `data`: the
-    input already loaded (and changed, as calibration's folds change it), else read from `cfg.data`."""
-    timings = Timings()
-    data = data if data is not None else load_data(cfg, timings)
-    pinned = pin_precision(cfg, data)
+@dataclass(frozen=True)
+class BuildSteps:
+    """The steps `prepare_build` calls, each replaceable: the Prefect flow passes every one wrapped as a task
+    (so each shows as a task run), `run` the plain functions. Same arguments, same results either way."""
+
+    load_data: Callable[..., TrainingInput] = load_data
+    pin_precision: Callable[..., PinnedRun] = pin_precision
+    prepare_bm25: Callable[..., BM25Miner | None] = prepare_bm25
+    prepare_dense: Callable[..., tuple[DenseMiner | None, np.ndarray | None]] = prepare_dense
+    make_context: Callable[..., MiningContext] = make_context
+    prepare_llm: Callable[..., LLMStage | None] = prepare_llm
+    prepare_filters: Callable[..., FilterStack | None] = prepare_filters
+
+
+@dataclass
+class PreparedBuild:
+    """A build ready to mine its shards: the pinned config, the input, the shard store with its to-do list,
+    the mining context (indexes, filters, calibrated margins) and the LLM stage when one was started.
+    `gen_llm` is `llm` when synthetic negatives are on (sources.llm), else None; whoever mines the shards
+    closes `llm` at the end (`close`)."""
+
+    cfg: RunConfig
+    data: TrainingInput
+    timings: Timings
+    store: ShardStore
+    ctx: MiningContext
+    shards: list[list[int]]
+    todo: list[int]
+    llm: LLMStage | None
+    gen_llm: LLMStage | None
+
+    def close(self) -> None:
+        """Stop the LLM stage (a managed vLLM server) if one was started."""
+        if self.llm is not None:
+            self.llm.close()
+
+
+def prepare_build(
+    cfg: RunConfig,
+    *,
+    overwrite: bool = False,
+    data: TrainingInput | None = None,
+    timings: Timings | None = None,
+    steps: BuildSteps | None = None,
+) -> PreparedBuild:
+    """The one sequence before shard mining, for `run` and the Prefect flow alike: read the input (unless
+    `data` is given), pin every model's precision, open the shard store under the run identity (`overwrite`:
+    judge every shard again), build the BM25 and dense indexes, the mining context, the shard plan and to-do
+    list, start the LLM (before the filters: an llm_judge filter asks it), build the filters and calibrate the
+    margins (`relative_margin: auto`). A failure after the LLM started stops it before it is raised."""
+    steps = steps or BuildSteps()
+    timings = timings if timings is not None else Timings()
+    data = data if data is not None else steps.load_data(cfg, timings)
+    pinned = steps.pin_precision(cfg, data)  # workers encode and score with the driver's paths
     cfg = pinned.cfg
     store = ShardStore(cfg.run_dir)
     changes = store.open(run_identity(cfg, data), overwrite=overwrite)
     report_changes(changes)
-    bm25 = prepare_bm25(cfg, data, timings)
-    dense, qemb = prepare_dense(cfg, data, timings, pinned)
-    ctx = make_context(cfg, data, bm25, dense, qemb, timings)
+    bm25 = steps.prepare_bm25(cfg, data, timings)
+    dense, qemb = steps.prepare_dense(cfg, data, timings, pinned)
+    ctx = steps.make_context(cfg, data, bm25, dense, qemb, timings)
     ctx.notes += [f"{c}: every shard judged again" for c in changes]
     shards = plan_shards(len(data.queries), cfg.output.shard_size)
     todo = [i for i in range(len(shards)) if not store.is_done(i)]
-    # the LLM starts before the filters: an llm_judge filter asks it (even with sources.llm.enabled off)
-    llm = prepare_llm(cfg, timings) if todo else None
+    llm = steps.prepare_llm(cfg, timings) if todo else None
     gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
-        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
+        ctx.filters = steps.prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
         ctx.notes += ctx.filters.notes if ctx.filters is not None else []
         cfg = calibrate_margins(cfg, ctx, data, timings, pinned)
-        with progress_bar("mine shards", len(todo)) as advance:
-            if gen_llm is None:
-                for i in todo:
-                    mine_shard(ctx, store, i, shards[i])
-                    advance(1)
-            else:
-                for i, gen in pregenerate(ctx, gen_llm, shards, todo):
-                    mine_shard(ctx, store, i, shards[i], gen_llm, gen)
-                    advance(1)
-    finally:
+    except BaseException:
         if llm is not None:
             llm.close()
-    return finalize(cfg, ctx, data, store, shards, timings, todo, gen_llm)
+        raise
+    return PreparedBuild(cfg, data, timings, store, ctx, shards, todo, llm, gen_llm)
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False, data: TrainingInput | None = None) -> RunResult:
+    """The whole build in this process, without Prefect (the flow does the same steps as tasks). `data`: the
+    input already loaded (and changed, as calibration's folds change it), else read from `cfg.data`."""
+    b = prepare_build(cfg, overwrite=overwrite, data=data)
+    try:
+        with progress_bar("mine shards", len(b.todo)) as advance:
+            if b.gen_llm is None:
+                for i in b.todo:
+                    mine_shard(b.ctx, b.store, i, b.shards[i])
+                    advance(1)
+            else:
+                for i, gen in pregenerate(b.ctx, b.gen_llm, b.shards, b.todo):
+                    mine_shard(b.ctx, b.store, i, b.shards[i], b.gen_llm, gen)
+                    advance(1)
+    finally:
+        b.close()
+    return finalize(b.cfg, b.ctx, b.data, b.store, b.shards, b.timings, b.todo, b.gen_llm)

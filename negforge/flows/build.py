@@ -18,8 +18,6 @@ from negforge import pipeline
 from negforge.config import ExecutionConfig, RunConfig
 from negforge.flows.artifacts import ShardProgress, publish_run_artifacts
 from negforge.progress import progress_bar
-from negforge.shards import ShardStore, plan_shards
-from negforge.timing import Timings
 
 # Big in-memory objects (corpus, indexes) pass between driver tasks in one process: no caching, no results.
 _task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -33,6 +31,16 @@ prepare_filters = _task(pipeline.prepare_filters, name="filters-setup")
 prepare_llm = _task(pipeline.prepare_llm, name="llm-start")
 mine_shard = _task(pipeline.run_shard, name="mine-filter-mix-shard", task_run_name="shard-{shard}", retries=1)
 finalize = _task(pipeline.finalize, name="write")
+#: `pipeline.prepare_build`'s steps as tasks: the flow runs the library's one sequence, each step a task run
+STEPS = pipeline.BuildSteps(
+    load_data=load,
+    pin_precision=pin_precision,
+    prepare_bm25=prepare_bm25,
+    prepare_dense=prepare_dense,
+    make_context=make_context,
+    prepare_llm=prepare_llm,
+    prepare_filters=prepare_filters,
+)
 
 LLM_TAG = "negforge-llm"
 CROSS_ENCODER_TAG = "negforge-cross-encoder"
@@ -101,39 +109,21 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
     """Build hard negatives for the run described by `config` (a RunConfig as a dict); returns the manifest."""
     cfg = RunConfig.model_validate(config)
     log = get_run_logger()
-    timings = Timings()
-    data = load(cfg, timings)
-    pinned = pin_precision(cfg, data)  # workers encode and score with the driver's paths
-    cfg = pinned.cfg
-    store = ShardStore(cfg.run_dir)
-    changes = store.open(pipeline.run_identity(cfg, data), overwrite=overwrite)
-    pipeline.report_changes(changes)
-    bm25 = prepare_bm25(cfg, data, timings)
-    dense, qemb = prepare_dense(cfg, data, timings, pinned)
-    ctx = make_context(cfg, data, bm25, dense, qemb, timings)
-    ctx.notes += [f"{c}: every shard judged again" for c in changes]
-    shards = plan_shards(len(data.queries), cfg.output.shard_size)
-    todo = [i for i in range(len(shards)) if not store.is_done(i)]
+    b = pipeline.prepare_build(cfg, overwrite=overwrite, steps=STEPS)
+    cfg, ctx, shards, todo, llm, gen_llm = b.cfg, b.ctx, b.shards, b.todo, b.llm, b.gen_llm
     log.info(
-        "%d queries in %d shards; %d already done", len(data.queries), len(shards), len(shards) - len(todo)
+        "%d queries in %d shards; %d already done", len(b.data.queries), len(shards), len(shards) - len(todo)
     )
-    # the LLM starts before the filters: an llm_judge filter asks it (even with sources.llm.enabled off)
-    llm = prepare_llm(cfg, timings) if todo else None
-    gen_llm = llm if cfg.sources.llm.enabled else None  # synthetic negatives only when sources.llm is on
     try:
-        ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm, pinned)
-        ctx.notes += ctx.filters.notes if ctx.filters is not None else []
-        cfg = pipeline.calibrate_margins(cfg, ctx, data, timings, pinned)
+        limits = ensure_concurrency_limits(cfg)
+        if limits:
+            log.info("concurrency limits: %s", limits)
+        shard_cfg = pipeline.worker_config(cfg, llm)  # workers' judges reach the same endpoints
+        runner = task_runner(cfg.execution)
     except BaseException:
-        if llm is not None:
-            llm.close()
+        b.close()
         raise
-    limits = ensure_concurrency_limits(cfg)
-    if limits:
-        log.info("concurrency limits: %s", limits)
     pipeline.register_context(cfg, ctx, gen_llm)
-    shard_cfg = pipeline.worker_config(cfg, llm)  # workers' judges reach the same endpoints
-    runner = task_runner(cfg.execution)
     try:
         with runner, progress_bar("mine shards", len(todo)) as advance, ShardProgress(len(todo)) as artifact:
             # with an LLM the driver owns the run's one generation queue: a shard task starts when all of
@@ -168,9 +158,8 @@ def build_negatives(config: dict[str, Any], overwrite: bool = False) -> dict:
                 raise _first_of(failures, log)
     finally:
         pipeline.forget_context(cfg)
-        if llm is not None:
-            llm.close()
-    result = finalize(cfg, ctx, data, store, shards, timings, todo, gen_llm)
+        b.close()
+    result = finalize(cfg, ctx, b.data, b.store, shards, b.timings, todo, gen_llm)
     publish_run_artifacts(result.manifest, Path(result.run_dir))
     log.info("dataset written to %s", result.dataset_dir)
     return result.manifest

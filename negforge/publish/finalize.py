@@ -128,7 +128,7 @@ def finalize(
     """Concatenate shards, check every query is there exactly once, write datasets and the manifest.
 
     `mined`: the indices of the shards this run mined (the others were reused from the store); the manifest's
-    `mine` timing counts only these, and `shards.reused_mining_seconds` what the reused ones once took.
+    `mine` timing counts only these, and `reused_mining_seconds` what the reused ones once took.
     """
     with timings.stage("write", len(data.queries), "queries"):
         rich = pa.concat_tables([store.read(i) for i in range(len(shards))]).cast(RICH_SCHEMA)
@@ -280,12 +280,8 @@ def finalize(
             for n in [margin_advice(dict(agg["funnel"]), len(short_ids), len(data.queries), cfg.selection)]
             if n
         ],
-        "shards": {
-            "total": len(shards),
-            "reused": reused,
-            "written": len(shards) - reused,
-            "reused_mining_seconds": round(reused_seconds, 3),
-        },
+        "shards": {"total": len(shards), "reused": reused, "written": len(shards) - reused},
+        "reused_mining_seconds": round(reused_seconds, 3),  # what the reused shards once took to mine
         "timings": timings.stages,
         "score_by": score_key,
         "label_by": label_key_of(cfg, score_key) if cfg.output.scores else None,
