@@ -10,6 +10,7 @@ recognised by their own layout (`legacy`), so an old run can still be overwritte
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -72,3 +73,15 @@ def legacy_dataset(folder: Path) -> bool:
         and (folder.parent / "manifest.json").is_file()
         and (folder.parent / "shards").is_dir()
     )
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so a reader sees the old file or the whole new one, never a part: written to a
+    temporary file beside it (named by this process, so concurrent writers of one cache entry do not share
+    it), flushed to disk, then renamed over `path`."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -13,7 +13,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from negforge.ownership import check_owned, claim, inside, is_owned, legacy_dataset, remove_owned
+from negforge.ownership import (
+    atomic_write,
+    check_owned,
+    claim,
+    inside,
+    is_owned,
+    legacy_dataset,
+    remove_owned,
+)
 
 
 class RunFolderConflict(RuntimeError):
@@ -75,7 +83,7 @@ class ShardStore:
                 remove_owned(self.dir, "shards", _legacy_shards)
         if not is_owned(self.dir, "shards"):
             claim(self.dir, "shards")
-        _atomic_write(state, json.dumps(identity, indent=2).encode())
+        atomic_write(state, json.dumps(identity, indent=2).encode())
         return changes
 
     def _paths(self, i: int) -> tuple[Path, Path]:
@@ -89,7 +97,7 @@ class ShardStore:
         tmp = data.with_suffix(".parquet.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, data)
-        _atomic_write(meta, json.dumps(stats).encode())
+        atomic_write(meta, json.dumps(stats).encode())
 
     def stats(self, i: int) -> dict:
         return json.loads(self._paths(i)[1].read_text())
@@ -111,12 +119,3 @@ def _legacy_shards(folder: Path) -> bool:
         and "rules" in old
         and all(n == "state.json" or n.startswith("shard-") or n.endswith(".tmp") for n in names)
     )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

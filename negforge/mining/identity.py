@@ -16,13 +16,14 @@ query's positives are found by binary search, and the miners over-fetch by exact
 
 from __future__ import annotations
 
-import hashlib
-import os
+import io
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from negforge.mining.fingerprint import texts_digest
+from negforge.ownership import atomic_write
 from negforge.records import (
     QUERY_DOCUMENT,
     SAME_AS_POSITIVE,
@@ -48,10 +49,8 @@ def _corpus_keys(corpus: Corpus, cache_dir: Path | None) -> tuple[np.ndarray, np
     """(full, body): each corpus row's text key with and without its title, int64 arrays of shape (n,)."""
     if cache_dir is None:
         return _compute_keys(corpus)
-    h = hashlib.sha256(f"identity-v{IDENTITY_RULE_VERSION}\0".encode())
-    for t, title in zip(corpus.texts, corpus.titles, strict=True):
-        h.update(t.encode("utf-8", "surrogatepass") + b"\0" + title.encode("utf-8", "surrogatepass") + b"\0")
-    path = cache_dir / f"{h.hexdigest()[:24]}.npz"
+    name = f"v{IDENTITY_RULE_VERSION}-{texts_digest(corpus.texts)}-{texts_digest(corpus.titles)}"
+    path = cache_dir / f"{name}.npz"
     try:
         with np.load(path) as z:
             full, body = z["full"], z["body"]
@@ -61,9 +60,9 @@ def _corpus_keys(corpus: Corpus, cache_dir: Path | None) -> tuple[np.ndarray, np
         pass
     full, body = _compute_keys(corpus)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, full=full, body=body)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.savez(buf, full=full, body=body)
+    atomic_write(path, buf.getvalue())
     return full, body
 
 

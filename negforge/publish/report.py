@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import textwrap
 from collections import defaultdict
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from negforge.ownership import atomic_write
 from negforge.publish.explorer import write_explorer
 from negforge.publish.markdown import code, md
 from negforge.publish.summary import source_scores
@@ -59,9 +59,7 @@ def plot_histograms(
             _histogram(src, key, kept, dropped, path)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-                shutil.copyfile(path, tmp)
-                tmp.replace(cached)
+                atomic_write(cached, path.read_bytes())
         paths.append(path)
     return paths
 
