@@ -5,7 +5,19 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, SCIFACT
+
+NFCORPUS = ROOT.parent / "shared" / "data" / "nfcorpus"
+needs_scifact = pytest.mark.skipif(
+    not (SCIFACT / "qrels" / "train.tsv").is_file(),
+    reason=f"BEIR SciFact is not at {SCIFACT} (../shared/data)",
+)
+needs_nfcorpus = pytest.mark.skipif(
+    not (NFCORPUS / "qrels" / "train.tsv").is_file(),
+    reason=f"BEIR NFCorpus is not at {NFCORPUS} (../shared/data)",
+)
 
 
 def _bench():
@@ -16,6 +28,7 @@ def _qids(path: Path) -> set[str]:
     return {ln.split("\t")[0] for ln in path.read_text().splitlines()[1:] if ln.strip()}
 
 
+@needs_scifact
 def test_dev_split_partitions_train_and_never_touches_test(tmp_path: Path) -> None:
     bench = _bench()
     folder = bench.make_dev_split(SCIFACT, tmp_path, 0.2, seed=13)
@@ -95,6 +108,7 @@ def test_per_query_metrics_match_hand_computed_values() -> None:
     assert ranks == [["a", "b"]]
 
 
+@needs_nfcorpus
 def test_nfcorpus_sample_is_shared_bounded_and_seeded(tmp_path: Path) -> None:
     data = _load("quality_data")
     spec = data.DATASETS["nfcorpus"]
