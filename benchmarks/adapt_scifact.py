@@ -69,7 +69,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
     from negforge.adapt.pipeline import build_config, write_beir
     from negforge.adapt.querygen import dedupe_queries, examples_for, generate_queries
     from negforge.config import load_config
-    from negforge.generators.stage import LLMEndpoint, start_llm
+    from negforge.generators.llm_stage import LLMEndpoint, start_llm
     from negforge.mining.bm25 import BM25Miner
     from negforge.mining.fingerprint import texts_digest
     from negforge.pipeline import run

@@ -107,8 +107,8 @@ async def plain_client(base_url: str, model: str, requests: list, concurrency: i
 
 def first_requests(cfg) -> list:
     """The first-attempt request of every item negforge's build would send (same mining, same seeds)."""
-    from negforge.generation_stage import generation_items
-    from negforge.generators.stage import start_llm
+    from negforge.generators.attach import generation_items
+    from negforge.generators.llm_stage import start_llm
     from negforge.mining.pool import mine_queries
     from negforge.pipeline import load_data, make_context, prepare_bm25, prepare_dense
     from negforge.timing import Timings

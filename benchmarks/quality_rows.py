@@ -142,7 +142,7 @@ def mine_negforge(
     progress.set_enabled(False)
     cfg = negforge_config(args, "nf" if row == "ance" else row, train_folder)
     if checkpoint is not None:
-        from negforge.refresh import refresh
+        from negforge.training.refresh import refresh
 
         res = refresh(cfg, checkpoint, run_name=f"{cfg.run_name}-{folder.parent.name}", overwrite=True)
     else:

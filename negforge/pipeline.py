@@ -16,21 +16,21 @@ import numpy as np
 
 from negforge.config import RunConfig
 from negforge.filters import FilterQuery, FilterStack, build_stack
-from negforge.generation_stage import add_rule_negatives, attach_synthetic, generation_items, pregenerate
-from negforge.generators.stage import LLMStage
+from negforge.generators.attach import add_rule_negatives, attach_synthetic, generation_items, pregenerate
+from negforge.generators.llm_stage import LLMStage
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.dense import DenseMiner, release_pages
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.mining.topics import cluster_topics
-from negforge.mixing import judge_and_mix
+from negforge.mixing.mix import judge_and_mix
 from negforge.precision_pin import PinnedRun, pin_precision
 from negforge.progress import progress_bar
 from negforge.publish.finalize import RunResult, finalize
 from negforge.publish.rich import rich_table
 from negforge.records import TrainingInput
-from negforge.run_identity import report_changes, run_identity
-from negforge.shards import ShardStore, plan_shards
+from negforge.run_store.identity import report_changes, run_identity
+from negforge.run_store.shards import ShardStore, plan_shards
 from negforge.sources import load_input
 from negforge.timing import Timings
 
@@ -178,7 +178,7 @@ def prepare_llm(cfg: RunConfig, timings: Timings) -> LLMStage | None:
     negatives, or for an llm_judge filter even when sources.llm.enabled is false (`cfg.llm_needed`)."""
     if not cfg.llm_needed:
         return None
-    from negforge.generators.stage import start_llm
+    from negforge.generators.llm_stage import start_llm
 
     with timings.stage("llm_start"):
         return start_llm(cfg)
@@ -292,7 +292,7 @@ def worker_context(cfg: RunConfig) -> tuple[MiningContext, LLMStage | None]:
                 raise RuntimeError(
                     "shard worker without sources.llm.base_urls: the driver must start the server"
                 )
-            from negforge.generators.stage import start_llm
+            from negforge.generators.llm_stage import start_llm
 
             llm = start_llm(cfg)
         ctx.filters = prepare_filters(cfg, data, dense, qemb, timings, llm)

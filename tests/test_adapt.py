@@ -28,7 +28,7 @@ from negforge.adapt.querygen import (
 from negforge.cli import app
 from negforge.config import BM25Config, ConfigError, DataConfig, LLMConfig, load_config
 from negforge.config.adapt import ConsistencyConfig, QueryGenConfig
-from negforge.generators.stage import LLMEndpoint
+from negforge.generators.llm_stage import LLMEndpoint
 from negforge.generators.store import GenerationStore
 from negforge.mining.bm25 import BM25Miner
 from negforge.mining.fingerprint import texts_digest

@@ -22,7 +22,7 @@ from negforge.filters.llm_judge import (
     parse_answer,
 )
 from negforge.generators.client import compact_logprobs
-from negforge.generators.stage import LLMEndpoint
+from negforge.generators.llm_stage import LLMEndpoint
 from negforge.generators.store import GenerationStore
 from negforge.pipeline import run
 from tests.fault_server import FaultyOpenAIServerDouble
@@ -196,7 +196,7 @@ def test_long_passages_are_cut_in_the_prompt(tmp_path):
 
 
 def test_per_source_scoping_and_overrides(make_config, tmp_path):
-    from negforge.generators.stage import start_llm
+    from negforge.generators.llm_stage import start_llm
 
     with FaultyOpenAIServerDouble(default="judge_yes") as srv:
         cfg = make_config(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from negforge.config import load_config
-from negforge.mixing import mix_query
+from negforge.mixing.mix import mix_query
 from negforge.records import FilterCandidate, Outcome, Query, QueryResult
 
 
@@ -52,7 +52,7 @@ def test_quotas_fallback_and_cross_source_duplicates(tiny_beir):
 
 
 def test_ntuple_width_follows_quotas_or_the_classic_counts(tiny_beir):
-    from negforge.mixing import ntuple_width
+    from negforge.mixing.mix import ntuple_width
 
     assert ntuple_width(_cfg(tiny_beir, quotas={"dense": 3, "bm25": 2, "llm": 1})) == 6
     classic = load_config(None, [f"data.path={tiny_beir}", "sources.random.enabled=true"])
@@ -202,7 +202,7 @@ def test_a_model_retrained_in_place_invalidates_finished_shards(make_config, min
     shutil.copytree(minilm_path, ce)
     filters = [{"type": "cross_encoder", "model": str(ce), "max_prob": None}]
     cfg = make_config("run_name=inplace", "sources.dense.enabled=false", filters=filters)
-    from negforge.run_identity import model_identities
+    from negforge.run_store.identity import model_identities
 
     before = model_identities(cfg)
     run_dir = None

@@ -13,7 +13,7 @@ from datasets import load_from_disk
 
 from negforge.config import load_config
 from negforge.pipeline import run
-from negforge.shards import RunFolderConflict
+from negforge.run_store.shards import RunFolderConflict
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     from negforge.config import load_config
     from negforge import pipeline
-    from negforge.shards import ShardStore
+    from negforge.run_store.shards import ShardStore
 
     real_write = ShardStore.write
     written = []

@@ -118,9 +118,9 @@ def test_generation_lookahead_bounds_how_far_mining_runs_ahead(make_config, monk
     """Six shards of 2 items: with lookahead 2, the second shard is mined while the first generates and the
     first is handed on before any more are mined; unbounded (default 64 items here), all six are queued
     first. Every shard comes out exactly once either way."""
-    import negforge.generation_stage as stage
+    import negforge.generators.attach as stage
     from negforge.pipeline import load_data, make_context, prepare_bm25, prepare_dense, prepare_llm
-    from negforge.shards import plan_shards
+    from negforge.run_store.shards import plan_shards
     from negforge.timing import Timings
 
     mined: list[int] = []

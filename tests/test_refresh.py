@@ -11,7 +11,7 @@ from datasets import load_from_disk
 
 from negforge.mining.fingerprint import model_fingerprint
 from negforge.pipeline import run
-from negforge.refresh import ance_loop, newest_checkpoint, refresh, refresh_config
+from negforge.training.refresh import ance_loop, newest_checkpoint, refresh, refresh_config
 from negforge.training.train import TrainConfig, train
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from negforge.config import CrossEncoderFilterConfig, load_config
 from negforge.filters import FilterStack
-from negforge.mixing import mix_query
+from negforge.mixing.mix import mix_query
 from negforge.publish.trainer import labeled_pair_table, ntuple_table, training_positives, triplet_table
 from negforge.records import Outcome, Query, QueryResult
 

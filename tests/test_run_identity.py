@@ -6,7 +6,7 @@ import pytest
 
 from negforge.config import load_config
 from negforge.pipeline import run, run_identity
-from negforge.shards import RunFolderConflict
+from negforge.run_store.shards import RunFolderConflict
 from negforge.sources import load_input
 
 

@@ -121,7 +121,7 @@ def adapt(cfg: RunConfig, *, overwrite: bool = False, train: bool = True) -> Ada
     larger than the corpus, or a bad few-shot file (file:line and column named); QueryGenFailed when query
     requests got no answer (answers are stored: rerun to resume); AdaptError when no query survives or the consistency
     retriever is switched off."""
-    from negforge.generators.stage import LLMEndpoint, generation_store, llm_identity, start_llm
+    from negforge.generators.llm_stage import LLMEndpoint, generation_store, llm_identity, start_llm
     from negforge.mining.bm25 import BM25Miner
     from negforge.mining.dense import DenseMiner
     from negforge.mining.fingerprint import texts_digest

@@ -24,7 +24,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 
 import jinja2
 import numpy as np
@@ -34,14 +33,13 @@ from negforge.adapt.inputs import FewShotExample, read_fewshot
 from negforge.config.adapt import QueryGenConfig
 from negforge.generators.checks import parse_reply
 from negforge.generators.client import ChatRequest, run_sync
-from negforge.generators.stage import LLMEndpoint
+from negforge.generators.llm_stage import LLMEndpoint
 from negforge.generators.store import GenerationStore
 from negforge.progress import progress_bar
-from negforge.prompts import template_identity
+from negforge.prompts import PROMPTS_DIR, template_identity
 from negforge.records import Corpus
 from negforge.text_identity import norm_text, word_key
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 BUILTIN_EXAMPLES = PROMPTS_DIR / "querygen_examples.jsonl"
 QUERY_SCHEMA: dict = {
     "type": "object",

@@ -39,7 +39,7 @@ def sample_queries(ctx: MiningContext, max_queries: int, seed: int) -> list[str]
 def fold_candidates(ctx: MiningContext, cfg: RunConfig, stack: Any, fold: HiddenFold) -> list[RecordedQuery]:
     """Mine and judge the fold's queries with their hidden positive removed; their recorded candidates.
     `cfg`: the calibration config (`calibration_config`); `stack`: its filter stack."""
-    from negforge.mixing import judge_and_mix
+    from negforge.mixing.mix import judge_and_mix
     from negforge.publish.rich import rich_rows
 
     pos = {q.id: i for i, q in enumerate(ctx.queries)}

@@ -60,7 +60,7 @@ def refresh(
                 cfg.model_dump(mode="json"), str(checkpoint), chunk=chunk, run_name=run_name
             )
         else:
-            from negforge.refresh import refresh as refresh_local
+            from negforge.training.refresh import refresh as refresh_local
 
             manifest = refresh_local(cfg, checkpoint, chunk=chunk, run_name=run_name).manifest
     except _user_errors() as e:
@@ -108,7 +108,7 @@ def loop(
                 cfg.model_dump(mode="json"), tc.model_dump(mode="json"), rounds, str(out_dir)
             )
         else:
-            from negforge.refresh import ance_loop
+            from negforge.training.refresh import ance_loop
 
             done = [vars(r) for r in ance_loop(cfg, tc, rounds, out_dir=out_dir)]
     except _train_errors() as e:

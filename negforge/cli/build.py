@@ -184,8 +184,8 @@ def serve(
     import time
 
     from negforge.config import ServerConfig
+    from negforge.generators.llm_stage import resolve_llm_model
     from negforge.generators.server import ServerError, VLLMServer
-    from negforge.generators.stage import resolve_llm_model
 
     env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
     if api_key_env:

@@ -51,7 +51,7 @@ class Engine(StrEnum):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from negforge.mining.fingerprint import ModelNotFound
     from negforge.ownership import ForeignFolder
-    from negforge.shards import RunFolderConflict
+    from negforge.run_store.shards import RunFolderConflict
     from negforge.sources.readers import InputError
 
     return (ConfigError, InputError, ModelNotFound, RunFolderConflict, ForeignFolder)

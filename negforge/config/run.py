@@ -214,7 +214,7 @@ class RunConfig(_Strict):
         llm = data["sources"]["llm"]
         for k in ("base_urls", "concurrency", "timeout", "max_retries", "api_key_env", "server"):
             llm.pop(k)
-        # precision is recorded as resolved (the run identity's `precision`, see negforge.run_identity): a
+        # precision is recorded as resolved (the run identity's `precision`, see negforge.run_store.identity): a
         # changed path re-judges the shards instead of refusing the folder, and a driver that pinned `auto`
         # to the gate's path shares its context with the shard threads
         data["sources"]["dense"].pop("backend")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from negforge.config import FilterConfig
     from negforge.filters.pair_scorer import PairScorer
-    from negforge.generators.stage import LLMStage
+    from negforge.generators.llm_stage import LLMStage
     from negforge.mining.dense import DenseMiner
 
 __all__ = [
@@ -75,7 +75,7 @@ def build_filter(
         return AnswerLeakFilter(fc)
     if fc.type == "llm_judge":
         from negforge.filters.llm_judge import LLMJudgeFilter
-        from negforge.generators.stage import LLMEndpoint
+        from negforge.generators.llm_stage import LLMEndpoint
 
         return LLMJudgeFilter(fc, LLMEndpoint.from_stage(llm) if llm is not None else None)
     raise ValueError(f"unknown filter type {fc.type!r}")

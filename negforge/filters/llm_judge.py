@@ -30,7 +30,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -40,7 +39,8 @@ from negforge.config import LLMJudgeFilterConfig
 from negforge.filters.base import CandidateBatch, Verdict
 from negforge.generators.checks import parse_reply
 from negforge.generators.client import ChatRequest, GeneratorClient, run_sync
-from negforge.generators.stage import LLMEndpoint
+from negforge.generators.llm_stage import LLMEndpoint
+from negforge.prompts import PROMPTS_DIR
 
 SCALE = (
     "judge_p_yes: probability in [0, 1] that the passage answers the query; judge_source=logprobs: yes mass "
@@ -48,7 +48,6 @@ SCALE = (
     "parsed answer (no logprobs returned)"
 )
 REASON = "llm_says_answers"
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 TEMPLATE = "llm_judge"
 ANSWER_SCHEMA: dict = {
     "type": "object",

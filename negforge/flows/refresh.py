@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from negforge.config import RunConfig, load_config
 from negforge.flows.build import build_negatives
 from negforge.flows.train import train_flow
-from negforge.refresh import annotate, newest_checkpoint, refresh_config
+from negforge.training.refresh import annotate, newest_checkpoint, refresh_config
 
 
 @flow(name="refresh_negatives", validate_parameters=True)

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from negforge.generators.client import GeneratorClient
-from negforge.generators.stage import LLMStage
+from negforge.generators.llm_stage import LLMStage
 from negforge.generators.synthesize import GenItem, Synthesizer
 from negforge.records import SyntheticNegative
 

@@ -21,6 +21,8 @@ import jinja2
 import yaml
 
 HERE = Path(__file__).resolve().parent
+#: the folder of the shipped templates (every stage that reads a template or digests them names it from here)
+PROMPTS_DIR = HERE
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(HERE)), undefined=jinja2.StrictUndefined, keep_trailing_newline=False
 )

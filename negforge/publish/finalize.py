@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from negforge import __version__
 from negforge.config import RunConfig
-from negforge.generators.stage import LLMStage
+from negforge.generators.llm_stage import LLMStage
 from negforge.mining.fingerprint import texts_digest
 from negforge.mining.pool import MiningContext
 from negforge.mining.selection import margin_advice
-from negforge.mixing import merge_filter_stats, ntuple_width
+from negforge.mixing.mix import merge_filter_stats, ntuple_width
 from negforge.ownership import claim, legacy_dataset, remove_owned
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.outscoring import outscoring
@@ -38,7 +38,7 @@ from negforge.publish.trainer import (
 )
 from negforge.records import REASONS as IDENTITY_REASONS
 from negforge.records import TrainingInput
-from negforge.shards import ShardStore
+from negforge.run_store.shards import ShardStore
 from negforge.timing import Timings
 
 VERSIONED = [

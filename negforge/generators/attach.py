@@ -9,7 +9,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 
 import numpy as np
 
-from negforge.generators.stage import LLMStage
+from negforge.generators.llm_stage import LLMStage
 from negforge.generators.synthesize import EditSpan, GenItem
 from negforge.mining.pool import MiningContext, mine_queries
 from negforge.records import QueryResult, SyntheticNegative, Written

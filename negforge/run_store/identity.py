@@ -1,7 +1,7 @@
 """Run identity by content: what must match for a run folder's finished shards to be reused.
 
 Never paths or times: the corpus and queries as read, the config's fingerprint, model weights fingerprints,
-every file a filter reads, and the prompt templates (see `negforge.shards.ShardStore.open` for what a
+every file a filter reads, and the prompt templates (see `negforge.run_store.shards.ShardStore.open` for what a
 mismatch does).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from negforge.config import RunConfig
 from negforge.generators.rule_source import RULES_VERSION
 from negforge.mining.fingerprint import texts_digest
+from negforge.prompts import PROMPTS_DIR
 from negforge.records import TrainingInput
 from negforge.text_identity import IDENTITY_RULE_VERSION
 
@@ -80,7 +81,7 @@ def prompt_digest() -> str:
     """sha256 over the prompt template files shipped in negforge/prompts (names and contents) that judge or
     write negatives; adapt's query-writing templates are left out (what they write is the run's data)."""
     h = hashlib.sha256()
-    root = Path(__file__).parent / "prompts"
+    root = PROMPTS_DIR
     for p in sorted(root.iterdir()):
         if p.name.startswith("querygen_"):  # adapt's query writer: its queries are the data, not a judge
             continue
@@ -97,7 +98,7 @@ def model_identities(cfg: RunConfig) -> dict[str, str]:
 
     out = {}
     if cfg.llm_needed:
-        from negforge.generators.stage import llm_identity
+        from negforge.generators.llm_stage import llm_identity
 
         out["llm"] = llm_identity(cfg)[1]
     if cfg.sources.dense.enabled:

@@ -1,0 +1,1 @@
+"""A run folder's store: crash-safe shards (shards.py) and what a resume may reuse (identity.py)."""
