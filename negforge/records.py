@@ -243,16 +243,25 @@ class FilterCandidate:
     rank: int = 0
     scores: dict[str, float] = field(default_factory=dict)  # retrieval scores (bm25, dense, hybrid)
     sources: list[str] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)  # e.g. the generation record of an LLM negative
+    ranks: dict[str, int] = field(default_factory=dict)  # rank per retriever: bm25, dense, random, given
+    generation: SyntheticNegative | None = None  # a written passage's record; None for corpus passages
+    embedding: np.ndarray | None = None  # a written passage's embedding, shape (dim,) float32, once computed
+    merged: list[str] = field(default_factory=list)  # keys of the duplicates merged into this copy
+
+    @property
+    def request_key(self) -> str:
+        """The generation request that wrote this passage ("" for a corpus passage)."""
+        return self.generation.request_key if self.generation is not None else ""
+
+    @property
+    def perturbation_kind(self) -> str | None:
+        """What the writer was asked to change (e.g. "contradicting"); None for a corpus passage."""
+        return self.generation.perturbation_kind if self.generation is not None else None
 
     @property
     def key(self) -> str:
         """How a verdict names this candidate (corpus id, or an llm tag)."""
-        return (
-            self.doc_id
-            if self.doc_id is not None
-            else f"{self.source}:{self.meta.get('request_key', '')[:12]}"
-        )
+        return self.doc_id if self.doc_id is not None else f"{self.source}:{self.request_key[:12]}"
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from negforge.publish import explorer as ex
-from negforge.publish.rich import FILTER_SCORE_KEYS
+from negforge.rich_schema import FILTER_SCORE_KEYS
 from tests.conftest import SAMPLE
 
 FS_KEYS = ("length_ratio", "alpha_ratio", "language", "sim_positive", "sim_query")

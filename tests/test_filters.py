@@ -24,6 +24,7 @@ from negforge.filters.cross_encoder import CrossEncoderFilter
 from negforge.filters.duplicate import DuplicateFilter
 from negforge.filters.nli import NLIFilter, label_positions
 from negforge.filters.sanity import SanityFilter
+from negforge.records import SyntheticNegative
 from negforge.sources.readers import InputError
 
 POS = (
@@ -35,6 +36,29 @@ QUERY = "Does aspirin prevent a first heart attack in men?"
 
 def cand(text: str, source: str = "dense", qi: int = 0, **kw) -> FilterCandidate:
     return FilterCandidate(qi=qi, text=text, source=source, sources=[source], **kw)
+
+
+def written(request_key: str = "r" * 16, perturbation_kind: str = "contradicting") -> SyntheticNegative:
+    """The generation record of an LLM-written candidate, with the two fields the filters read."""
+    return SyntheticNegative(
+        text="",
+        perturbation="",
+        perturbation_kind=perturbation_kind,
+        reasoning="",
+        attributes={},
+        mode="edit",
+        base_doc_id=None,
+        seed=0,
+        template="",
+        template_version="",
+        template_sha="",
+        model="",
+        model_fingerprint="",
+        prompt_tokens=0,
+        completion_tokens=0,
+        latency_s=0.0,
+        request_key=request_key,
+    )
 
 
 def batch(*cands: FilterCandidate, positives: list[str] | None = None) -> CandidateBatch:
@@ -139,7 +163,7 @@ def test_duplicates_exact_near_positive_and_provenance_merge():
     b = batch(
         cand(other, "dense", doc_id="d1"),
         cand(other.upper().replace(".", " !"), "bm25", doc_id="d2"),  # same text, other case and punctuation
-        cand(other.replace("elderly", "older"), "llm", meta={"request_key": "abcdef123456789"}),  # near copy
+        cand(other.replace("elderly", "older"), "llm", generation=written("abcdef123456789")),  # near copy
         cand(POS.replace("44", "forty-four"), "bm25", doc_id="d3"),  # near copy of the positive
         cand(
             "Statins prevented strokes in a trial of women with diabetes over four years of follow-up.", "llm"
@@ -158,7 +182,7 @@ def test_duplicates_exact_near_positive_and_provenance_merge():
     assert outcomes[1].scores["duplicate_of"] == "d1"
     # the copy that stays carries every source and id of the ones dropped
     assert b.candidates[0].sources == ["dense", "bm25", "llm"]
-    assert b.candidates[0].meta["merged"] == ["d2", "llm:abcdef123456"]
+    assert b.candidates[0].merged == ["d2", "llm:abcdef123456"]
     assert stats["duplicate"].rejected == {
         "exact_duplicate": 1,
         "near_duplicate": 1,
@@ -344,8 +368,8 @@ def test_nli_decisions_with_injected_probabilities(fresh_nli):
     v = f.apply(
         batch(
             cand("restates"),
-            cand("contradicts", "llm", meta={"perturbation_kind": "contradicting"}),
-            cand("weak contradiction", "llm", meta={"perturbation_kind": "contradicting"}),
+            cand("contradicts", "llm", generation=written(perturbation_kind="contradicting")),
+            cand("weak contradiction", "llm", generation=written(perturbation_kind="contradicting")),
             cand("neutral mined"),
         )
     )

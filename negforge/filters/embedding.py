@@ -37,14 +37,14 @@ class EmbeddingFilter:
         rows = [i for i, c in enumerate(cands) if c.row is not None]
         if rows:
             out[rows] = self.dense.corpus_emb[np.array([cands[i].row for i in rows])]
-        need = [i for i, c in enumerate(cands) if c.row is None and "embedding" not in c.meta]
+        need = [i for i, c in enumerate(cands) if c.row is None and c.embedding is None]
         if need:
             enc = self.dense.encode_passages([cands[i].text for i in need])  # corpus_prompt, one space
             for i, e in zip(need, enc, strict=True):
-                cands[i].meta["embedding"] = np.asarray(e, dtype=np.float32)
+                cands[i].embedding = np.asarray(e, dtype=np.float32)
         for i, c in enumerate(cands):
             if c.row is None:
-                out[i] = c.meta["embedding"]
+                out[i] = c.embedding
         return _unit(out)
 
     def apply(self, batch: CandidateBatch) -> list[Verdict]:

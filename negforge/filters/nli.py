@@ -85,7 +85,7 @@ class NLIFilter:
             reason = None
             if ent[i] > cfg.max_entailment:
                 reason = "entailed_by_positive"
-            elif c.meta.get("perturbation_kind") == "contradicting" and con[i] < cfg.min_contradiction:
+            elif c.perturbation_kind == "contradicting" and con[i] < cfg.min_contradiction:
                 reason = "contradiction_not_confirmed"
             out.append(Verdict(reason is None, reason, scores))
         return out

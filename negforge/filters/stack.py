@@ -84,6 +84,6 @@ class FilterStack:
                     for s in c.sources or [c.source]:
                         if s not in keeper.sources:
                             keeper.sources.append(s)
-                    keeper.meta.setdefault("merged", []).append(c.key)
+                    keeper.merged.append(c.key)
             alive = still
         return outcomes, stats

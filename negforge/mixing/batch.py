@@ -3,9 +3,6 @@ each with its provenance; identity and selection-margin refusals judged before a
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 import numpy as np
 
 from negforge.filters import CandidateBatch, FilterQuery
@@ -24,28 +21,19 @@ def _mined(ctx: MiningContext, s: Selected) -> FilterCandidate:
         rank=s.rank,
         scores=dict(c.scores),
         sources=list(c.sources),
-        meta={"ranks": dict(c.ranks)},
+        ranks=dict(c.ranks),
     )
 
 
 def _synthetic(g: SyntheticNegative, score: float | None, emb: np.ndarray | None) -> FilterCandidate:
-    gen = asdict(g)
-    gen.pop("text")
-    meta: dict[str, Any] = {
-        "generation": gen,
-        "request_key": g.request_key,
-        "perturbation_kind": g.perturbation_kind,
-    }
-    if emb is not None:
-        meta["embedding"] = emb
-    source = getattr(g, "source", "llm")
     return FilterCandidate(
         qi=-1,
         text=g.text,
-        source=source,
+        source=g.source,
         scores={} if score is None else {"dense": score},
-        sources=[source],
-        meta=meta,
+        sources=[g.source],
+        generation=g,
+        embedding=emb,
     )
 
 
@@ -107,13 +95,11 @@ def synthetic_margin_reason(ctx: MiningContext, r: QueryResult, c: FilterCandida
     score = c.scores.get("dense")
     if score is None or not pos:
         return None
-    gen = c.meta.get("generation") or {}
-    if gen.get("verified"):
+    gen = c.generation
+    if gen is not None and gen.verified:
         if sel.edit_margin is None:
             return None
-        rows = [
-            i for i, row in enumerate(r.query.positive_rows) if ctx.corpus.ids[row] == gen.get("base_doc_id")
-        ]
+        rows = [i for i, row in enumerate(r.query.positive_rows) if ctx.corpus.ids[row] == gen.base_doc_id]
         if not rows:
             return None  # not an edit of one of this query's positives: nothing to compare with
         base = pos[rows[0]]

@@ -26,7 +26,6 @@ from negforge.ownership import claim, legacy_dataset, remove_owned
 from negforge.publish.curriculum import assign_buckets, rows_in_bucket
 from negforge.publish.outscoring import outscoring
 from negforge.publish.report import write_report
-from negforge.publish.rich import RICH_SCHEMA
 from negforge.publish.separability import written_separability
 from negforge.publish.summary import score_summary
 from negforge.publish.trainer import (
@@ -38,6 +37,7 @@ from negforge.publish.trainer import (
 )
 from negforge.records import REASONS as IDENTITY_REASONS
 from negforge.records import TrainingInput
+from negforge.rich_schema import RICH_SCHEMA
 from negforge.run_store.shards import ShardStore
 from negforge.timing import Timings
 

@@ -16,6 +16,7 @@ from negforge.generators.rule_source import RULES_VERSION
 from negforge.mining.fingerprint import texts_digest
 from negforge.prompts import PROMPTS_DIR
 from negforge.records import TrainingInput
+from negforge.rich_schema import RICH_SCHEMA_VERSION
 from negforge.text_identity import IDENTITY_RULE_VERSION
 
 
@@ -25,7 +26,9 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
     `config`, `corpus`, `queries` (ids, texts, positives, given negatives) and `shard_size` decide what the
     run *is*: a mismatch is refused. `models` (weights fingerprints), `files` (every file a filter reads),
     `prompts` (the template files), `precision` (each model's numeric path) and `rules` (the version of the
-    identity rule's text normalisation, and of the rule operators when the rules source is on) decide how candidates are judged: a mismatch re-judges every shard.
+    identity rule's text normalisation, and of the rule operators when the rules source is on) decide how
+    candidates are judged, and `shard_schema` (the rich row's version) how a shard is stored: a mismatch
+    re-judges every shard.
     """
     return {
         "config": cfg.fingerprint(),
@@ -45,6 +48,7 @@ def run_identity(cfg: RunConfig, data: TrainingInput) -> dict:
         "precision": precision_paths(cfg),
         "rules": f"identity-v{IDENTITY_RULE_VERSION}"
         + (f",rules-v{RULES_VERSION}" if cfg.sources.rules.enabled else ""),
+        "shard_schema": f"rich-v{RICH_SCHEMA_VERSION}",
     }
 
 

@@ -28,7 +28,7 @@ class RunFolderConflict(RuntimeError):
     """The run folder holds shards from another config or other input data."""
 
 
-REJUDGE_KEYS = ("models", "files", "prompts", "precision", "rules")
+REJUDGE_KEYS = ("models", "files", "prompts", "precision", "rules", "shard_schema")
 
 
 def _detail(keys: list[str], old: dict, new: dict) -> str:
@@ -58,7 +58,7 @@ class ShardStore:
 
         A different config or input data (`REFUSE_KEYS`) raises RunFolderConflict naming what differs (unless
         `overwrite`). Different judges (`REJUDGE_KEYS`: model weights, files filters read, prompt templates,
-        precision paths, the identity rule's version) discard the finished shards so every query is judged
+        precision paths, the identity rule's version, the rich row's schema version) discard the finished shards so every query is judged
         again: never a dataset stitched from shards judged by other models or answer lists.
         """
         state = self.dir / "state.json"
