@@ -24,7 +24,6 @@ records the chosen path with every candidate's figures.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from negforge.mining.encoders import TextEncoder
+from negforge.versions import package_version
 
 GATE_VERSION = 1
 MIN_MEAN_COSINE = 0.999
@@ -96,15 +96,6 @@ def cuda_device_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except (
-        importlib.metadata.PackageNotFoundError
-    ):  # pragma: no cover - a dependency, present in every install
-        return None
-
-
 def machine_identity() -> dict[str, str | list[str] | None]:
     """What makes a parity verdict valid on this machine and not another: hardware and runtime versions (read
     from the installed packages' metadata, without importing them)."""
@@ -113,8 +104,8 @@ def machine_identity() -> dict[str, str | list[str] | None]:
         "cpu": cpu_model(),
         "cpu_flags": sorted(f for f in (*BF16_FLAGS, *VNNI_FLAGS) if f in flags),
         "gpu": cuda_device_name(),
-        "torch": _version("torch"),
-        "onnxruntime": _version("onnxruntime"),
+        "torch": package_version("torch"),
+        "onnxruntime": package_version("onnxruntime"),
     }
 
 

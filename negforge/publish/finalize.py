@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from negforge.records import TrainingInput
 from negforge.rich_schema import RICH_SCHEMA
 from negforge.run_store.shards import ShardStore
 from negforge.timing import Timings
+from negforge.versions import package_version
 
 VERSIONED = [
     "torch",
@@ -74,10 +74,8 @@ def label_key_of(cfg: RunConfig, score_key: str | None) -> str | None:
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "negforge": __version__}
     for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        if (v := package_version(name)) is not None:
+            out[name] = v
     return out
 
 

@@ -11,13 +11,13 @@ import shutil
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 from negforge.ownership import atomic_write
 from negforge.publish.explorer import write_explorer
 from negforge.publish.markdown import code, md
 from negforge.publish.summary import source_scores
+from negforge.versions import package_version
 
 EXAMPLES_PER_REASON = 2
 SNIPPET = 280
@@ -50,7 +50,7 @@ def plot_histograms(
         path = out_dir / f"scores_{src}.png"
         cached = None
         if cache_dir is not None:
-            spec = [PLOT_VERSION, _version("matplotlib"), src, key, kept, dropped]
+            spec = [PLOT_VERSION, package_version("matplotlib"), src, key, kept, dropped]
             digest = hashlib.blake2b(json.dumps(spec).encode(), digest_size=16).hexdigest()
             cached = cache_dir / f"{digest}.png"
         if cached is not None and cached.is_file():
@@ -62,13 +62,6 @@ def plot_histograms(
                 atomic_write(cached, path.read_bytes())
         paths.append(path)
     return paths
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
-        return None
 
 
 def _histogram(src: str, key: str | None, kept: list[float], dropped: list[float], path: Path) -> None:
