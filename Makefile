@@ -40,6 +40,7 @@ lint: env
 	$(BIN)/ruff check negforge tests benchmarks examples
 	$(BIN)/ruff format --check negforge tests benchmarks examples
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: env
 	$(BIN)/python benchmarks/mining_vs_st.py

@@ -89,7 +89,7 @@ def make_context(
             f"corpus has {len(data.corpus)} documents, fewer than selection.skip_top+depth={want}: depth clamped"
         )
     k = cfg.selection.topics.clusters
-    if k and dense is not None and query_emb is not None:
+    if k and dense is not None and dense.corpus_emb is not None and query_emb is not None:
         with timings.stage("topics", len(data.queries), "queries"):
             ctx.topics = cluster_topics(
                 query_emb, dense.corpus_emb, k, iterations=cfg.selection.topics.iterations, seed=cfg.seed

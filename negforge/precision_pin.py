@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from negforge.config import RunConfig
+from negforge.config.filters import MODEL_FILTER_CONFIGS
 from negforge.filters.pair_scorer import scorer_key
 from negforge.records import TrainingInput
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from negforge.mining.dense import DenseMiner
 
 #: filter types whose model runs through a PairScorer (and so has a `backend`)
-MODEL_FILTERS = ("cross_encoder", "nli")
 
 
 @dataclass
@@ -68,7 +68,7 @@ def pin_precision(cfg: RunConfig, data: TrainingInput) -> PinnedRun:
         raw["sources"]["dense"]["backend"] = pinned.dense.resolve_backend(data.corpus.texts).path
     pairs: list[tuple[str, str]] | None = None
     for i, fc in enumerate(cfg.filters):
-        if fc.type not in MODEL_FILTERS:
+        if not isinstance(fc, MODEL_FILTER_CONFIGS):
             continue
         for src in [None, *fc.per_source]:
             eff = fc if src is None else fc.for_source(src)

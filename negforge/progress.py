@@ -107,11 +107,15 @@ def stage_done(name: str, seconds: float, items: int | None = None, unit: str = 
         emit(f"{name}: {format_seconds(seconds)}")
 
 
+def _no_progress(n: int = 1) -> None:
+    """`advance` when progress is off: nothing to show."""
+
+
 @contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yield `advance(n)`: a rich bar on a terminal, periodic and final lines elsewhere, nothing when off."""
     if not _enabled or total <= 0:
-        yield lambda n=1: None
+        yield _no_progress
         return
     if not interactive():
         with _progress_lines(description, total) as advance:
@@ -136,7 +140,11 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
     )
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
 
 
 @contextmanager

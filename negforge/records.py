@@ -315,7 +315,7 @@ class QueryResult:
     positive_scores: dict[str, list[float]]
     window: list[Selected]  # mined candidates inside the rank window that passed the margins, best first
     pool_sizes: dict[str, int] = field(default_factory=dict)
-    funnel: Counter = field(default_factory=Counter)
+    funnel: Counter[str] = field(default_factory=Counter)
     random: list[Selected] = field(default_factory=list)
     margin_dropped: list[Refused] = field(default_factory=list)  # outside the selection margins: the reason
     pos_min: float = float("nan")  # weakest positive's selection score (SimANS centre)

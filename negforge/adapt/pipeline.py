@@ -256,10 +256,13 @@ def _evaluate(cfg: RunConfig, checkpoint: Path, manifest: dict) -> list[dict]:
 
     t0 = time.perf_counter()
     e = cfg.adapt.eval
+    assert e.path is not None  # the caller evaluates only when adapt.eval.path is set
     base = cfg.adapt.train.model or cfg.sources.dense.model
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, model in (("zero-shot", base), ("adapted", str(checkpoint))):
-        r = dict(evaluate(model, e.path, e.split, cache_dir=cfg.cache_path, max_queries=e.max_queries))
+        r: dict[str, Any] = dict(
+            evaluate(model, e.path, e.split, cache_dir=cfg.cache_path, max_queries=e.max_queries)
+        )
         r["row"] = label
         rows.append(r)
     for r in rows[1:]:

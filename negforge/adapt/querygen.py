@@ -306,6 +306,8 @@ def collect_queries(
     after the consistency filter (`dedupe_queries`). Requests without an answer are `no_answer`."""
     result = QueryGenResult([])
     per_row: Counter = Counter()
+    text: str | None
+    status: str
     for pid, row, req in plan.requests:
         rec = store.get(req.key)
         if rec is None:
@@ -315,8 +317,11 @@ def collect_queries(
             result.completion_tokens += int(rec.get("completion_tokens") or 0)
             parsed = parse_reply(rec.get("text"), QueryReply)
             text = parsed.value.query if parsed.value is not None else None
-            status = parsed.problem or ("empty_response" if not text else None)
-            if status is None:
+            if parsed.problem:
+                status = parsed.problem
+            elif not text:
+                status = "empty_response"
+            else:
                 status = check_query(text, corpus.texts[row], plan.example_queries, set(), cfg)
         qid = f"gq-{pid}-{per_row[pid]}"
         per_row[pid] += 1

@@ -43,11 +43,13 @@ class CalibrationRun:
 
 
 def setting_of(cfg: RunConfig) -> Setting:
-    """The config's own point in the grid's terms (its margins, first embedding filter's threshold, depth)."""
+    """The config's own point in the grid's terms (its margins, first embedding filter's threshold, depth).
+    With `relative_margin: auto` the margin is left None: a caller asks `cfg.selection.relative_margin` whether
+    the run's own point is the one calibration will choose."""
     emb = next((f for f in cfg.filters or [] if f.type == "embedding"), None)
     sel = cfg.selection
     return Setting(
-        sel.relative_margin,
+        None if sel.relative_margin == "auto" else sel.relative_margin,
         sel.absolute_margin,
         getattr(emb, "max_positive_sim", None),
         sel.depth,
@@ -128,7 +130,7 @@ def calibrate(
         recorded += recorded_queries(rich_rows(read_run(result.run_dir)), hidden)
     n = cfg.selection.num_negatives
     cal = evaluate(recorded, settings, score_by, n, fill_target)
-    own = cal.recommended if base.relative_margin == "auto" else measure(recorded, base, score_by, n)
+    own = cal.recommended if cfg.selection.relative_margin == "auto" else measure(recorded, base, score_by, n)
     return CalibrationRun(
         cal, own or cal.results[0], score_by, folds, len(multi),
         len(data.queries) - len(multi), run_dirs,

@@ -99,7 +99,9 @@ def calibrate_in_run(
     score_by = cfg.score_by or "dense"
     n = cfg.selection.num_negatives
     cal = evaluate(recorded, settings, score_by, n, fill_target)
-    if base.relative_margin == "auto":  # the run's own setting is the one chosen (0.05 when none could be)
+    if (
+        cfg.selection.relative_margin == "auto"
+    ):  # the run's own setting is the one chosen (0.05 when none could be)
         own = cal.recommended or measure(recorded, replace(base, relative_margin=0.05), score_by, n)
     else:
         own = measure(recorded, base, score_by, n)

@@ -178,7 +178,7 @@ def measure(
     `cache`: a dict shared across calls, holding `margin_ok` per (query position, margins)."""
     cache = {} if cache is None else cache
     leaked = hidden = filled = total = 0
-    examples = []
+    examples: list[tuple[str, str]] = []
     for i, q in enumerate(queries):
         key = (i, s.relative_margin, s.absolute_margin)
         if key not in cache:

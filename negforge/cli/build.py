@@ -104,6 +104,7 @@ def adapt(
 
     cfg = _load(config, set_, run_name)
     prog.set_enabled(progress)
+    adapt_errors: tuple[type[BaseException], ...] = (*_user_errors(), QueryGenFailed, AdaptError)
     try:
         if engine is Engine.prefect:
             from negforge.flows.environment import configure_prefect, quiet_user_errors
@@ -117,7 +118,7 @@ def adapt(
             from negforge.adapt.pipeline import adapt as adapt_local
 
             manifest = adapt_local(cfg, overwrite=overwrite, train=train).manifest
-    except (*_user_errors(), QueryGenFailed, AdaptError) as e:
+    except adapt_errors as e:
         raise fail(e) from None
     _adapt_report(manifest, cfg)
 

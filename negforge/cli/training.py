@@ -7,7 +7,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -177,7 +177,7 @@ def evaluate(
             quiet_user_errors(_train_errors())
             from negforge.flows.train import evaluate_flow
 
-            results = evaluate_flow(
+            results: list[Any] = evaluate_flow(
                 list(models),
                 str(data),
                 split,
@@ -207,7 +207,7 @@ def evaluate(
             ]
     except _user_errors() as e:
         raise fail(e) from None
-    print_comparison(results, out)  # type: ignore[arg-type]
+    print_comparison(results, out)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(list(results), indent=2) + "\n")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -35,9 +35,9 @@ class _FilterBase(_Strict):
                 raise ValueError(f"per_source.{src}: {msgs}") from None
         return self
 
-    def for_source(self, source: str) -> _FilterBase:
+    def for_source(self, source: str) -> Self:
         """This filter's settings as they apply to `source` (its per_source override merged in)."""
-        over = self.per_source.get(source)  # type: ignore[call-overload]
+        over = self.per_source.get(source)  # type: ignore[call-overload]  # a source name as the user wrote it
         if not over:
             return self
         base = self.model_dump(exclude={"per_source"})
@@ -200,6 +200,9 @@ FilterConfig = Annotated[
     | LLMJudgeFilterConfig,
     Field(discriminator="type"),
 ]
+#: the filters that load a model and pick a numeric path (`backend`): their precision is pinned per run
+ModelFilterConfig = CrossEncoderFilterConfig | NLIFilterConfig
+MODEL_FILTER_CONFIGS = (CrossEncoderFilterConfig, NLIFilterConfig)
 
 
 def default_filters(dense: bool, edit_sources: list[str] | None = None) -> list:

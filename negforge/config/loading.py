@@ -143,7 +143,9 @@ def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
     if isinstance(adapt, dict):
         for section, key in (("generate", "fewshot"), ("eval", "path")):
             sub = adapt.get(section)
-            v = sub.get(key) if isinstance(sub, dict) else None
+            if not isinstance(sub, dict):
+                continue
+            v = sub.get(key)
             if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
                 sub[key] = str((base / v).resolve())
     for f in raw.get("filters") or []:

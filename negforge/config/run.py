@@ -9,13 +9,19 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 from negforge.config.adapt import AdaptConfig
 from negforge.config.base import _Strict
-from negforge.config.filters import FilterConfig, default_filters
+from negforge.config.filters import FilterConfig, SourceName, default_filters
 from negforge.config.selection import SelectionConfig
 from negforge.config.sources import DataConfig, SourcesConfig
+
+#: a source group the mixer fills by quota (`mined` = bm25 and dense together)
+MixSource = Literal["bm25", "dense", "mined", "given", "random", "llm", "rules"]
+DEFAULT_FALLBACK: tuple[MixSource, ...] = ("given", "dense", "bm25", "llm", "rules", "random")
+OutputFormat = Literal["rich", "triplet", "n-tuple", "labeled-pair", "labeled-list"]
+DEFAULT_FORMATS: tuple[OutputFormat, ...] = ("rich", "triplet", "n-tuple")
 
 
 class MixConfig(_Strict):
@@ -25,13 +31,11 @@ class MixConfig(_Strict):
     together), plus sources.random.count and sources.llm.count.
     """
 
-    quotas: dict[Literal["bm25", "dense", "mined", "given", "random", "llm", "rules"], int] = Field(
+    quotas: dict[MixSource, int] = Field(
         default_factory=dict,
         description="negatives per query from each source; `given` = negatives that came with the input",
     )
-    fallback: list[Literal["bm25", "dense", "mined", "given", "random", "llm", "rules"]] = Field(
-        default_factory=lambda: ["given", "dense", "bm25", "llm", "rules", "random"]
-    )
+    fallback: list[MixSource] = Field(default_factory=lambda: list(DEFAULT_FALLBACK))
 
     @model_validator(mode="after")
     def _quotas(self) -> MixConfig:
@@ -75,9 +79,7 @@ class ExecutionConfig(_Strict):
 
 class OutputConfig(_Strict):
     dir: str = Field("runs", description="where run folders go; relative to the working directory")
-    formats: list[Literal["rich", "triplet", "n-tuple", "labeled-pair", "labeled-list"]] = Field(
-        default_factory=lambda: ["rich", "triplet", "n-tuple"]
-    )
+    formats: list[OutputFormat] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
     scores: bool = Field(False, description="add a `label` score column to trainer configs (MarginMSE)")
     dropped_text: bool = Field(
         False, description="store the text of dropped corpus candidates too (their doc_id is always kept)"
@@ -103,8 +105,9 @@ class RunConfig(_Strict):
     data: DataConfig
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    filters: list[FilterConfig] | None = Field(
-        None,
+    # typed as the list every reader sees: unset (None) only until `_default_filters` fills in the default
+    filters: list[FilterConfig] = Field(
+        None,  # type: ignore[arg-type]  # unset until _default_filters fills in the default stack
         description="the filter stack, in order; unset = the safe default (duplicate, embedding "
         "max_positive_sim 0.6 when dense is on: the least false-negative leak at full queries in "
         "benchmarks/filter_leak_replay.py); [] = no filters",
@@ -117,16 +120,24 @@ class RunConfig(_Strict):
         default_factory=AdaptConfig, description="negforge adapt: queries written for a corpus alone"
     )
 
+    @field_validator("filters", mode="wrap")
+    @classmethod
+    def _unset_filters(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """`filters: null` (or the key left empty) means unset: the default stack, filled in below."""
+        return None if v is None else handler(v)
+
     @model_validator(mode="after")
     def _default_filters(self) -> RunConfig:
-        edits = (["rules"] if self.sources.rules.enabled else []) + (
-            ["llm"] if self.sources.llm.enabled and self.sources.llm.mode == "edit" else []
-        )
+        edits: list[SourceName] = []
+        if self.sources.rules.enabled:
+            edits.append("rules")
+        if self.sources.llm.enabled and self.sources.llm.mode == "edit":
+            edits.append("llm")
         if self.filters is None:
             self.filters = default_filters(self.sources.dense.enabled, edits)
             return self
         # explicit stacks get the same edit-source defaults unless per_source names that source itself
-        relax = {
+        relax: dict[str, dict[str, Any]] = {
             "duplicate": {"against_positives": False, "near_threshold": None},
             "embedding": {"max_positive_sim": None},
         }

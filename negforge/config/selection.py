@@ -85,3 +85,10 @@ class SelectionConfig(_Strict):
     min_score: float | None = Field(None, description="drop candidates scoring below this")
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+
+    def margin(self) -> float | None:
+        """The TopK-PercPos `relative_margin` as a number (None when off). Raises RuntimeError on `auto`: the
+        run resolves it on hidden-positive folds before anything is selected (negforge.calibration)."""
+        if self.relative_margin == "auto":
+            raise RuntimeError("selection.relative_margin: auto reached selection unresolved")
+        return self.relative_margin

@@ -10,6 +10,10 @@ from pydantic import Field, field_validator, model_validator
 
 from negforge.config.base import _Strict
 
+#: a rule operator (negforge.generators.rules)
+RuleKind = Literal["negation", "changed_value", "entity_shift", "role_reversal"]
+DEFAULT_RULE_KINDS: tuple[RuleKind, ...] = ("negation", "changed_value", "entity_shift")
+
 
 class Columns(_Strict):
     """Column roles in pair files or Hugging Face datasets. Unset roles are found by name (see README 'Input
@@ -162,8 +166,8 @@ class RulesConfig(_Strict):
     count: int = Field(
         1, ge=1, le=4, description="rule-based negatives per query (distinct perturbation kinds)"
     )
-    kinds: list[Literal["negation", "changed_value", "entity_shift", "role_reversal"]] = Field(
-        default_factory=lambda: ["negation", "changed_value", "entity_shift"],
+    kinds: list[RuleKind] = Field(
+        default_factory=lambda: list(DEFAULT_RULE_KINDS),
         description="operators to try, in a seeded order per query",
     )
     entity_pool_docs: int = Field(

@@ -99,7 +99,7 @@ def build_stack(
         if fc.sources is None and not fc.per_source:
             out.append(base)
             continue
-        variants = {
+        variants: dict[str, Filter] = {
             src: build_filter(fc.for_source(src), dense, query_emb, llm, cache_root, scorers)
             for src in fc.per_source
         }

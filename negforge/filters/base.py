@@ -69,12 +69,12 @@ class Filter(Protocol):
 class FilterStats:
     """Per filter: how many it saw, kept and rejected by reason, split by source (for the funnel)."""
 
-    seen: Counter = field(default_factory=Counter)  # by source
-    kept: Counter = field(default_factory=Counter)  # by source
-    rejected: Counter = field(default_factory=Counter)  # by reason
-    rejected_by_source: Counter = field(default_factory=Counter)  # "source/reason"
+    seen: Counter[str] = field(default_factory=Counter)  # by source
+    kept: Counter[str] = field(default_factory=Counter)  # by source
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
+    rejected_by_source: Counter[str] = field(default_factory=Counter)  # "source/reason"
     seconds: float = 0.0
-    relabeled: Counter = field(default_factory=Counter)  # by reason: rejected ones kept as positives
+    relabeled: Counter[str] = field(default_factory=Counter)  # by reason: rejected ones kept as positives
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,8 @@ from negforge.filters.pair_scorer import PairScorer
 SCALE = "ce_score: raw logit of the model's single relevance output; ce_prob: sigmoid(ce_score)"
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray | float) -> np.ndarray:
+    """The logistic function 1 / (1 + e^-x), elementwise, in float64."""
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
@@ -100,14 +101,14 @@ class CrossEncoderFilter:
             pos_min[qi] = min(pos_min.get(qi, float("inf")), float(s))
         probs = sigmoid(cand_raw)
         out = []
-        for c, s, p in zip(batch.candidates, cand_raw, probs, strict=True):
-            s, p = float(s), float(p)
-            scores: dict[str, Any] = {"ce_score": round(s, 5), "ce_prob": round(p, 5)}
+        for c, s_raw, p_raw in zip(batch.candidates, cand_raw, probs, strict=True):
+            s, prob = float(s_raw), float(p_raw)
+            scores: dict[str, Any] = {"ce_score": round(s, 5), "ce_prob": round(prob, 5)}
             if c.qi in pos_min:
                 scores["ce_positive"] = round(pos_min[c.qi], 5)
             reason = None
             pm = pos_min.get(c.qi)
-            if cfg.max_prob is not None and p > cfg.max_prob:
+            if cfg.max_prob is not None and prob > cfg.max_prob:
                 reason = "ce_above_max_prob"
             elif self.calibrated_threshold is not None and s >= self.calibrated_threshold:
                 reason = "ce_scores_like_positive"

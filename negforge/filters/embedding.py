@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from negforge.config import EmbeddingFilterConfig
-from negforge.filters.base import CandidateBatch, Verdict
+from negforge.filters.base import CandidateBatch, FilterQuery, Verdict
 from negforge.mining.dense import DenseMiner
 
 
@@ -19,6 +19,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.where(n > 0, n, 1.0)
+
+
+def _emb_index(q: FilterQuery) -> int:
+    """The query's row in the run's query embeddings; ValueError for a query built without one."""
+    if q.emb_index is None:
+        raise ValueError(f"query {q.id!r}: the embedding filter needs its embedding row (emb_index)")
+    return q.emb_index
 
 
 class EmbeddingFilter:
@@ -33,10 +40,11 @@ class EmbeddingFilter:
 
     def _candidate_emb(self, batch: CandidateBatch) -> np.ndarray:
         cands = batch.candidates
-        out = np.zeros((len(cands), self.dense.corpus_emb.shape[1]), dtype=np.float32)
+        corpus = self.dense.encoded()
+        out = np.zeros((len(cands), corpus.shape[1]), dtype=np.float32)
         rows = [i for i, c in enumerate(cands) if c.row is not None]
         if rows:
-            out[rows] = self.dense.corpus_emb[np.array([cands[i].row for i in rows])]
+            out[rows] = corpus[np.array([cands[i].row for i in rows])]
         need = [i for i, c in enumerate(cands) if c.row is None and c.embedding is None]
         if need:
             enc = self.dense.encode_passages([cands[i].text for i in need])  # corpus_prompt, one space
@@ -50,11 +58,11 @@ class EmbeddingFilter:
     def apply(self, batch: CandidateBatch) -> list[Verdict]:
         cfg = self.cfg
         cand = self._candidate_emb(batch)
-        q_emb = _unit(self.query_emb[[q.emb_index for q in batch.queries]])
+        q_emb = _unit(self.query_emb[[_emb_index(q) for q in batch.queries]])
         out: list[Verdict] = []
         sims_q = np.einsum("ij,ij->i", cand, q_emb[[c.qi for c in batch.candidates]])
         pos_emb = {
-            qi: _unit(self.dense.corpus_emb[np.array(q.positive_rows)]) for qi, q in enumerate(batch.queries)
+            qi: _unit(self.dense.encoded()[np.array(q.positive_rows)]) for qi, q in enumerate(batch.queries)
         }
         qpos = {qi: float((pos_emb[qi] @ q_emb[qi]).max()) for qi in pos_emb}
         band: dict[int, tuple[float, float]] = {}

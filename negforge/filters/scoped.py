@@ -9,6 +9,7 @@ are still removed by the mixer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from negforge.filters.base import CandidateBatch, Filter, Verdict
@@ -17,7 +18,7 @@ from negforge.filters.base import CandidateBatch, Filter, Verdict
 class SourceScopedFilter:
     """Wraps a base filter and per-source variants (built from the same config with overrides)."""
 
-    def __init__(self, base: Filter, variants: dict[str, Filter], sources: list[str] | None) -> None:
+    def __init__(self, base: Filter, variants: Mapping[str, Filter], sources: Sequence[str] | None) -> None:
         self.base = base
         self.variants = variants
         self.sources = None if sources is None else set(sources)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from negforge.adapt.pipeline import adapt
 from negforge.config import RunConfig, load_config
+from negforge.flows.driver_task import driver_task
 
-_adapt = task(adapt, name="adapt", cache_policy=NO_CACHE, persist_result=False)
+_adapt = driver_task(adapt, name="adapt")
 
 
 @flow(name="adapt", validate_parameters=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -22,7 +23,8 @@ class ShardProgress:
     """A progress artifact moved as shards finish (nothing to show when no shard is left to do)."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.done, self.id = total, 0, None
+        self.total, self.done = total, 0
+        self.id: Any = None  # the artifact's UUID once created
 
     def __enter__(self) -> ShardProgress:
         if self.total:

@@ -10,27 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
 from negforge import pipeline
 from negforge.config import ExecutionConfig, RunConfig
 from negforge.flows.artifacts import ShardProgress, publish_run_artifacts
+from negforge.flows.driver_task import driver_task
 from negforge.progress import progress_bar
 
-# Big in-memory objects (corpus, indexes) pass between driver tasks in one process: no caching, no results.
-_task = task(cache_policy=NO_CACHE, persist_result=False)
-
-load = _task(pipeline.load_data, name="load")
-prepare_bm25 = _task(pipeline.prepare_bm25, name="mine-bm25-index")
-pin_precision = _task(pipeline.pin_precision, name="pin-precision")
-prepare_dense = _task(pipeline.prepare_dense, name="mine-dense-encode-index")
-make_context = _task(pipeline.make_context, name="select-setup")
-prepare_filters = _task(pipeline.prepare_filters, name="filters-setup")
-prepare_llm = _task(pipeline.prepare_llm, name="llm-start")
-mine_shard = _task(pipeline.run_shard, name="mine-filter-mix-shard", task_run_name="shard-{shard}", retries=1)
-finalize = _task(pipeline.finalize, name="write")
+load = driver_task(pipeline.load_data, name="load")
+prepare_bm25 = driver_task(pipeline.prepare_bm25, name="mine-bm25-index")
+pin_precision = driver_task(pipeline.pin_precision, name="pin-precision")
+prepare_dense = driver_task(pipeline.prepare_dense, name="mine-dense-encode-index")
+make_context = driver_task(pipeline.make_context, name="select-setup")
+prepare_filters = driver_task(pipeline.prepare_filters, name="filters-setup")
+prepare_llm = driver_task(pipeline.prepare_llm, name="llm-start")
+mine_shard = driver_task(
+    pipeline.run_shard, name="mine-filter-mix-shard", task_run_name="shard-{shard}", retries=1
+)
+finalize = driver_task(pipeline.finalize, name="write")
 #: `pipeline.prepare_build`'s steps as tasks: the flow runs the library's one sequence, each step a task run
 STEPS = pipeline.BuildSteps(
     load_data=load,
@@ -96,12 +95,12 @@ def ensure_concurrency_limits(cfg: RunConfig) -> dict[str, int]:
         LLM_TAG: cfg.execution.llm_concurrency,
         CROSS_ENCODER_TAG: cfg.execution.cross_encoder_concurrency,
     }
-    want = {k: v for k, v in want.items() if v is not None}
-    if want:
+    limits = {k: v for k, v in want.items() if v is not None}
+    if limits:
         with get_client(sync_client=True) as client:
-            for tag, limit in want.items():
+            for tag, limit in limits.items():
                 client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
-    return want
+    return limits
 
 
 @flow(name="build_negatives", validate_parameters=True)

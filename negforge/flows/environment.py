@@ -129,7 +129,7 @@ def watch_ephemeral_server() -> None:
     except ImportError:  # pragma: no cover - prefect without its server extra
         return
     if not isinstance(server.subprocess, _WatchedSubprocess):
-        server.subprocess = _WatchedSubprocess()
+        server.subprocess = _WatchedSubprocess()  # type: ignore[assignment]  # the module's stand-in, by design
 
 
 class RootLevelFilter(logging.Filter):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
+from negforge.flows.driver_task import driver_task
 from negforge.publish.markdown import code, md
 from negforge.training.evaluate import METRICS, EvalResult
 from negforge.training.evaluate import evaluate as evaluate_model
@@ -16,12 +16,9 @@ from negforge.training.evaluate import load_split as read_split
 from negforge.training.train import TrainConfig
 from negforge.training.train import train as train_model
 
-# Models and corpora pass between tasks in one process: no caching, no result storage.
-_task = task(cache_policy=NO_CACHE, persist_result=False)
-
-fit = _task(train_model, name="train")
-load_split = _task(read_split, name="load-split")
-score = _task(evaluate_model, name="evaluate", task_run_name="evaluate-{model}")
+fit = driver_task(train_model, name="train")
+load_split = driver_task(read_split, name="load-split")
+score = driver_task(evaluate_model, name="evaluate", task_run_name="evaluate-{model}")
 
 
 @flow(name="train", validate_parameters=True)
@@ -44,10 +41,7 @@ def _markdown(results: list[EvalResult], data: str, split: str) -> str:
     head = "| model | fingerprint | " + " | ".join(METRICS) + " | queries | docs |"
     lines = [f"# Retrieval on {code(data)} ({md(split)})", "", head, "|" + "---|" * (len(METRICS) + 4)]
     for i, r in enumerate(results):
-        cells = [
-            f"{r[m]:.4f}" + (f" ({r[m] - results[0][m]:+.4f})" if i else "")
-            for m in METRICS  # type: ignore[literal-required]
-        ]
+        cells = [f"{r[m]:.4f}" + (f" ({r[m] - results[0][m]:+.4f})" if i else "") for m in METRICS]
         lines.append(f"| {code(r['model'])} | {code(r['fingerprint'][:12])} | {' | '.join(cells)} | {r['queries']} | "
                      f"{r['corpus_docs']} |")  # fmt: skip
     if len(results) > 1:

@@ -4,7 +4,7 @@ attaching the generated passages (scored by the dense model) to a shard's mined 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
 
 import numpy as np
@@ -50,7 +50,7 @@ def _spans(
     results: list[QueryResult],
     passages: list[tuple[str | None, str] | None],
     kind: str,
-    rows: list[int | None] | None = None,
+    rows: Sequence[int | None] | None = None,
 ) -> list[EditSpan | None]:
     """`rows[i]`: the corpus row of passage i, when it is one: its joined title is never a span."""
     from negforge.generators.spans import choose_spans

@@ -155,12 +155,12 @@ def _gguf_read_once() -> Iterator[None]:
             readers[key] = original_reader(path, mode)
         return readers[key]
 
-    gguf.GGUFReader = shared_reader
+    gguf.GGUFReader = shared_reader  # type: ignore[misc,assignment]  # one reader per file while converting
     gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original_map)
     try:
         yield
     finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
+        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map  # type: ignore[misc]
         readers.clear()
 
 

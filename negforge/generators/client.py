@@ -164,14 +164,14 @@ def compact_logprobs(logprobs: Any) -> list | None:
         return None
     out = []
     for t in content:
-        get = t.get if isinstance(t, dict) else (lambda k, _t=t: getattr(_t, k, None))
-        tops = get("top_logprobs") or []
-        alts = []
-        for a in tops:
-            ag = a.get if isinstance(a, dict) else (lambda k, _a=a: getattr(_a, k, None))
-            alts.append([ag("token"), float(ag("logprob"))])
-        out.append([get("token"), float(get("logprob")), alts])
+        alts = [[_field(a, "token"), float(_field(a, "logprob"))] for a in _field(t, "top_logprobs") or []]
+        out.append([_field(t, "token"), float(_field(t, "logprob")), alts])
     return out
+
+
+def _field(obj: Any, key: str) -> Any:
+    """`obj[key]` of a dict (a raw JSON reply), else the attribute (the openai client's objects); None if absent."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:

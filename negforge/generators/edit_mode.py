@@ -335,6 +335,7 @@ def accept_edit(synth: Synthesizer, task: GenTask, rec: dict) -> list[SyntheticN
         assert task.target is not None
         new, reasoning = splice_replacement(task.target, parsed.value.replacement, stats)
     else:
+        assert isinstance(parsed.value, EditReply)
         new, reasoning = clean_sentence(parsed.value.sentence, original), parsed.value.reasoning.strip()
     why = sentence_problem(
         new, query=task.item.query, original=original, copy_threshold=synth.cfg.copy_threshold

@@ -53,7 +53,7 @@ def rule_negatives(
         rng = np.random.default_rng(s)
         kinds = [str(k) for k in rng.permutation(cfg.kinds)]
         clause = answer_clause(span.sentence, queries[i] if queries is not None else "")
-        made = []
+        made: list[SyntheticNegative] = []
         for edit in apply_rules(clause.text, kinds, rng, pool):
             if len(made) == cfg.count:
                 break

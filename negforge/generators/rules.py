@@ -120,10 +120,10 @@ def negate(sentence: str) -> RuleEdit | None:
             return _edit("negation", sentence, len(sentence[: t.start].rstrip(" ")), t.end, "")
         if t.norm == "no" and prev.norm in _AUX | _PERFECT and i + 1 < len(toks):
             # "was no difference" -> "was a difference", "were no changes" -> "were changes"
-            nxt = toks[i + 1]
-            plural = nxt.norm.endswith("s") and not nxt.norm.endswith("ss")
-            article = "" if plural else ("an " if nxt.norm[0] in "aeiou" else "a ")
-            return _edit("negation", sentence, t.start, nxt.start, article)
+            noun = toks[i + 1]
+            plural = noun.norm.endswith("s") and not noun.norm.endswith("ss")
+            article = "" if plural else ("an " if noun.norm[0] in "aeiou" else "a ")
+            return _edit("negation", sentence, t.start, noun.start, article)
         if t.norm == "n't":
             return _edit(
                 "negation", sentence, prev.start, t.end, _like(_NT_BASE.get(prev.norm, prev.text), prev.text)

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import TextIO
 
 
 class GenerationStore:
@@ -29,7 +30,7 @@ class GenerationStore:
                     continue
                 self.records.setdefault(rec["key"], rec)
         self._path = self.dir / f"part-{socket.gethostname()}-{os.getpid()}.jsonl"
-        self._fh = None
+        self._fh: TextIO | None = None
         self._lock = threading.Lock()  # shards may run on threads of one process
 
     def refresh(self) -> int:

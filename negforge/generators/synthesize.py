@@ -149,7 +149,7 @@ class Synthesizer:
         items = parsed.items
         tpl = load_template(task.mode)
         menu = perturbations()
-        out = []
+        out: list[SyntheticNegative] = []
         for i, it in enumerate(items[: len(task.perturbations)]):
             why = passage_problem(
                 it.passage, query=task.item.query, positive=task.item.positive,

@@ -13,7 +13,7 @@ def padded_length(n, bucket: int):
     return -(-n // bucket) * bucket
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, bucket: int = 1) -> list[np.ndarray]:
+def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, bucket: int = 1) -> list[np.ndarray]:
     """Batches of text positions in which every text pads to the same length, longest first.
 
     A text's padded length is its token count rounded up to a multiple of `bucket` (1: its exact count, no
@@ -27,8 +27,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, bucket: int = 1) -> 
     """
     if batch_size < 1 or bucket < 1:
         raise ValueError(f"batch_size and bucket must be >= 1, got {batch_size} and {bucket}")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    padded = padded_length(lengths, bucket)
+    padded = padded_length(np.asarray(lengths, dtype=np.int64), bucket)
     order = np.argsort(-padded, kind="stable")
     out: list[np.ndarray] = []
     start = 0

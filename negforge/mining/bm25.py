@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import bm25s
@@ -129,7 +130,7 @@ def _stopword_set(spec: str | None) -> frozenset[str]:
         raise ValueError(f"sources.bm25.stopwords={spec!r}: {e}") from e
 
 
-def top_k_excluding(scores: np.ndarray, k: int, exclude: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def top_k_excluding(scores: np.ndarray, k: int, exclude: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The k best rows of a full score vector, skipping `exclude`, best first; zero-score rows are no match."""
     want = min(k + len(exclude), len(scores))
     if want <= 0:

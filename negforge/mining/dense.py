@@ -9,6 +9,7 @@ import json
 import mmap
 import threading
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -37,7 +38,7 @@ ADD_CHUNK = 65536  # rows per faiss add call
 
 def _file_mapping(arr: np.ndarray) -> mmap.mmap | None:
     """The file mapping under a memory-mapped array (np.load(..., mmap_mode="r") and its views), else None."""
-    base = arr
+    base: Any = arr
     while isinstance(base, np.ndarray):
         base = base.base
     return base if isinstance(base, mmap.mmap) else None
@@ -202,6 +203,13 @@ class DenseMiner:
         self.corpus_emb = self.embed(corpus_texts, "corpus")
         self.index, self.index_info = self._load_or_build_index(corpus_texts, seed)
 
+    def encoded(self) -> np.ndarray:
+        """The corpus embeddings, shape (n_docs, dim), float32, row = corpus row (memory-mapped from the
+        cache). Raises RuntimeError before `prepare` has encoded the corpus."""
+        if self.corpus_emb is None:
+            raise RuntimeError("the dense miner has not encoded the corpus yet (call prepare first)")
+        return self.corpus_emb
+
     def _load_or_build_index(self, corpus_texts: list[str], seed: int) -> tuple[faiss.Index, dict]:
         assert self.corpus_emb is not None
         icfg = self.cfg.index
@@ -215,7 +223,7 @@ class DenseMiner:
         )
         path, meta = folder / "index.faiss", folder / "info.json"
         if path.exists() and meta.exists():
-            index = faiss.read_index(str(path))
+            index: Any = faiss.read_index(str(path))  # an IVF or HNSW index: its own search knob
             info = json.loads(meta.read_text())
             if icfg.type == "ivf":
                 index.nprobe = min(icfg.nprobe, info["nlist"])

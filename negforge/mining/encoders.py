@@ -74,7 +74,10 @@ class TorchEncoder:
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
         )
-        self.dim = int(dim())
+        d = dim()
+        if d is None:
+            raise ValueError(f"{model_path}: the model does not state its embedding dimension")
+        self.dim = int(d)
 
     def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
         """Float32 embeddings (len(texts), dim) in input order. Texts are tokenized once (the model's own

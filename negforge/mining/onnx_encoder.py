@@ -49,7 +49,7 @@ _TRACE_TEXTS = ("a short text", "a somewhat longer text, so that the traced batc
 _CHECK_TEXTS = ("one", "three words here", "and a fourth text that is longer than the three others are")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     with path.open(encoding="utf-8") as f:
         return json.load(f)
 

@@ -54,6 +54,24 @@ class MiningContext:
     calibration: dict | None = None  # the hidden-positive calibration's record (negforge.calibration.in_run)
     _siblings: dict[int, frozenset[int]] | None = None
 
+    def bm25_miner(self) -> BM25Miner:
+        """The run's BM25 index; RuntimeError when sources.bm25 is off (a caller asked for what is not built)."""
+        if self.bm25 is None:
+            raise RuntimeError("sources.bm25 is off: this run has no BM25 index")
+        return self.bm25
+
+    def dense_miner(self) -> DenseMiner:
+        """The run's dense miner; RuntimeError when sources.dense is off."""
+        if self.dense is None:
+            raise RuntimeError("sources.dense is off: this run has no dense index")
+        return self.dense
+
+    def query_embeddings(self) -> np.ndarray:
+        """Every query's embedding, shape (n_queries, dim), float32; RuntimeError when sources.dense is off."""
+        if self.query_emb is None:
+            raise RuntimeError("sources.dense is off: this run has no query embeddings")
+        return self.query_emb
+
     def identity_index(self) -> IdentityIndex:
         """The corpus's text keys, built once per context."""
         if self.identity is None:
@@ -143,34 +161,35 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
                 cands[r] = Candidate(r, {"dense": s}, {"dense": rank})
         bm25_all = None
         if bm25_ids is not None:
-            bm25_all = ctx.bm25.score_all(bm25_ids[j])
+            bm25_all = ctx.bm25_miner().score_all(bm25_ids[j])
             rows, scores = top_k_excluding(bm25_all, k - len(excluded), sorted(excluded))
             for rank, (r, s) in enumerate(zip(rows, scores, strict=True), 1):
                 c = cands.setdefault(int(r), Candidate(int(r)))
                 c.scores["bm25"], c.ranks["bm25"] = float(s), rank
-        topic = int(ctx.topics.query_topic[qi]) if ctx.topics is not None else None
-        if topic is not None:
+        topics = ctx.topics
+        topic = int(topics.query_topic[qi]) if topics is not None else None
+        if topics is not None and topic is not None:
             before = len(cands)
-            cands = {r: c for r, c in cands.items() if ctx.topics.doc_topic[r] == topic}
+            cands = {r: c for r, c in cands.items() if topics.doc_topic[r] == topic}
             funnel["other_topic"] += before - len(cands)
         pool = list(cands.values())
         for c in pool:
-            for s in c.ranks:
-                pool_sizes[s] += 1
+            for src in c.ranks:
+                pool_sizes[src] += 1
         identity_dropped = [
             Refused(Selected(Candidate(r, {}, {}), "identity", 0), reason)
             for r, reason in sorted(qident.excluded.items())
         ]
-        for _, reason in identity_dropped:
-            funnel[reason] += 1
+        for refused in identity_dropped:
+            funnel[refused.reason] += 1
         given: list[Selected] = []
         for gi, g in enumerate(q.given, 1):
             if g.row in posset or g.row in qident.excluded:
-                reason = qident.excluded.get(g.row, SAME_AS_POSITIVE)
+                why = qident.excluded.get(g.row, SAME_AS_POSITIVE)
                 identity_dropped.append(
-                    Refused(Selected(Candidate(g.row, {}, {"given": gi}), "given", gi), reason)
+                    Refused(Selected(Candidate(g.row, {}, {"given": gi}), "given", gi), why)
                 )
-                funnel[reason] += 1
+                funnel[why] += 1
                 continue
             given.append(Selected(Candidate(g.row, {}, {"given": gi}), "given", gi))
         if given:
@@ -192,26 +211,26 @@ def mine_queries(ctx: MiningContext, qidx: list[int]) -> list[QueryResult]:
             ranked = pool[sel.skip_top : sel.skip_top + sel.depth]
             cut = gap_cut([c.scores[score_by] for c in ranked]) if sel.gap_cut else None
             for rank, c in enumerate(ranked, sel.skip_top + 1):
-                s = Selected(c, min(c.ranks, key=lambda src: c.ranks[src]), rank)
+                picked = Selected(c, min(c.ranks, key=lambda src: c.ranks[src]), rank)
                 reason = candidate_margin_reason(c.scores, pos_scores, score_by, sel) or _above(
                     c, cut, score_by
                 )
                 if reason:
                     funnel[reason] += 1
-                    margin_dropped.append(Refused(s, reason))
+                    margin_dropped.append(Refused(picked, reason))
                 else:
-                    window.append(s)
+                    window.append(picked)
             funnel["window"] += len(window)
             kept_given = []
-            for s in given:
-                reason = candidate_margin_reason(s.candidate.scores, pos_scores, score_by, sel) or _above(
-                    s.candidate, cut, score_by
+            for g_sel in given:
+                reason = candidate_margin_reason(g_sel.candidate.scores, pos_scores, score_by, sel) or _above(
+                    g_sel.candidate, cut, score_by
                 )
                 if reason:
                     funnel[reason] += 1
-                    margin_dropped.append(Refused(s, reason))
+                    margin_dropped.append(Refused(g_sel, reason))
                 else:
-                    kept_given.append(s)
+                    kept_given.append(g_sel)
             given = kept_given
         random: list[Selected] = []
         if cfg.sources.random.enabled:
@@ -260,8 +279,8 @@ def _dense_search(ctx: MiningContext, qidx: list[int], depths: list[int]) -> lis
     for j, k in enumerate(depths):
         groups.setdefault(k, []).append(j)
     for k, js in sorted(groups.items()):
-        rows, _ = ctx.dense.search(
-            np.asarray(ctx.query_emb[[qidx[j] for j in js]]), min(k + _SEARCH_SLACK, len(ctx.corpus))
+        rows, _ = ctx.dense_miner().search(
+            np.asarray(ctx.query_embeddings()[[qidx[j] for j in js]]), min(k + _SEARCH_SLACK, len(ctx.corpus))
         )
         for jj, j in enumerate(js):
             out[j] = rows[jj]
@@ -277,7 +296,7 @@ def _dense_hits(
     rows = np.asarray([int(r) for r in rows if r >= 0], dtype=np.int64)
     if not len(rows):
         return []
-    scores = ctx.dense.pair_scores(ctx.query_emb[qi], rows)
+    scores = ctx.dense_miner().pair_scores(ctx.query_embeddings()[qi], rows)
     order = np.lexsort((rows, -scores))[:k]
     return [(int(rows[o]), float(scores[o])) for o in order if int(rows[o]) not in excluded]
 

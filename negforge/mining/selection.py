@@ -16,8 +16,7 @@ from negforge.config import SelectionConfig
 def margin_reason(score: float, pos_min: float, cfg: SelectionConfig) -> str | None:
     """Why a candidate with this selection score is not a safe negative, or None when it is. Raises
     RuntimeError on `relative_margin: auto` (the run resolves it before selecting: negforge.calibration)."""
-    if cfg.relative_margin == "auto":
-        raise RuntimeError("selection.relative_margin: auto reached selection unresolved")
+    relative = cfg.margin()
     if cfg.max_score is not None and score > cfg.max_score:
         return "above_max_score"
     if cfg.min_score is not None and score < cfg.min_score:
@@ -25,7 +24,7 @@ def margin_reason(score: float, pos_min: float, cfg: SelectionConfig) -> str | N
     if math.isfinite(pos_min):
         if cfg.absolute_margin is not None and score > pos_min - cfg.absolute_margin:
             return "absolute_margin"
-        if cfg.relative_margin is not None and score > pos_min - abs(pos_min) * cfg.relative_margin:
+        if relative is not None and score > pos_min - abs(pos_min) * relative:
             return "relative_margin"
     return None
 
@@ -44,7 +43,8 @@ def candidate_margin_reason(
     s = scores["dense"]
     if cfg.absolute_margin is not None and s > weakest - cfg.absolute_margin:
         return "absolute_margin_dense"
-    if cfg.relative_margin is not None and s > weakest - abs(weakest) * cfg.relative_margin:
+    relative = cfg.margin()
+    if relative is not None and s > weakest - abs(weakest) * relative:
         return "relative_margin_dense"
     return None
 

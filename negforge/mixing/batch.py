@@ -40,7 +40,9 @@ def _synthetic(g: SyntheticNegative, score: float | None, emb: np.ndarray | None
 def build_batch(ctx: MiningContext, results: list[QueryResult]) -> tuple[CandidateBatch, list[list[int]]]:
     """All of a shard's candidates in one batch (mined first, then random, then LLM), indexes per query."""
     qpos = {q.id: i for i, q in enumerate(ctx.queries)}
-    queries, cands, per_query = [], [], []
+    queries: list[FilterQuery] = []
+    cands: list[FilterCandidate] = []
+    per_query: list[list[int]] = []
     for qi, r in enumerate(results):
         queries.append(
             FilterQuery(
@@ -107,7 +109,8 @@ def synthetic_margin_reason(ctx: MiningContext, r: QueryResult, c: FilterCandida
     weakest = min(pos)
     if sel.absolute_margin is not None and score > weakest - sel.absolute_margin:
         return "absolute_margin"
-    if sel.relative_margin is not None and score > weakest - abs(weakest) * sel.relative_margin:
+    relative = sel.margin()
+    if relative is not None and score > weakest - abs(weakest) * relative:
         return "relative_margin"
     return None
 

@@ -170,8 +170,8 @@ def mix_query(
         elif not o.kept:
             dropped.append(Judged(c, o))
         elif i in dup:
-            scores = {**o.scores, "duplicate_of": cands[dup[i]].key}
-            dropped.append(Judged(c, Outcome(False, "mixer", "duplicate_text", scores, dup[i])))
+            dup_scores = {**o.scores, "duplicate_of": cands[dup[i]].key}
+            dropped.append(Judged(c, Outcome(False, "mixer", "duplicate_text", dup_scores, dup[i])))
         elif i not in chosen:
             dropped.append(Judged(c, Outcome(False, "mixer", "not_mixed", o.scores)))
     return MixedQuery(negatives, dropped, relabeled, len(chosen) < want)

@@ -29,6 +29,7 @@ import webbrowser
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from negforge.publish.summary import source_scores
 from negforge.records import WRITTEN_SOURCES, selection_score
@@ -178,6 +179,7 @@ def _kept(c: dict, passages: _Passages, keys: dict[str, int]) -> dict:
 def _dropped(c: dict, key, verdicts: dict, keys: dict, passages: _Passages, with_text: bool) -> list:
     """[passage index, or the bare doc id when it carries no text, or synthetic {x, g}; source, rank, score,
     verdict index, filter scores (only with text)]."""
+    ref: Any
     if c.get("doc_id") is None:
         ref = _synthetic(c, passages, DROPPED_CHARS)
     elif with_text:
@@ -280,7 +282,7 @@ def explorer_data(
     limited = len(rows) > BIG_RUN
     examples = sample_examples(rows, int(manifest.get("seed") or 0))
     shown = {(qi, ci) for g in examples for qi, kind, ci in g["e"] if kind == "x"}  # examples show text
-    queries = []
+    queries: list[dict[str, Any]] = []
 
     def score(c: dict) -> float:
         return v if (v := selection_score(c, key)) is not None else float("-inf")

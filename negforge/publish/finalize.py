@@ -184,7 +184,7 @@ def finalize(
     mining_seconds = sum(s["seconds"] for i, s in enumerate(stats) if i in now)
     timings.add("mine", mining_seconds, sum(len(shards[i]) for i in now), "queries")
     reused_seconds = sum(s["seconds"] for i, s in enumerate(stats) if i not in now)
-    agg = {k: Counter() for k in ("funnel", "candidates", "selected")}
+    agg: dict[str, Counter] = {k: Counter() for k in ("funnel", "candidates", "selected")}
     short_ids: list[str] = []
     short_reasons: dict[str, str] = {}
     gen_counts: Counter = Counter()

@@ -8,13 +8,14 @@ The token is passed to the client and nowhere else: never logged, never written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from negforge.publish.card import render_card
 from negforge.publish.run_files import PublishError, RunFiles, read_run
@@ -42,7 +43,7 @@ def resolve_token(secret_block: str | None = None) -> str | None:
         from prefect.blocks.system import Secret
 
         try:
-            secret = Secret.load(secret_block)
+            secret: Any = Secret.load(secret_block)  # sync outside an event loop: the block itself
         except (ValueError, RuntimeError) as e:
             raise PublishError(f"Prefect Secret block {secret_block!r} could not be loaded: {e}") from None
         value = secret.get()
@@ -148,7 +149,8 @@ def push_run(
         dd = _config_dataset(run, config)
         log.info("pushing config %s to %s@%s", config, repo_id, branch)
         with_retries(
-            lambda dd=dd, config=config, message=message: dd.push_to_hub(
+            functools.partial(
+                dd.push_to_hub,
                 repo_id,
                 config_name=config,
                 data_dir=f"data/{config}",

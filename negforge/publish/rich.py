@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -10,6 +11,7 @@ from negforge.records import Corpus, FilterCandidate, Outcome, QueryResult
 from negforge.rich_schema import (
     FILTER_SCORE_KEYS,
     RICH_SCHEMA,
+    FilterScores,
     GenerationRecord,
     RichCandidate,
     RichRow,
@@ -25,7 +27,7 @@ def _generation(c: FilterCandidate) -> GenerationRecord | None:
     return record  # type: ignore[return-value]  # SyntheticNegative's fields are GenerationRecord's
 
 
-def _candidate(c: FilterCandidate, filter_scores: dict, keep_text: bool = True) -> RichCandidate:
+def _candidate(c: FilterCandidate, filter_scores: dict[str, Any], keep_text: bool = True) -> RichCandidate:
     return {
         "doc_id": c.doc_id,
         "text": c.text if keep_text or c.doc_id is None else None,
@@ -44,7 +46,7 @@ def _candidate(c: FilterCandidate, filter_scores: dict, keep_text: bool = True) 
             "given": c.ranks.get("given"),
         },
         "generation": _generation(c),
-        "filter_scores": {k: filter_scores.get(k) for k in FILTER_SCORE_KEYS},  # type: ignore[misc]
+        "filter_scores": cast(FilterScores, {k: filter_scores.get(k) for k in FILTER_SCORE_KEYS}),
         "merged": list(c.merged),
     }
 
@@ -79,4 +81,4 @@ def rich_rows(results: list[QueryResult], corpus: Corpus, dropped_text: bool = F
 
 def rich_table(results: list[QueryResult], corpus: Corpus, dropped_text: bool = False) -> pa.Table:
     """`rich_rows` as an Arrow table of RICH_SCHEMA."""
-    return pa.Table.from_pylist(rich_rows(results, corpus, dropped_text), schema=RICH_SCHEMA)  # type: ignore[arg-type]
+    return pa.Table.from_pylist(rich_rows(results, corpus, dropped_text), schema=RICH_SCHEMA)

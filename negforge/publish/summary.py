@@ -13,7 +13,7 @@ from rich.table import Table
 from negforge.records import score_on, selection_key, selection_score
 
 
-def score_summary(rows: Iterable[dict], score_key: str | None) -> list[dict]:
+def score_summary(rows: Iterable[dict[str, Any]], score_key: str | None) -> list[dict[str, Any]]:
     """One entry per credited source plus `all`: counts and score quantiles on the selection scale."""
     per: dict[str, dict[str, list[float]]] = {}
     for row in rows:
@@ -55,7 +55,9 @@ def score_summary(rows: Iterable[dict], score_key: str | None) -> list[dict]:
     return out
 
 
-def print_summary(summary: list[dict], score_key: str | None, console: Console | None = None) -> None:
+def print_summary(
+    summary: list[dict[str, Any]], score_key: str | None, console: Console | None = None
+) -> None:
     console = console or Console()
     table = Table(
         title=f"scores by source ({score_key or 'unscored'} scale; margin = weakest positive − negative)"

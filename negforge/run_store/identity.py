@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from negforge.config import RunConfig
+from negforge.config.filters import MODEL_FILTER_CONFIGS
 from negforge.generators.rule_source import RULES_VERSION
 from negforge.mining.fingerprint import texts_digest
 from negforge.prompts import PROMPTS_DIR
@@ -56,11 +57,11 @@ def precision_paths(cfg: RunConfig) -> dict[str, str]:
     """The numeric path of each model, as `negforge.precision_pin.pin_precision` resolved it in the driver
     (e.g. "torch-bf16"): the dense encoder's and each cross-encoder or NLI filter's, with its per-source
     variants' paths where they differ. "auto" only for a config nothing pinned."""
-    out = {}
+    out: dict[str, str] = {}
     if cfg.sources.dense.enabled:
         out["dense"] = cfg.sources.dense.backend
     for f in cfg.filters:
-        if f.type in ("cross_encoder", "nli"):
+        if isinstance(f, MODEL_FILTER_CONFIGS):
             out[f"filter:{f.name or f.type}"] = f.backend
             for src in f.per_source:
                 path = f.for_source(src).backend
@@ -108,7 +109,7 @@ def model_identities(cfg: RunConfig) -> dict[str, str]:
     if cfg.sources.dense.enabled:
         out["dense"] = model_fingerprint(resolve_model_path(cfg.sources.dense.model))
     for f in cfg.filters:
-        if f.type in ("cross_encoder", "nli"):
+        if isinstance(f, MODEL_FILTER_CONFIGS):
             out[f"filter:{f.name or f.type}"] = model_fingerprint(resolve_model_path(f.model))
     return out
 

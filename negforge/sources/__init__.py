@@ -24,18 +24,31 @@ def load_input(cfg: DataConfig) -> TrainingInput:
             "queries for it (domain adaptation), or give queries and qrels (format beir, qrels, pairs or hf)"
         )
     if cfg.format == "beir":
-        out = load_beir(cfg.path, cfg.split, join_title=cfg.join_title, min_relevance=cfg.min_relevance)
+        out = load_beir(
+            _given(cfg.path, "data.path"),
+            cfg.split,
+            join_title=cfg.join_title,
+            min_relevance=cfg.min_relevance,
+        )
     elif cfg.format == "qrels":
         out = load_qrels_input(
-            cfg.qrels, cfg.queries, cfg.corpus, join_title=cfg.join_title, min_relevance=cfg.min_relevance
+            _given(cfg.qrels, "data.qrels"),
+            _given(cfg.queries, "data.queries"),
+            _given(cfg.corpus, "data.corpus"),
+            join_title=cfg.join_title,
+            min_relevance=cfg.min_relevance,
         )
     elif cfg.format == "pairs":
         out = load_pairs(
-            cfg.path, cfg.columns, cfg.corpus, join_title=cfg.join_title, min_relevance=cfg.min_relevance
+            _given(cfg.path, "data.path"),
+            cfg.columns,
+            cfg.corpus,
+            join_title=cfg.join_title,
+            min_relevance=cfg.min_relevance,
         )
     else:
         out = load_hf(
-            cfg.path,
+            _given(cfg.path, "data.path"),
             cfg.split,
             cfg.columns,
             cfg.corpus,
@@ -64,3 +77,10 @@ def cut_long_passages(corpus: Corpus, max_chars: int) -> list[str]:
         f"{len(cut)} documents longer than data.max_passage_chars={max_chars:,} characters were cut to that "
         f"length (e.g. {ex})"
     ]
+
+
+def _given(value: str | None, key: str) -> str:
+    """A path the config validator requires for this format; InputError naming `key` if it is missing."""
+    if value is None:
+        raise InputError(f"{key} is required for this data.format")
+    return value

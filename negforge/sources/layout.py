@@ -91,6 +91,7 @@ def detect_layout(found: list[str], cols: Columns, source: str) -> PairLayout:
 
     q = pick(cols.query, QUERY_COLS, "query", True)
     p = pick(cols.positive, POSITIVE_COLS, "positive", True)
+    assert q is not None and p is not None  # required picks raise InputError when absent
     if cols.negative is not None:
         negs = tuple(
             pick(n, (), "negative", True) or n

@@ -91,14 +91,14 @@ class _Grouper:
         """
         text = doc_text(p.title, p.text, join_title)
         if p.doc_id is not None and p.doc_id in self.corpus.index:
-            r = self.corpus.index[p.doc_id]
-            have = {text_key(self.corpus.texts[r]), text_key(self.corpus.body(r))}
+            at = self.corpus.index[p.doc_id]
+            have = {text_key(self.corpus.texts[at]), text_key(self.corpus.body(at))}
             if not have & {text_key(text), text_key(p.text)}:
                 raise InputError(
                     f"{where}: {kind.replace('_', ' ')} docid {p.doc_id!r} has the text {p.text[:60]!r}, but the "
-                    f"corpus document {p.doc_id!r} reads {self.corpus.texts[r][:60]!r}; fix the id or the text"
+                    f"corpus document {p.doc_id!r} reads {self.corpus.texts[at][:60]!r}; fix the id or the text"
                 )
-            return r
+            return at
         r = self.by_key.get(text_key(text))
         if r is None:
             r = self.by_key.get(text_key(p.text))

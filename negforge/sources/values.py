@@ -207,7 +207,8 @@ def passage_list(value: Any, where: str, column: str) -> tuple[list[Passage], in
     if isinstance(value, str) and (spelled := _spelled_list(value, where, column)) is not None:
         value = spelled  # a list column exported to CSV/TSV as its repr: read the list it spells out
     if isinstance(value, dict) and value and all(_as_list(v) is not None for v in value.values()):
-        cols = {k: _as_list(v) for k, v in value.items()}  # Hugging Face Sequence({...}): a dict of lists
+        # Hugging Face Sequence({...}): a dict of lists
+        cols = {k: lst for k, v in value.items() if (lst := _as_list(v)) is not None}
         n = {len(v) for v in cols.values()}
         if len(n) != 1:
             raise InputError(f"{where}: column {column!r}: nested fields have different lengths {sorted(n)}")

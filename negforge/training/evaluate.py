@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -41,7 +41,8 @@ EvalResult = TypedDict(
         "prompts_from": str,
     },
 )
-METRICS = ("ndcg@10", "mrr@10", "recall@100")
+Metric = Literal["ndcg@10", "mrr@10", "recall@100"]
+METRICS: tuple[Metric, ...] = ("ndcg@10", "mrr@10", "recall@100")
 
 
 class BeirSplit:
@@ -194,8 +195,9 @@ def evaluate(
     dtype = precision.split("-", 1)[1]
     if dtype != "fp32":
         st.to(getattr(torch, TORCH_DTYPES[dtype]))
+    queries: dict[str, Any] = dict(beir.queries)  # the evaluator also takes images and arrays
     evaluator = InformationRetrievalEvaluator(
-        queries=beir.queries,
+        queries=queries,
         corpus=dict(zip(beir.corpus_ids, beir.corpus_texts, strict=True)),
         relevant_docs=beir.relevant,
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100],
@@ -212,7 +214,9 @@ def evaluate(
             st, fingerprint, beir.corpus_texts, Path(cache_dir).expanduser(), max_seq_length, batch_size,
             precision, prompts.corpus,
         )  # fmt: skip
-    scores = evaluator.compute_all_metrics(st, corpus_embeddings=corpus_emb)["cosine"]
+    scores: dict[str, dict[int, float]] = evaluator.compute_all_metrics(st, corpus_embeddings=corpus_emb)[
+        "cosine"
+    ]  # type: ignore[assignment]  # per k
     return {
         "model": str(model),
         "fingerprint": fingerprint,

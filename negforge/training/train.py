@@ -137,7 +137,7 @@ def _training_args(
     from sentence_transformers.base.sampler import BatchSamplers
 
     # transformers 5 takes the warmup ratio as a float `warmup_steps`; 4.x has `warmup_ratio`
-    warmup = (
+    warmup: dict[str, Any] = (
         {"warmup_steps": float(cfg.warmup_ratio)}
         if int(transformers.__version__.split(".")[0]) >= 5
         else {"warmup_ratio": cfg.warmup_ratio}
