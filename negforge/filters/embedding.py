@@ -58,12 +58,11 @@ class EmbeddingFilter:
     def apply(self, batch: CandidateBatch) -> list[Verdict]:
         cfg = self.cfg
         cand = self._candidate_emb(batch)
+        corpus = self.dense.encoded()
         q_emb = _unit(self.query_emb[[_emb_index(q) for q in batch.queries]])
         out: list[Verdict] = []
         sims_q = np.einsum("ij,ij->i", cand, q_emb[[c.qi for c in batch.candidates]])
-        pos_emb = {
-            qi: _unit(self.dense.encoded()[np.array(q.positive_rows)]) for qi, q in enumerate(batch.queries)
-        }
+        pos_emb = {qi: _unit(corpus[np.array(q.positive_rows)]) for qi, q in enumerate(batch.queries)}
         qpos = {qi: float((pos_emb[qi] @ q_emb[qi]).max()) for qi in pos_emb}
         band: dict[int, tuple[float, float]] = {}
         if cfg.query_percentile is not None:

@@ -15,6 +15,7 @@ from prefect.futures import as_completed
 
 from negforge import pipeline
 from negforge.config import ExecutionConfig, RunConfig
+from negforge.config.filters import MODEL_FILTER_CONFIGS
 from negforge.flows.artifacts import ShardProgress, publish_run_artifacts
 from negforge.flows.driver_task import driver_task
 from negforge.progress import progress_bar
@@ -82,7 +83,7 @@ def _shard_tags(cfg: RunConfig) -> list[str]:
     tags = []
     if cfg.sources.llm.enabled:
         tags.append(LLM_TAG)
-    if any(f.type in ("cross_encoder", "nli") for f in cfg.filters):
+    if any(isinstance(f, MODEL_FILTER_CONFIGS) for f in cfg.filters):
         tags.append(CROSS_ENCODER_TAG)
     return tags
 

@@ -211,10 +211,10 @@ class DenseMiner:
         return self.corpus_emb
 
     def _load_or_build_index(self, corpus_texts: list[str], seed: int) -> tuple[faiss.Index, dict]:
-        assert self.corpus_emb is not None
+        corpus_emb = self.encoded()
         icfg = self.cfg.index
         if icfg.type == "flat":  # building from cached embeddings is a copy: cheaper than reading a file
-            return build_index(self.corpus_emb, icfg, seed)
+            return build_index(corpus_emb, icfg, seed)
         from negforge.mining.fingerprint import texts_digest
 
         key = self.embedding_spec("corpus").key(texts_digest(corpus_texts))
@@ -232,7 +232,7 @@ class DenseMiner:
             info["loaded_from_cache"] = True
         else:
             # trained on CPU so the file on disk serves CPU and GPU workers alike
-            index, info = build_index(self.corpus_emb, icfg.model_copy(update={"gpu": "never"}), seed)
+            index, info = build_index(corpus_emb, icfg.model_copy(update={"gpu": "never"}), seed)
             folder.mkdir(parents=True, exist_ok=True)
             faiss.write_index(index, str(path) + ".tmp")
             Path(str(path) + ".tmp").replace(path)
@@ -249,9 +249,9 @@ class DenseMiner:
 
     def pair_scores(self, query_emb: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Scores of given corpus rows for one query (dot products of cached embeddings)."""
-        assert self.corpus_emb is not None
+        corpus_emb = self.encoded()
         if len(rows) == 0:
             return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.corpus_emb[np.asarray(rows)], dtype=np.float32) @ np.asarray(
+        return np.asarray(corpus_emb[np.asarray(rows)], dtype=np.float32) @ np.asarray(
             query_emb, dtype=np.float32
         )
